@@ -1,0 +1,41 @@
+//! Test support for the Wisp conformance workspace.
+//!
+//! It starts *real*, independently written Wisp servers (the pinned
+//! wisp-server-python and wisp-js installed by `scripts/install-servers.sh`
+//! into `<repo>/.tools/`) on loopback, and the loopback targets those servers
+//! connect to (a TCP echo, a UDP echo, a refused port and a TCP sink that never
+//! reads).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), String> {
+//! use wisp_testkit::{RealServer, ServerKind, TcpEcho};
+//!
+//! let server = RealServer::start(ServerKind::WispPython).await?;
+//! let echo = TcpEcho::start().await;
+//! println!("connect a Wisp client to {} and open a stream to {}", server.url(), echo.addr());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Every server process runs in its own process group, which is killed when
+//! the [`RealServer`] is dropped, or when the test process exits by any means.
+
+use std::path::PathBuf;
+
+mod install;
+mod server;
+mod targets;
+
+pub use install::ensure_installed;
+pub use server::{RealServer, ServerKind};
+pub use targets::{TcpEcho, TcpSink, UdpEcho, refused_port};
+
+/// The root of the Cargo workspace (the directory holding the root
+/// `Cargo.toml`, `scripts/` and `.tools/`).
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    match manifest_dir.parent() {
+        Some(parent) => parent.to_path_buf(),
+        None => manifest_dir,
+    }
+}

@@ -1,0 +1,214 @@
+//! Loopback targets for the streams that the servers open.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::task::{JoinHandle, JoinSet};
+
+/// Largest UDP payload over IPv4.
+const MAX_DATAGRAM: usize = 65_507;
+
+/// A TCP server on `127.0.0.1` that echoes every byte it receives on every
+/// connection, and half-closes its side once the peer has half-closed.
+///
+/// Must be started inside a tokio runtime; its tasks (the accept loop and all
+/// connections) are aborted when it is dropped.
+#[derive(Debug)]
+pub struct TcpEcho {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl TcpEcho {
+    /// Binds `127.0.0.1:0` and starts echoing.
+    ///
+    /// # Panics
+    ///
+    /// If binding a loopback port fails.
+    pub async fn start() -> TcpEcho {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind the TCP echo on 127.0.0.1:0");
+        let addr = listener.local_addr().expect("TCP echo local address");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
+        let task = tokio::spawn(async move {
+            let mut conns = JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        if let Ok((stream, _)) = accepted {
+                            counter.fetch_add(1, Ordering::Relaxed);
+                            conns.spawn(echo_tcp(stream));
+                        }
+                    }
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                }
+            }
+        });
+        TcpEcho {
+            addr,
+            connections,
+            task,
+        }
+    }
+
+    /// Where it listens (`127.0.0.1:P`).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How many connections it has accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for TcpEcho {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn echo_tcp(mut stream: TcpStream) {
+    let (mut reader, mut writer) = stream.split();
+    if tokio::io::copy(&mut reader, &mut writer).await.is_ok() {
+        let _ = writer.shutdown().await;
+    }
+}
+
+/// A UDP socket on `127.0.0.1` that sends every datagram it receives back to
+/// its sender: one datagram in, one identical datagram out.
+///
+/// Must be started inside a tokio runtime; its task is aborted when it is
+/// dropped.
+#[derive(Debug)]
+pub struct UdpEcho {
+    addr: SocketAddr,
+    datagrams: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl UdpEcho {
+    /// Binds `127.0.0.1:0` and starts echoing.
+    ///
+    /// # Panics
+    ///
+    /// If binding a loopback port fails.
+    pub async fn start() -> UdpEcho {
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind the UDP echo on 127.0.0.1:0");
+        let addr = socket.local_addr().expect("UDP echo local address");
+        let datagrams = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&datagrams);
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; MAX_DATAGRAM];
+            loop {
+                // Errors (such as ICMP port unreachable reported on a later
+                // receive) concern one peer only: keep serving.
+                if let Ok((len, peer)) = socket.recv_from(&mut buf).await {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    let _ = socket.send_to(&buf[..len], peer).await;
+                }
+            }
+        });
+        UdpEcho {
+            addr,
+            datagrams,
+            task,
+        }
+    }
+
+    /// Where it listens (`127.0.0.1:P`).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How many datagrams it has received (and echoed) so far.
+    pub fn datagrams(&self) -> usize {
+        self.datagrams.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A TCP server on `127.0.0.1` that accepts connections and never reads from
+/// them (nor writes, nor closes them while it lives), so that a sender fills
+/// the socket buffers: a target for back-pressure tests.
+///
+/// Must be started inside a tokio runtime; its task is aborted, and the
+/// accepted connections closed, when it is dropped.
+#[derive(Debug)]
+pub struct TcpSink {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl TcpSink {
+    /// Binds `127.0.0.1:0` and starts accepting.
+    ///
+    /// # Panics
+    ///
+    /// If binding a loopback port fails.
+    pub async fn start() -> TcpSink {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind the TCP sink on 127.0.0.1:0");
+        let addr = listener.local_addr().expect("TCP sink local address");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                if let Ok((stream, _)) = listener.accept().await {
+                    held.push(stream);
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        TcpSink {
+            addr,
+            connections,
+            task,
+        }
+    }
+
+    /// Where it listens (`127.0.0.1:P`).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How many connections it has accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for TcpSink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A `127.0.0.1` TCP port with nothing listening on it a moment ago (bind
+/// port 0, read the port, drop the listener): connecting to it is refused.
+///
+/// # Panics
+///
+/// If binding a loopback port fails.
+pub async fn refused_port() -> SocketAddr {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address")
+}
