@@ -1,0 +1,191 @@
+//! The WebSocket side: the transport traits the multiplexor is driven over, the
+//! tokio-websockets adapter, and [`connect`].
+//!
+//! A transport carries one Wisp packet per binary WebSocket message. The read half yields
+//! whole binary messages; text, ping and pong frames are skipped (the protocol does not
+//! define text frames, and deployed servers ignore them); a close frame ends the stream.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::stream::{SplitSink, SplitStream};
+use futures::{Sink, Stream, StreamExt};
+use http::{HeaderName, HeaderValue, Uri};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_websockets::{ClientBuilder, Limits, MaybeTlsStream, Message, WebSocketStream};
+
+use crate::WispError;
+
+/// The read half of a transport: one item per binary WebSocket message.
+pub trait TransportRead: Stream<Item = Result<Bytes, WispError>> + Send + Unpin + 'static {}
+
+impl<T> TransportRead for T where T: Stream<Item = Result<Bytes, WispError>> + Send + Unpin + 'static
+{}
+
+/// The write half of a transport: every item is sent as one binary WebSocket message;
+/// `poll_close` closes the WebSocket.
+pub trait TransportWrite: Sink<Bytes, Error = WispError> + Send + Unpin + 'static {}
+
+impl<T> TransportWrite for T where T: Sink<Bytes, Error = WispError> + Send + Unpin + 'static {}
+
+/// Splitting a duplex transport into the halves [`crate::ClientMux::new`] takes.
+pub trait TransportExt: TransportRead + TransportWrite + Sized {
+    /// Splits the transport. Both halves share the transport through a lock-free
+    /// two-party lock; the multiplexor polls them from one task, so they never contend.
+    fn split_fast(self) -> (SplitStream<Self>, SplitSink<Self, Bytes>) {
+        let (tx, rx) = StreamExt::split(self);
+        (rx, tx)
+    }
+}
+
+impl<T: TransportRead + TransportWrite> TransportExt for T {}
+
+/// A tokio-websockets [`WebSocketStream`] as a Wisp transport.
+#[derive(Debug)]
+pub struct TokioWebsocketsTransport<S>(pub WebSocketStream<S>);
+
+fn map_ws_error(e: tokio_websockets::Error) -> WispError {
+    match e {
+        tokio_websockets::Error::AlreadyClosed => WispError::WsImplSocketClosed,
+        other => WispError::ws(other),
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for TokioWebsocketsTransport<S> {
+    type Item = Result<Bytes, WispError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            let msg = match Pin::new(&mut self.0).poll_next(cx) {
+                Poll::Ready(Some(Ok(msg))) => msg,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(map_ws_error(e)))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            };
+            if msg.is_binary() {
+                return Poll::Ready(Some(Ok(msg.into_payload().into())));
+            }
+            if msg.is_close() {
+                return Poll::Ready(None);
+            }
+            if msg.is_text() {
+                tracing::debug!("ignoring a text WebSocket frame");
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for TokioWebsocketsTransport<S> {
+    type Error = WispError;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WispError>> {
+        Pin::new(&mut self.0).poll_ready(cx).map_err(map_ws_error)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Bytes) -> Result<(), WispError> {
+        Pin::new(&mut self.0)
+            .start_send(Message::binary(item))
+            .map_err(map_ws_error)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WispError>> {
+        Pin::new(&mut self.0).poll_flush(cx).map_err(map_ws_error)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WispError>> {
+        Pin::new(&mut self.0).poll_close(cx).map_err(map_ws_error)
+    }
+}
+
+/// The subprotocol value offered when v2 is wanted (the value itself is not specified;
+/// wisp-js sends this one).
+pub const WISP_V2_SUBPROTOCOL: &str = "wisp-v2";
+
+/// How [`connect`] opens the WebSocket.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ConnectOptions {
+    /// The `Sec-WebSocket-Protocol` value to offer. Draft 5+ servers speak v2 only when the
+    /// header is present; `None` sends no header (a v1 connection).
+    pub subprotocol: Option<String>,
+    /// Extra request headers (for example `Authorization` or `Origin`).
+    pub headers: Vec<(String, String)>,
+    /// The largest incoming WebSocket message accepted (`None`: the library default, 64 MiB).
+    pub max_message_size: Option<usize>,
+}
+
+impl ConnectOptions {
+    /// Options for a v1 connection: no subprotocol offered.
+    pub fn v1() -> Self {
+        Self::default()
+    }
+
+    /// Options for a v2 connection: offers `Sec-WebSocket-Protocol: wisp-v2`.
+    pub fn v2() -> Self {
+        Self {
+            subprotocol: Some(WISP_V2_SUBPROTOCOL.to_owned()),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a request header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the largest incoming WebSocket message accepted.
+    pub fn max_message_size(mut self, size: usize) -> Self {
+        self.max_message_size = Some(size);
+        self
+    }
+}
+
+/// An open WebSocket to a Wisp server, ready to be split and handed to
+/// [`crate::ClientMux::new`].
+#[derive(Debug)]
+pub struct Connection {
+    /// The WebSocket as a transport.
+    pub transport: TokioWebsocketsTransport<MaybeTlsStream<TcpStream>>,
+    /// The `Sec-WebSocket-Protocol` the server echoed, if any. The spec does not require
+    /// the echo, so its absence is not an error.
+    pub echoed_subprotocol: Option<String>,
+}
+
+/// Opens a WebSocket to a Wisp server URL (`ws://` or, with the `tls` feature, `wss://`).
+///
+/// The URL should end in `/`: Wisp servers use the trailing slash to tell Wisp from wsproxy
+/// requests.
+pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Connection, WispError> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| WispError::InvalidArgument(format!("invalid URL {url:?}: {e}")))?;
+    let mut builder = ClientBuilder::from_uri(uri);
+    if let Some(size) = options.max_message_size {
+        builder = builder.limits(Limits::default().max_payload_len(Some(size)));
+    }
+    let mut headers = Vec::new();
+    if let Some(p) = &options.subprotocol {
+        headers.push(("sec-websocket-protocol".to_owned(), p.clone()));
+    }
+    headers.extend(options.headers.iter().cloned());
+    for (name, value) in headers {
+        let name = HeaderName::try_from(name.as_str())
+            .map_err(|e| WispError::InvalidArgument(format!("header name {name:?}: {e}")))?;
+        let value = HeaderValue::try_from(value.as_str())
+            .map_err(|e| WispError::InvalidArgument(format!("header value {value:?}: {e}")))?;
+        builder = builder.add_header(name, value).map_err(map_ws_error)?;
+    }
+    let (ws, response) = builder.connect().await.map_err(map_ws_error)?;
+    let echoed_subprotocol = response
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok(Connection {
+        transport: TokioWebsocketsTransport(ws),
+        echoed_subprotocol,
+    })
+}
