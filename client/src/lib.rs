@@ -1,4 +1,73 @@
-//! placeholder
+//! A Wisp client multiplexor: many TCP and UDP streams over one WebSocket.
+//!
+//! [Wisp](https://github.com/MercuryWorkshop/wisp-protocol) is the protocol web proxies and
+//! in-browser network stacks (epoxy-tls, wisp-js, wisp-server-python) speak. This crate
+//! implements the client side of Wisp v1.2 and v2 (draft 6, and the older handshake orders
+//! deployed servers still use), with every v2 extension: UDP, password and Ed25519
+//! certificate authentication, MOTD and stream-open confirmation.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use futures::{SinkExt, StreamExt};
+//! use wisp_client::extensions::{MotdExtensionBuilder, UdpExtensionBuilder, WispV2Handshake};
+//! use wisp_client::proto::StreamType;
+//! use wisp_client::{ClientMux, MuxOptions, WispError};
+//!
+//! # async fn run() -> Result<(), WispError> {
+//! let handshake = WispV2Handshake::new([UdpExtensionBuilder.into(), MotdExtensionBuilder.into()]);
+//! let (mux, driver) = ClientMux::connect("ws://127.0.0.1:6001/", Some(handshake), MuxOptions::default())
+//!     .await?
+//!     .with_no_required_extensions();
+//! // The driver owns the WebSocket: nothing moves until it runs.
+//! tokio::spawn(driver);
+//!
+//! println!("v{}, downgraded: {}, MOTD: {:?}", mux.version(), mux.was_downgraded(), mux.motd());
+//!
+//! let mut stream = mux.new_stream(StreamType::TCP, "example.com", 80).await?;
+//! stream.send(Bytes::from_static(b"GET / HTTP/1.0\r\nHost: example.com\r\n\r\n")).await?;
+//! while let Some(chunk) = stream.next().await {
+//!     print!("{}", String::from_utf8_lossy(&chunk?));
+//! }
+//! println!("closed with {:?}", stream.get_close_reason());
+//! mux.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Streams are also byte streams: [`MuxStream::into_tokio_io`] gives a tokio
+//! `AsyncRead + AsyncBufRead + AsyncWrite` (for `tokio::io::copy`, TLS connectors, hyper), and
+//! [`MuxStream::into_async_rw`] the futures-io equivalent.
+//!
+//! # Design
+//!
+//! The protocol lives in [`proto`], a sans-IO core: [`proto::ClientConnection`] takes
+//! WebSocket messages and time in and gives packets and events out, with no tokio, socket or
+//! clock inside. [`ClientMux::new`] runs the handshake, then returns the mux handle and one
+//! driver future ([`MultiplexorActorFuture`]) that owns the WebSocket. Streams write through
+//! the core (which enforces credit) and wake the driver, which batches queued packets into
+//! one flush.
+//!
+//! # Behaviour worth knowing
+//!
+//! - **Versions.** `None` as handshake speaks v1. `Some` speaks v2 and accepts three server
+//!   orders: INFO then (after the client INFO) CONTINUE (draft 6), INFO then an immediate
+//!   CONTINUE (drafts 4–5), and CONTINUE then INFO (drafts 1–3, wisp-mux 5.x; the client waits
+//!   [`MuxOptions::legacy_info_wait`] for that INFO). A server that only sends CONTINUE is v1:
+//!   [`ClientMux::was_downgraded`] is then true. A late INFO on a v1 connection is ignored.
+//! - **Flow control.** Each TCP stream starts with the handshake credit; one DATA packet takes
+//!   one credit on every write path; a CONTINUE sets (not adds to) the credit. UDP is never
+//!   flow-controlled. Payloads longer than [`MuxOptions::max_payload_len`] are split.
+//! - **Close.** Dropping both halves of an open stream sends CLOSE 0x02. Data that arrived
+//!   before a CLOSE is read before the end of the stream. CLOSE reasons are an open code
+//!   space ([`proto::CloseReason`]): unknown values are kept, never fatal. CLOSE on stream 0 or
+//!   the end of the WebSocket ends every stream with the error that says why.
+//! - **Hostile input.** Truncated packets end the connection with
+//!   [`WispError::MalformedPacket`]; unknown packet types, text frames, packets for unknown
+//!   streams and INFO after the handshake are ignored. Nothing a server sends can panic
+//!   the client, and every wait (handshake, stream confirmation, close) is bounded.
+
 pub mod error;
 pub mod extensions;
 mod mux;
@@ -8,4 +77,6 @@ pub mod transport;
 
 pub use error::WispError;
 pub use mux::{ClientMux, MultiplexorActorFuture, MuxOptions, MuxResult};
-pub use stream::{MuxStream, MuxStreamAsyncRW, MuxStreamRead, MuxStreamTokioIo, MuxStreamWrite, StreamEnd};
+pub use stream::{
+    MuxStream, MuxStreamAsyncRW, MuxStreamRead, MuxStreamTokioIo, MuxStreamWrite, StreamEnd,
+};

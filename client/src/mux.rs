@@ -19,6 +19,7 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::oneshot;
 
+use crate::WispError;
 use crate::extensions::WispV2Handshake;
 use crate::proto::{
     ClientConnection, CloseReason, ConnectionConfig, Event, ExtensionId, Initiator, Negotiated,
@@ -26,7 +27,6 @@ use crate::proto::{
 };
 use crate::stream::{MuxStream, StreamEnd};
 use crate::transport::{ConnectOptions, TransportExt, TransportRead, TransportWrite, connect};
-use crate::WispError;
 
 /// The future that drives a multiplexor. The caller must spawn (or otherwise poll) it:
 /// nothing moves until it runs. It resolves when the connection ends: `Ok(())` after a local
@@ -287,7 +287,9 @@ pub struct MuxResult {
 
 impl std::fmt::Debug for MuxResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MuxResult").field("mux", &self.mux).finish_non_exhaustive()
+        f.debug_struct("MuxResult")
+            .field("mux", &self.mux)
+            .finish_non_exhaustive()
     }
 }
 
@@ -313,7 +315,8 @@ impl MuxResult {
         if missing.is_empty() {
             return Ok((self.mux, self.actor));
         }
-        self.mux.close_now(Some(CloseReason::EXTENSIONS_INCOMPATIBLE));
+        self.mux
+            .close_now(Some(CloseReason::EXTENSIONS_INCOMPATIBLE));
         let _ = self.actor.await;
         Err(WispError::ExtensionsNotSupported(missing))
     }
@@ -366,6 +369,7 @@ impl ClientMux {
     ///
     /// For v2, the WebSocket must have been opened with a `Sec-WebSocket-Protocol` header
     /// (draft 5+ servers speak v2 only then); [`ClientMux::connect`] does that.
+    #[allow(clippy::new_ret_no_self)] // the familiar wisp-mux signature
     pub async fn new<R: TransportRead, W: TransportWrite>(
         rx: R,
         tx: W,
@@ -385,15 +389,13 @@ impl ClientMux {
         while conn.is_handshaking() {
             flush_transmit(&mut conn, &mut tx).await?;
             let next = match conn.poll_timeout() {
-                Some(deadline) => {
-                    match tokio::time::timeout_at(deadline.into(), rx.next()).await {
-                        Ok(next) => next,
-                        Err(_) => {
-                            conn.handle_timeout(now());
-                            continue;
-                        }
+                Some(deadline) => match tokio::time::timeout_at(deadline.into(), rx.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        conn.handle_timeout(now());
+                        continue;
                     }
-                }
+                },
                 None => rx.next().await,
             };
             match next {
@@ -479,7 +481,11 @@ impl ClientMux {
     }
 
     fn extension_ids(&self) -> Vec<u8> {
-        self.negotiated.extensions.iter().map(|e| e.id().0).collect()
+        self.negotiated
+            .extensions
+            .iter()
+            .map(|e| e.id().0)
+            .collect()
     }
 
     /// The server's message of the day, when the MOTD extension was agreed.

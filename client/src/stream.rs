@@ -89,7 +89,7 @@ impl StreamRef {
 /// A Wisp stream: a `Stream` of received payloads and a `Sink` of payloads to send.
 ///
 /// Reading yields the payloads in arrival order, then ends: `None` after a CLOSE (the
-/// reason is in [`MuxStream::close_reason`]), or one `Err` with the connection's error
+/// reason is in [`MuxStream::get_close_reason`]), or one `Err` with the connection's error
 /// when the whole connection ended.
 pub struct MuxStream {
     read: MuxStreamRead,
@@ -324,7 +324,11 @@ impl MuxStreamWrite {
         buf: &[u8],
     ) -> Poll<Result<usize, WispError>> {
         let mut state = self.stream.shared.lock();
-        if let Some(end) = state.streams.get(&self.stream.id).and_then(|s| s.end.as_ref()) {
+        if let Some(end) = state
+            .streams
+            .get(&self.stream.id)
+            .and_then(|s| s.end.as_ref())
+        {
             return Poll::Ready(Err(write_error(end)));
         }
         match state.conn.send_data(self.stream.id, buf) {
@@ -346,7 +350,11 @@ impl MuxStreamWrite {
             return Poll::Ready(Ok(()));
         };
         let mut state = self.stream.shared.lock();
-        if let Some(end) = state.streams.get(&self.stream.id).and_then(|s| s.end.as_ref()) {
+        if let Some(end) = state
+            .streams
+            .get(&self.stream.id)
+            .and_then(|s| s.end.as_ref())
+        {
             let e = write_error(end);
             self.pending = None;
             return Poll::Ready(Err(e));
@@ -461,12 +469,10 @@ impl IoState {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        self.write
-            .poll_write_slice(cx, buf)
-            .map_err(|e| match e {
-                WispError::StreamAlreadyClosed => io::Error::new(io::ErrorKind::BrokenPipe, e),
-                other => io::Error::other(other),
-            })
+        self.write.poll_write_slice(cx, buf).map_err(|e| match e {
+            WispError::StreamAlreadyClosed => io::Error::new(io::ErrorKind::BrokenPipe, e),
+            other => io::Error::other(other),
+        })
     }
 
     fn poll_close(&mut self) -> Poll<io::Result<()>> {

@@ -265,7 +265,12 @@ pub(crate) fn need(
     field: &'static str,
 ) -> Result<(), DecodeError> {
     if buf.len() < needed {
-        Err(DecodeError::truncated(packet_type, field, needed, buf.len()))
+        Err(DecodeError::truncated(
+            packet_type,
+            field,
+            needed,
+            buf.len(),
+        ))
     } else {
         Ok(())
     }
@@ -273,7 +278,12 @@ pub(crate) fn need(
 
 impl Packet {
     /// A CONNECT packet.
-    pub fn connect(stream_id: u32, stream_type: StreamType, host: impl Into<String>, port: u16) -> Self {
+    pub fn connect(
+        stream_id: u32,
+        stream_type: StreamType,
+        host: impl Into<String>,
+        port: u16,
+    ) -> Self {
         Self {
             stream_id,
             body: PacketBody::Connect(ConnectPacket {

@@ -612,8 +612,8 @@ impl ClientConnection {
         }
         let authenticated = password_answered || cert_answered;
         if let Some(mask) = cert_unusable_mask {
-            let cert_demanded = v2.required.contains(&ExtensionId::CERT_AUTH)
-                || (cert_required && !authenticated);
+            let cert_demanded =
+                v2.required.contains(&ExtensionId::CERT_AUTH) || (cert_required && !authenticated);
             if cert_demanded {
                 self.reject(CloseReason::EXTENSIONS_INCOMPATIBLE);
                 return self.fail(WispError::CertAuthExtensionCertTypeInvalid(mask));
@@ -717,7 +717,9 @@ impl ClientConnection {
         let confirm =
             negotiated.has(ExtensionId::STREAM_CONFIRMATION) && stream_type.is_flow_controlled();
         let credit = negotiated.initial_credit;
-        let id = self.next_stream_id.ok_or(WispError::MaxStreamCountReached)?;
+        let id = self
+            .next_stream_id
+            .ok_or(WispError::MaxStreamCountReached)?;
         self.next_stream_id = id.checked_add(1);
         let phase = if confirm {
             StreamPhase::Opening {
@@ -744,7 +746,10 @@ impl ClientConnection {
     /// to retry. An empty `data` sends an empty DATA packet.
     pub fn send_data(&mut self, id: u32, data: &[u8]) -> Result<Option<usize>, WispError> {
         self.check_usable()?;
-        let stream = self.streams.get_mut(&id).ok_or(WispError::StreamAlreadyClosed)?;
+        let stream = self
+            .streams
+            .get_mut(&id)
+            .ok_or(WispError::StreamAlreadyClosed)?;
         if matches!(stream.phase, StreamPhase::Opening { .. }) {
             return Ok(None);
         }
@@ -827,7 +832,8 @@ impl ClientConnection {
 
     fn fail(&mut self, error: WispError) {
         self.streams.clear();
-        self.events.push_back(Event::ConnectionClosed(error.clone()));
+        self.events
+            .push_back(Event::ConnectionClosed(error.clone()));
         self.phase = Phase::Closed(error);
     }
 }

@@ -223,7 +223,8 @@ impl PasswordClientRecord {
             id: ExtensionId::PASSWORD,
             reason,
         };
-        let ulen = u8::try_from(self.username.len()).map_err(|_| too_long("username longer than 255 bytes"))?;
+        let ulen = u8::try_from(self.username.len())
+            .map_err(|_| too_long("username longer than 255 bytes"))?;
         let mut out = BytesMut::with_capacity(3 + self.username.len() + self.password.len());
         out.put_u8(ulen);
         if layout == PasswordLayout::Draft5 {

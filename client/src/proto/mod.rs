@@ -8,8 +8,8 @@ mod conn;
 mod info;
 
 pub use codec::{
-    ConnectPacket, DecodeError, DecodeErrorKind, HEADER_LEN, Packet, PacketBody, PacketType,
-    StreamType, encode_data, CloseReason,
+    CloseReason, ConnectPacket, DecodeError, DecodeErrorKind, HEADER_LEN, Packet, PacketBody,
+    PacketType, StreamType, encode_data,
 };
 pub use conn::{
     ClientConnection, ConnectionConfig, Event, Initiator, Negotiated, NegotiatedExtension,
