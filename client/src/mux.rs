@@ -413,6 +413,8 @@ impl ClientMux {
             .await;
             return Err(error);
         }
+        // A client INFO answering a drafts 1-3 server goes out now, not when the driver starts.
+        flush_transmit(&mut conn, &mut tx).await?;
         let negotiated = Arc::new(conn.negotiated().cloned().ok_or(WispError::MuxTaskEnded)?);
         while let Some(_event) = conn.poll_event() {}
         let shared = Arc::new(Shared {

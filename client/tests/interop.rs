@@ -52,11 +52,19 @@ struct Session {
 
 async fn session(target: Target) -> Session {
     wisp_testkit::ensure_installed().expect("installing the pinned servers");
-    let server = RealServer::start(target.kind()).await.expect("starting the server");
-    let (mux, driver) = ClientMux::connect(&server.url(), target.handshake(), MuxOptions::default())
+    let server = RealServer::start(target.kind())
         .await
-        .unwrap_or_else(|e| panic!("handshake with {target:?} failed: {e}\n{}", server.log_tail()))
-        .with_no_required_extensions();
+        .expect("starting the server");
+    let (mux, driver) =
+        ClientMux::connect(&server.url(), target.handshake(), MuxOptions::default())
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "handshake with {target:?} failed: {e}\n{}",
+                    server.log_tail()
+                )
+            })
+            .with_no_required_extensions();
     match target {
         Target::JsV2 => {
             assert_eq!(mux.version(), WispVersion::V2);
@@ -97,7 +105,10 @@ async fn tcp_echo(#[case] target: Target) {
         let echo = TcpEcho::start().await;
         let (host, port) = host_port(echo.addr());
         let mut stream = s.mux.new_stream(StreamType::TCP, host, port).await.unwrap();
-        stream.send(Bytes::from_static(b"hello wisp")).await.unwrap();
+        stream
+            .send(Bytes::from_static(b"hello wisp"))
+            .await
+            .unwrap();
         let mut got = Vec::new();
         while got.len() < 10 {
             got.extend_from_slice(&stream.next().await.unwrap().unwrap());
@@ -178,7 +189,11 @@ async fn thirty_two_concurrent_streams(#[case] target: Target) {
         let (host, port) = host_port(echo.addr());
         let mut tasks = Vec::new();
         for n in 0..32u32 {
-            let stream = s.mux.new_stream(StreamType::TCP, &host, port).await.unwrap();
+            let stream = s
+                .mux
+                .new_stream(StreamType::TCP, &host, port)
+                .await
+                .unwrap();
             assert_eq!(stream.get_stream_id(), n + 1, "ids are sequential from 1");
             tasks.push(tokio::spawn(async move {
                 let mut io = stream.into_tokio_io();
@@ -212,7 +227,10 @@ async fn refused_connect_reports_the_server_close_reason(
         let s = session(target).await;
         let (host, port) = host_port(refused_port().await);
         let mut stream = s.mux.new_stream(StreamType::TCP, host, port).await.unwrap();
-        assert!(stream.next().await.is_none(), "the stream ends without data");
+        assert!(
+            stream.next().await.is_none(),
+            "the stream ends without data"
+        );
         assert_eq!(stream.get_close_reason(), Some(reason));
         assert!(matches!(
             stream.end(),
@@ -225,7 +243,10 @@ async fn refused_connect_reports_the_server_close_reason(
         let echo = TcpEcho::start().await;
         let (host, port) = host_port(echo.addr());
         let mut again = s.mux.new_stream(StreamType::TCP, host, port).await.unwrap();
-        again.send(Bytes::from_static(b"still alive")).await.unwrap();
+        again
+            .send(Bytes::from_static(b"still alive"))
+            .await
+            .unwrap();
         assert_eq!(&again.next().await.unwrap().unwrap()[..], b"still alive");
     })
     .await;
@@ -241,10 +262,11 @@ async fn wisp_js_v2_motd_is_negotiated() {
         .await
         .unwrap();
         let handshake = WispV2Handshake::new([MotdExtensionBuilder.into()]);
-        let (mux, driver) = ClientMux::connect(&server.url(), Some(handshake), MuxOptions::default())
-            .await
-            .unwrap()
-            .with_no_required_extensions();
+        let (mux, driver) =
+            ClientMux::connect(&server.url(), Some(handshake), MuxOptions::default())
+                .await
+                .unwrap()
+                .with_no_required_extensions();
         let driver = tokio::spawn(driver);
         assert_eq!(mux.motd(), Some("hello from wisp-js"));
         assert_eq!(mux.get_extension_ids(), vec![ExtensionId::MOTD.0]);
@@ -260,10 +282,11 @@ async fn v2_client_is_downgraded_by_wisp_python() {
         wisp_testkit::ensure_installed().unwrap();
         let server = RealServer::start(ServerKind::WispPython).await.unwrap();
         let handshake = WispV2Handshake::new([UdpExtensionBuilder.into()]);
-        let (mux, driver) = ClientMux::connect(&server.url(), Some(handshake), MuxOptions::default())
-            .await
-            .unwrap()
-            .with_no_required_extensions();
+        let (mux, driver) =
+            ClientMux::connect(&server.url(), Some(handshake), MuxOptions::default())
+                .await
+                .unwrap()
+                .with_no_required_extensions();
         let driver = tokio::spawn(driver);
         assert!(mux.was_downgraded());
         assert_eq!(mux.version(), WispVersion::V1);
@@ -272,7 +295,10 @@ async fn v2_client_is_downgraded_by_wisp_python() {
         let echo = TcpEcho::start().await;
         let (host, port) = host_port(echo.addr());
         let mut stream = mux.new_stream(StreamType::TCP, host, port).await.unwrap();
-        stream.send(Bytes::from_static(b"v1 after all")).await.unwrap();
+        stream
+            .send(Bytes::from_static(b"v1 after all"))
+            .await
+            .unwrap();
         assert_eq!(&stream.next().await.unwrap().unwrap()[..], b"v1 after all");
         mux.close().await.unwrap();
         driver.await.unwrap().unwrap();

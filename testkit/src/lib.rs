@@ -25,6 +25,7 @@ use std::path::PathBuf;
 mod install;
 mod server;
 mod targets;
+pub mod vtime;
 
 pub use install::ensure_installed;
 pub use server::{RealServer, ServerKind};
