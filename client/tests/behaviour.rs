@@ -254,7 +254,7 @@ async fn io_adapters_honour_credit_and_split_payloads() {
     );
     peer.send(Packet::continue_(a, 1)).await;
     peer.send(Packet::continue_(b, 1)).await;
-    let mut rest = vec![peer.recv().await, peer.recv().await];
+    let mut rest = [peer.recv().await, peer.recv().await];
     rest.sort_by_key(|p| p.stream_id);
     assert_eq!(data_of(&rest[0]), b"0123");
     assert_eq!(data_of(&rest[1]), b"MNOP");
@@ -262,11 +262,11 @@ async fn io_adapters_honour_credit_and_split_payloads() {
     let mut f = futures_writer.await.unwrap();
     t.shutdown().await.unwrap();
     f.close().await.unwrap();
-    let mut closes = vec![peer.recv().await, peer.recv().await];
+    let mut closes = [peer.recv().await, peer.recv().await];
     closes.sort_by_key(|p| p.stream_id);
     assert_eq!(
         closes,
-        vec![
+        [
             Packet::close(a, CloseReason::VOLUNTARY),
             Packet::close(b, CloseReason::VOLUNTARY)
         ]
