@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace on a fresh machine: installs what the tests need
+# (the pinned wisp-server-python and wisp-js from PyPI/npm, into .tools/), then the
+# formatting, lint and documentation checks, all unit/integration/doc tests (interop
+# against the real servers included) and the benchmark's smoke mode.
+#
+# This is exactly what CI runs (.ci/run calls this script).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing the pinned third-party Wisp servers (wisp-python 0.9.0, wisp-js 0.5.0)"
+bash scripts/install-servers.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo doc (rustdoc warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+step "cargo test (unit, integration, interop, conformance cases, doc tests)"
+# insta never writes snapshots when CI is set: a changed trace fails the run.
+CI="${CI:-true}" cargo test --workspace --locked
+
+if [[ -f bench/Cargo.toml ]]; then
+  step "benchmark smoke run (correctness and loss checks, not timings)"
+  cargo run -p wisp-bench --release --locked -- --smoke
+fi
+
+step "all tests passed"
