@@ -541,7 +541,7 @@ impl ClientMux {
                 },
             );
             state.user_refs += 1;
-            let confirmation = if state.conn.is_blocked(id) && !state.conn.is_queue_full() {
+            let confirmation = if state.conn.is_opening(id) {
                 let (tx, rx) = oneshot::channel();
                 state.opening.insert(id, tx);
                 Some(rx)

@@ -298,6 +298,18 @@ async fn no_lost_wakeups_with_one_credit_at_a_time() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_tcp_stream_opens_without_credit_and_writes_wait_for_it() {
+    let (mut peer, mux, _driver) = v1_session(0, MuxOptions::default()).await;
+    let mut stream = mux.new_stream(StreamType::TCP, "h", 1).await.unwrap();
+    let id = expect_connect(&mut peer).await;
+    let writer = tokio::spawn(async move { stream.send(Bytes::from_static(b"x")).await });
+    peer.expect_nothing(Duration::from_secs(5)).await;
+    peer.send(Packet::continue_(id, 1)).await;
+    assert_eq!(data_of(&peer.recv().await), b"x");
+    writer.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn udp_ignores_credit() {
     let (mut peer, mux, _driver) = v1_session(0, MuxOptions::default()).await;
     let mut stream = mux.new_stream(StreamType::UDP, "h", 53).await.unwrap();

@@ -781,6 +781,13 @@ impl ClientConnection {
         }
     }
 
+    /// Whether stream `id` waits for its open confirmation.
+    pub fn is_opening(&self, id: u32) -> bool {
+        self.streams
+            .get(&id)
+            .is_some_and(|s| matches!(s.phase, StreamPhase::Opening { .. }))
+    }
+
     /// Whether the transport queue is over its limit.
     pub fn is_queue_full(&self) -> bool {
         self.queued_bytes >= self.config.max_queued_bytes
