@@ -1,0 +1,248 @@
+//! Builders that turn a structured [`PacketSpec`] into the bytes of one WebSocket message.
+//!
+//! Standard packets are encoded with the client crate's codec (as h2-support reuses h2's);
+//! INFO is written field by field here so records can carry a wrong length, and unknown
+//! packet types and trailing bytes are appended by hand. Golden vectors from the protocol
+//! reference (§1.4, §4.4, §8) pin the output, so a bug shared by the codec and the mock
+//! cannot pass unseen.
+
+use std::collections::HashMap;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use wisp_client::proto::{
+    CertAuthServerRecord, CloseReason, ConnectPacket, Packet, PacketBody, PacketType, PasswordServerRecord,
+    StreamType,
+};
+
+use crate::scenario::{Challenge, PacketSpec, ServerExtension, parse_version};
+use crate::values::StreamRef;
+
+/// A challenge the mock put in a certificate-auth record.
+#[derive(Clone, Debug)]
+pub struct SentChallenge {
+    /// The challenge bytes.
+    pub bytes: Bytes,
+    /// Whether they are random (and must be masked in traces).
+    pub random: bool,
+}
+
+/// One built message.
+#[derive(Clone, Debug)]
+pub struct Built {
+    /// The WebSocket message.
+    pub bytes: Bytes,
+    /// The challenge, when the packet is an INFO with a certificate-auth record.
+    pub challenge: Option<SentChallenge>,
+}
+
+/// Resolves a stream reference against the aliases bound so far.
+pub fn resolve_stream(stream: &StreamRef, aliases: &HashMap<String, u32>) -> Result<u32, String> {
+    match stream {
+        StreamRef::Id(id) => Ok(*id),
+        StreamRef::Alias(a) => aliases.get(a).copied().ok_or_else(|| {
+            format!("stream alias {a:?} is not bound yet: an `expect` of the client's CONNECT binds it")
+        }),
+    }
+}
+
+/// Fills `buf` with OS randomness.
+pub fn random_bytes(len: usize) -> Result<Bytes, String> {
+    let mut buf = vec![0u8; len];
+    getrandom::fill(&mut buf).map_err(|e| format!("getrandom failed: {e}"))?;
+    Ok(Bytes::from(buf))
+}
+
+/// Builds the message for `spec`.
+pub fn build(spec: &PacketSpec, aliases: &HashMap<String, u32>) -> Result<Built, String> {
+    let stream_id = resolve_stream(&spec.stream, aliases)?;
+    let payload = || -> Bytes {
+        if let Some(t) = &spec.text {
+            Bytes::copy_from_slice(t.as_bytes())
+        } else if let Some(h) = &spec.hex {
+            h.0.clone()
+        } else {
+            Bytes::new()
+        }
+    };
+    let mut challenge = None;
+    let mut out = BytesMut::new();
+    match spec.packet_type.0 {
+        PacketType::CONNECT => {
+            let packet = Packet {
+                stream_id,
+                body: PacketBody::Connect(ConnectPacket {
+                    stream_type: spec.stream_type.map(|s| s.0).unwrap_or(StreamType::TCP),
+                    port: spec.port.unwrap_or(0),
+                    host: spec.host.clone().unwrap_or_default(),
+                }),
+            };
+            packet.encode(&mut out);
+        }
+        PacketType::DATA => Packet::data(stream_id, payload()).encode(&mut out),
+        PacketType::CONTINUE => {
+            Packet::continue_(stream_id, spec.credit.unwrap_or(0)).encode(&mut out)
+        }
+        PacketType::CLOSE => {
+            let reason = spec.reason.map(|r| r.0).unwrap_or(CloseReason(0));
+            Packet::close(stream_id, reason).encode(&mut out)
+        }
+        PacketType::INFO => {
+            let (major, minor) = parse_version(spec.version.as_deref().unwrap_or("2.0"))?;
+            out.put_u8(PacketType::INFO.0);
+            out.put_u32_le(stream_id);
+            out.put_u8(major);
+            out.put_u8(minor);
+            for ext in &spec.extensions {
+                let (id, data, len) = match ext {
+                    ServerExtension::Udp => (1u8, Bytes::new(), None),
+                    ServerExtension::Password(p) => (
+                        2,
+                        PasswordServerRecord {
+                            required: p.required,
+                        }
+                        .encode(),
+                        None,
+                    ),
+                    ServerExtension::CertAuth(c) => {
+                        let (bytes, random) = match &c.challenge {
+                            Challenge::Random => (random_bytes(64)?, true),
+                            Challenge::Fixed(h) => (h.0.clone(), false),
+                        };
+                        challenge = Some(SentChallenge {
+                            bytes: bytes.clone(),
+                            random,
+                        });
+                        let record = CertAuthServerRecord {
+                            required: c.required,
+                            algorithms: c.algorithms,
+                            challenge: bytes,
+                        };
+                        (3, record.encode(), None)
+                    }
+                    ServerExtension::Motd(text) => {
+                        (4, Bytes::copy_from_slice(text.as_bytes()), None)
+                    }
+                    ServerExtension::StreamConfirmation => (5, Bytes::new(), None),
+                    ServerExtension::Raw(r) => (r.id, r.hex.0.clone(), r.len),
+                };
+                out.put_u8(id);
+                let len = len.unwrap_or_else(|| u32::try_from(data.len()).unwrap_or(u32::MAX));
+                out.put_u32_le(len);
+                out.put_slice(&data);
+            }
+        }
+        other => {
+            out.put_u8(other.0);
+            out.put_u32_le(stream_id);
+            out.put_slice(&payload());
+        }
+    }
+    if let Some(t) = &spec.trailing_hex {
+        out.put_slice(&t.0);
+    }
+    Ok(Built {
+        bytes: out.freeze(),
+        challenge,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use wisp_client::proto::{PasswordClientRecord, PasswordLayout};
+
+    use super::*;
+
+    fn spec(yaml: &str) -> PacketSpec {
+        match serde_saphyr::from_str(yaml) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn hex_of(text: &str) -> Vec<u8> {
+        let compact: String = text.split_whitespace().collect();
+        hex::decode(compact).expect("golden hex")
+    }
+
+    /// wisp-protocol.md §1.4 (worked encodings) and §8 (first frames of real servers).
+    #[rstest]
+    #[case::connect_1_4(
+        "{type: CONNECT, stream: 1, stream_type: tcp, host: example.com, port: 443}",
+        "01 01 00 00 00 | 01 | bb 01 | 65 78 61 6d 70 6c 65 2e 63 6f 6d"
+    )]
+    #[case::data_1_4("{type: DATA, stream: 1, text: hi}", "02 01 00 00 00 | 68 69")]
+    #[case::continue_1_4("{type: CONTINUE, stream: 0, credit: 128}", "03 00 00 00 00 | 80 00 00 00")]
+    #[case::close_1_4("{type: CLOSE, stream: 1, reason: 0x02}", "04 01 00 00 00 | 02")]
+    #[case::close_by_name("{type: CLOSE, stream: 1, reason: VOLUNTARY}", "04 01 00 00 00 02")]
+    #[case::info_1_4(
+        "{type: INFO, version: \"2.0\", extensions: [udp, {motd: hi}]}",
+        "05 00 00 00 00 | 02 00 | 01 00 00 00 00 | 04 02 00 00 00 68 69"
+    )]
+    #[case::wisp_js_info_8("{type: INFO, extensions: [udp]}", "05 00000000 0200 01 00000000")]
+    #[case::wisp_js_motd_8(
+        "{type: INFO, extensions: [udp, {motd: hello}]}",
+        "05 00000000 0200 01 00000000 04 05000000 68656c6c6f"
+    )]
+    #[case::wisp_mux_password_8(
+        "{type: INFO, extensions: [udp, {raw: {id: 2, hex: \"000000\"}}]}",
+        "05 00000000 0200 01 00000000 02 03000000 000000"
+    )]
+    #[case::python_continue_8("{type: CONTINUE, credit: 128}", "03 00000000 80000000")]
+    #[case::password_required(
+        "{type: INFO, extensions: [{password: {required: true}}]}",
+        "05 00000000 0200 02 01000000 01"
+    )]
+    #[case::cert_fixed_challenge(
+        "{type: INFO, extensions: [{cert_auth: {required: true, algorithms: 1, challenge: \"aabb\"}}]}",
+        "05 00000000 0200 03 04000000 01 01 aabb"
+    )]
+    #[case::oversized_record(
+        "{type: INFO, extensions: [{raw: {id: 4, hex: \"68\", len: 100}}]}",
+        "05 00000000 0200 04 64000000 68"
+    )]
+    #[case::unknown_type("{type: 0x07, stream: 3, hex: \"ff\"}", "07 03000000 ff")]
+    #[case::close_trailing(
+        "{type: CLOSE, stream: 1, reason: 2, trailing_hex: \"aa bb\"}",
+        "04 01000000 02 aabb"
+    )]
+    fn builders_match_golden_bytes(#[case] yaml: &str, #[case] golden: &str) {
+        let built = build(&spec(yaml), &HashMap::new()).expect("builds");
+        assert_eq!(
+            hex::encode(&built.bytes),
+            hex::encode(hex_of(&golden.replace('|', " ")))
+        );
+    }
+
+    #[test]
+    fn random_challenge_is_64_bytes_and_record_is_66() {
+        let built = build(
+            &spec("{type: INFO, extensions: [{cert_auth: {}}]}"),
+            &HashMap::new(),
+        )
+        .expect("builds");
+        // 5 header + 2 version + 5 record header + 66 metadata (wisp-protocol.md §4.4).
+        assert_eq!(built.bytes.len(), 5 + 2 + 5 + 66);
+        assert_eq!(built.bytes[8..12], [0x42, 0, 0, 0]);
+        let c = built.challenge.expect("challenge");
+        assert!(c.random);
+        assert_eq!(c.bytes.len(), 64);
+    }
+
+    /// §4.4: the client password records for bob/pw in both layouts.
+    #[rstest]
+    #[case::draft6(PasswordLayout::Draft6, "03 62 6f 62 70 77")]
+    #[case::draft5(PasswordLayout::Draft5, "03 02 00 62 6f 62 70 77")]
+    fn password_records_match_golden_bytes(#[case] layout: PasswordLayout, #[case] golden: &str) {
+        let record = PasswordClientRecord::decode(&hex_of(golden), layout).expect("decodes");
+        assert_eq!(record.username, "bob");
+        assert_eq!(record.password, "pw");
+    }
+
+    #[test]
+    fn unbound_alias_is_an_error() {
+        let err = build(&spec("{type: DATA, stream: s1, text: x}"), &HashMap::new())
+            .expect_err("unbound");
+        assert!(err.contains("not bound"), "{err}");
+    }
+}

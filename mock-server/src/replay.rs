@@ -1,0 +1,615 @@
+//! The replay engine: accepts one WebSocket client on a real socket and plays the server
+//! script step by step, recording everything into a [`Trace`].
+//!
+//! Each waiting step is bounded. An `expect` that times out is a failure, never a close: a
+//! hang and an orderly close stay distinct. A failing step stops the script, records why
+//! (step index, expected alternatives, what arrived, decoded and in hex) and drops the
+//! connection so the client ends promptly.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use http::{HeaderName, HeaderValue};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_websockets::{CloseCode, Message, ServerBuilder, WebSocketStream};
+
+use crate::frames::build;
+use crate::pattern::{describe, match_pattern};
+use crate::scenario::{Case, Pattern, ServerOptions, ServerStep};
+use crate::trace::{Direction, RenderCtx, SharedTrace, Trace};
+
+/// The script the mock plays, with its options.
+#[derive(Clone, Debug)]
+pub struct Script {
+    /// The steps, in order.
+    pub steps: Vec<ServerStep>,
+    /// Options.
+    pub options: ServerOptions,
+    /// Public keys the scenario names (shown by name in traces).
+    pub keys: Vec<(String, ed25519_dalek::VerifyingKey)>,
+}
+
+impl Script {
+    /// The server part of a case.
+    pub fn from_case(case: &Case) -> Self {
+        let mut keys = Vec::new();
+        for step in &case.file.server {
+            match &step.value {
+                ServerStep::Send(p) => {
+                    for ext in &p.extensions {
+                        if let crate::scenario::ServerExtension::CertAuth(c) = ext
+                            && let Some(k) = &c.verifying_key
+                        {
+                            keys.push(k.clone());
+                        }
+                    }
+                }
+                ServerStep::Expect(p) => {
+                    let alts: Vec<&Pattern> = match &p.one_of {
+                        Some(a) => a.iter().collect(),
+                        None => vec![p],
+                    };
+                    for a in alts {
+                        if let Some(c) = &a.cert_auth
+                            && let Some(k) = &c.verifying_key
+                        {
+                            keys.push(k.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        keys.dedup_by(|a, b| a.0 == b.0);
+        Self {
+            steps: case.file.server.iter().map(|s| s.value.clone()).collect(),
+            options: case.file.server_options.clone(),
+            keys,
+        }
+    }
+}
+
+/// Why the script failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepFailure {
+    /// The step index (`None`: before the first step, e.g. no client connected).
+    pub step: Option<usize>,
+    /// What the step wanted.
+    pub expected: String,
+    /// What happened instead.
+    pub got: String,
+}
+
+impl fmt::Display for StepFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.step {
+            Some(i) => write!(f, "server step #{i}: expected {}; got {}", self.expected, self.got),
+            None => write!(f, "mock server: expected {}; got {}", self.expected, self.got),
+        }
+    }
+}
+
+impl std::error::Error for StepFailure {}
+
+/// The result of playing the script.
+#[derive(Debug)]
+pub struct ScriptOutcome {
+    /// `Ok` when every step held.
+    pub result: Result<(), StepFailure>,
+    /// After a successful script the mock keeps recording what the client sends (marked
+    /// `--` in the trace) until the client closes; abort this task to stop it.
+    pub idle: Option<JoinHandle<()>>,
+}
+
+/// A scripted Wisp server bound to a local port.
+#[derive(Debug)]
+pub struct MockServer {
+    listener: TcpListener,
+    script: Script,
+    trace: SharedTrace,
+}
+
+impl MockServer {
+    /// Binds `addr` (use port 0 for a free port).
+    pub async fn bind(addr: SocketAddr, script: Script) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Self {
+            listener,
+            script,
+            trace: Arc::new(Mutex::new(Trace::default())),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The URL a client connects to: `ws://ADDR/` (the trailing slash marks a Wisp URL).
+    pub fn url(&self) -> std::io::Result<String> {
+        Ok(format!("ws://{}/", self.local_addr()?))
+    }
+
+    /// The trace, shared: it keeps filling while the script (and the idle recorder) run.
+    pub fn trace(&self) -> SharedTrace {
+        self.trace.clone()
+    }
+
+    /// Accepts one client and plays the script. `start` is time zero of the trace.
+    pub async fn run(self, start: Instant) -> ScriptOutcome {
+        let step_timeout = self.script.options.step_timeout.0;
+        let accepted = tokio::time::timeout(step_timeout, self.listener.accept()).await;
+        let failure = |got: String| {
+            let failure = StepFailure {
+                step: None,
+                expected: "a client to connect".to_owned(),
+                got,
+            };
+            let mut trace = self.trace.lock().unwrap_or_else(|e| e.into_inner());
+            trace.push(start.elapsed(), None, Direction::Event, format!("FAILED: {failure}"));
+            ScriptOutcome {
+                result: Err(failure),
+                idle: None,
+            }
+        };
+        let tcp = match accepted {
+            Ok(Ok((tcp, _))) => tcp,
+            Ok(Err(e)) => return failure(format!("accept error: {e}")),
+            Err(_) => return failure(format!("no client within {}ms", step_timeout.as_millis())),
+        };
+        // Nagle's algorithm would hold small writes back for the peer's delayed ACK.
+        let _ = tcp.set_nodelay(true);
+        serve(tcp, &self.script, self.trace.clone(), start).await
+    }
+}
+
+/// Any byte stream the mock can serve a WebSocket on.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// Plays `script` on an accepted connection (the HTTP upgrade request has not been read
+/// yet), recording into `trace`. `start` is time zero of the trace.
+pub async fn serve<S: Io>(
+    stream: S,
+    script: &Script,
+    trace: SharedTrace,
+    start: Instant,
+) -> ScriptOutcome {
+    let step_timeout = script.options.step_timeout.0;
+    let mut session = Session {
+        ws: None,
+        trace,
+        ctx: RenderCtx {
+            keys: script.keys.clone(),
+            password_layout: script.options.password_layout.layout(),
+            ..RenderCtx::default()
+        },
+        start,
+        step: None,
+        ended: false,
+    };
+    match session
+        .upgrade(Box::new(stream), &script.options, step_timeout)
+        .await
+    {
+        Ok(()) => {}
+        Err(got) => return session.fail("a WebSocket upgrade", got),
+    }
+    for (i, step) in script.steps.iter().enumerate() {
+        session.step = Some(i);
+        if let Err((expected, got)) = session.run_step(step, step_timeout).await {
+            return session.fail(&expected, got);
+        }
+    }
+    session.step = None;
+    let idle = if session.ended || session.ws.is_none() {
+        None
+    } else {
+        Some(tokio::spawn(session.idle()))
+    };
+    ScriptOutcome {
+        result: Ok(()),
+        idle,
+    }
+}
+
+/// What one read from the client produced.
+enum Incoming {
+    Binary(Bytes),
+    Text(String),
+    Close(String),
+    Eof,
+    Error(String),
+    Timeout,
+}
+
+struct Session {
+    ws: Option<WebSocketStream<Prefixed>>,
+    trace: SharedTrace,
+    ctx: RenderCtx,
+    start: Instant,
+    step: Option<usize>,
+    ended: bool,
+}
+
+type StepResult = Result<(), (String, String)>;
+
+impl Session {
+    fn record(&self, direction: Direction, text: String) {
+        let at = self.start.elapsed();
+        let mut trace = self.trace.lock().unwrap_or_else(|e| e.into_inner());
+        trace.push(at, self.step, direction, text);
+    }
+
+    fn fail(mut self, expected: &str, got: String) -> ScriptOutcome {
+        let failure = StepFailure {
+            step: self.step,
+            expected: expected.to_owned(),
+            got,
+        };
+        self.record(Direction::Event, format!("FAILED: {failure}"));
+        // Drop the connection so the client ends promptly.
+        self.ws = None;
+        ScriptOutcome {
+            result: Err(failure),
+            idle: None,
+        }
+    }
+
+    async fn upgrade(
+        &mut self,
+        mut io: Box<dyn Io>,
+        options: &ServerOptions,
+        bound: Duration,
+    ) -> Result<(), String> {
+        let head = match tokio::time::timeout(bound, read_request_head(&mut io)).await {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => return Err(format!("reading the upgrade request failed: {e}")),
+            Err(_) => return Err("the upgrade request did not arrive".to_owned()),
+        };
+        let offered = subprotocol_of(&head);
+        let tcp = Prefixed {
+            prefix: head,
+            inner: io,
+        };
+        let mut builder = ServerBuilder::new();
+        let echoed = match &offered {
+            Some(p) if options.echo_subprotocol => {
+                let first = p.split(',').next().unwrap_or("").trim().to_owned();
+                let value = HeaderValue::from_str(&first).map_err(|e| e.to_string())?;
+                builder = builder
+                    .add_header(HeaderName::from_static("sec-websocket-protocol"), value)
+                    .map_err(|e| e.to_string())?;
+                Some(first)
+            }
+            _ => None,
+        };
+        let (_request, ws) = match tokio::time::timeout(bound, builder.accept(tcp)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(format!("WebSocket upgrade failed: {e}")),
+            Err(_) => return Err("the WebSocket upgrade did not finish".to_owned()),
+        };
+        let text = match (&offered, &echoed) {
+            (Some(p), Some(e)) => format!(
+                "client connected; upgrade offers Sec-WebSocket-Protocol {p:?}; echoed {e:?}"
+            ),
+            (Some(p), None) => format!(
+                "client connected; upgrade offers Sec-WebSocket-Protocol {p:?}; not echoed"
+            ),
+            (None, _) => "client connected; upgrade offers no Sec-WebSocket-Protocol".to_owned(),
+        };
+        self.record(Direction::Event, text);
+        self.ws = Some(ws);
+        Ok(())
+    }
+
+    /// Reads the next message (skipping pings and pongs), records it and returns it.
+    async fn recv(&mut self, bound: Duration, pattern: Option<&Pattern>) -> Incoming {
+        let Some(ws) = self.ws.as_mut() else {
+            return Incoming::Eof;
+        };
+        if self.ended {
+            return Incoming::Eof;
+        }
+        let deadline = Instant::now() + bound;
+        loop {
+            let next = match tokio::time::timeout_at(deadline, ws.next()).await {
+                Ok(n) => n,
+                Err(_) => return Incoming::Timeout,
+            };
+            let incoming = match next {
+                Some(Ok(msg)) if msg.is_binary() => {
+                    Incoming::Binary(Bytes::from(msg.into_payload()))
+                }
+                Some(Ok(msg)) if msg.is_text() => {
+                    Incoming::Text(msg.as_text().unwrap_or_default().to_owned())
+                }
+                Some(Ok(msg)) if msg.is_close() => {
+                    let detail = match msg.as_close() {
+                        Some((code, reason)) if reason.is_empty() => format!("code {}", u16::from(code)),
+                        Some((code, reason)) => format!("code {} {reason:?}", u16::from(code)),
+                        None => "no code".to_owned(),
+                    };
+                    // Let the library send its close acknowledgement.
+                    let _ = tokio::time::timeout(Duration::ZERO, ws.next()).await;
+                    Incoming::Close(detail)
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => Incoming::Error(e.to_string()),
+                None => Incoming::Eof,
+            };
+            match &incoming {
+                Incoming::Binary(_) => {}
+                Incoming::Text(t) => self.record(Direction::FromClient, format!("TEXT frame {t:?}")),
+                Incoming::Close(d) => {
+                    self.ended = true;
+                    self.record(Direction::FromClient, format!("WebSocket close frame ({d})"));
+                }
+                Incoming::Eof => {
+                    self.ended = true;
+                    self.record(
+                        Direction::Event,
+                        "the client ended the connection (EOF, no close frame)".to_owned(),
+                    );
+                }
+                Incoming::Error(e) => {
+                    self.ended = true;
+                    self.record(Direction::Event, format!("WebSocket error: {e}"));
+                }
+                Incoming::Timeout => {}
+            }
+            if let Incoming::Binary(b) = &incoming
+                && pattern.is_none()
+            {
+                let text = self.ctx.describe(b, true, false);
+                self.record(Direction::FromClient, text);
+            }
+            return incoming;
+        }
+    }
+
+    async fn send_message(&mut self, msg: Message) -> Result<(), String> {
+        let Some(ws) = self.ws.as_mut() else {
+            return Err("the connection is already dropped".to_owned());
+        };
+        ws.send(msg).await.map_err(|e| format!("send failed: {e}"))
+    }
+
+    async fn run_step(&mut self, step: &ServerStep, step_timeout: Duration) -> StepResult {
+        match step {
+            ServerStep::Send(spec) => {
+                let built = build(spec, &self.ctx.aliases).map_err(|e| ("to send".to_owned(), e))?;
+                if let Some(c) = built.challenge.clone() {
+                    self.ctx.challenge = Some(c);
+                }
+                let text = self.ctx.describe(&built.bytes, false, false);
+                self.record(Direction::ToClient, text.clone());
+                self.send_message(Message::binary(built.bytes))
+                    .await
+                    .map_err(|e| (format!("to send {text}"), e))
+            }
+            ServerStep::SendRaw(hex) => {
+                let text = self.ctx.describe(&hex.0, false, true);
+                self.record(Direction::ToClient, text.clone());
+                self.send_message(Message::binary(hex.0.clone()))
+                    .await
+                    .map_err(|e| (format!("to send {text}"), e))
+            }
+            ServerStep::SendText(t) => {
+                self.record(Direction::ToClient, format!("TEXT frame {t:?}"));
+                self.send_message(Message::text(t.clone()))
+                    .await
+                    .map_err(|e| ("to send a text frame".to_owned(), e))
+            }
+            ServerStep::Expect(p) => self.expect(p, step_timeout).await,
+            ServerStep::ExpectCloseWs => {
+                let want = "the client's WebSocket close frame".to_owned();
+                match self.recv(step_timeout, None).await {
+                    Incoming::Close(_) => Ok(()),
+                    other => Err((want, self.got(other, step_timeout))),
+                }
+            }
+            ServerStep::ExpectEof => {
+                let want = "the client to end the connection".to_owned();
+                match self.recv(step_timeout, None).await {
+                    Incoming::Close(_) | Incoming::Eof | Incoming::Error(_) => Ok(()),
+                    other => Err((want, self.got(other, step_timeout))),
+                }
+            }
+            ServerStep::ExpectNothing(d) => {
+                let want = format!("nothing for {d}");
+                match self.recv(d.0, None).await {
+                    Incoming::Timeout => {
+                        self.record(Direction::Event, format!("nothing arrived for {d}"));
+                        Ok(())
+                    }
+                    other => Err((want, self.got(other, d.0))),
+                }
+            }
+            ServerStep::CloseWs => {
+                self.record(
+                    Direction::ToClient,
+                    "WebSocket close frame (code 1000)".to_owned(),
+                );
+                self.send_message(Message::close(Some(CloseCode::NORMAL_CLOSURE), ""))
+                    .await
+                    .map_err(|e| ("to send a close frame".to_owned(), e))
+            }
+            ServerStep::DropTcp => {
+                self.record(
+                    Direction::Event,
+                    "the mock dropped the TCP connection (no close frame)".to_owned(),
+                );
+                self.ws = None;
+                self.ended = true;
+                Ok(())
+            }
+            ServerStep::Pause(d) => {
+                self.record(Direction::Event, format!("pause {d}"));
+                tokio::time::sleep(d.0).await;
+                Ok(())
+            }
+            ServerStep::DrainUntilClosed => loop {
+                match self.recv(step_timeout, None).await {
+                    Incoming::Binary(_) | Incoming::Text(_) => continue,
+                    Incoming::Close(_) | Incoming::Eof | Incoming::Error(_) => return Ok(()),
+                    Incoming::Timeout => {
+                        let got = self.got(Incoming::Timeout, step_timeout);
+                        return Err(("the client to end the connection".to_owned(), got));
+                    }
+                }
+            },
+        }
+    }
+
+    async fn expect(&mut self, p: &Pattern, step_timeout: Duration) -> StepResult {
+        let bound = p.timeout.map(|d| d.0).unwrap_or(step_timeout);
+        let want = describe(p);
+        // Show the client's password record in the layout this step checks.
+        let checked_layout = match &p.one_of {
+            Some(alts) => alts.iter().find_map(|a| a.password.as_ref()),
+            None => p.password.as_ref(),
+        };
+        if let Some(check) = checked_layout {
+            self.ctx.password_layout = check.layout.layout();
+        }
+        match self.recv(bound, Some(p)).await {
+            Incoming::Binary(b) => {
+                let result = match_pattern(p, &b, &self.ctx.aliases, self.ctx.challenge.as_ref());
+                if let Ok(m) = &result {
+                    for (alias, id) in &m.bindings {
+                        self.ctx.aliases.insert(alias.clone(), *id);
+                    }
+                }
+                let text = self.ctx.describe(&b, true, false);
+                self.record(Direction::FromClient, text.clone());
+                match result {
+                    Ok(_) => Ok(()),
+                    Err(why) => Err((want, format!("{text}{}: {}", raw_suffix(&b), why.join("; ")))),
+                }
+            }
+            other => Err((want, self.got(other, bound))),
+        }
+    }
+
+    fn got(&self, incoming: Incoming, bound: Duration) -> String {
+        match incoming {
+            Incoming::Binary(b) => {
+                format!("{}{}", self.ctx.describe(&b, true, false), raw_suffix(&b))
+            }
+            Incoming::Text(t) => format!("a text frame {t:?}"),
+            Incoming::Close(d) => format!("the client's WebSocket close frame ({d})"),
+            Incoming::Eof => "the connection ended (EOF)".to_owned(),
+            Incoming::Error(e) => format!("a WebSocket error: {e}"),
+            Incoming::Timeout => {
+                let text = format!("nothing within {}ms (timeout)", bound.as_millis());
+                self.record(Direction::Event, format!("timeout: {text}"));
+                text
+            }
+        }
+    }
+
+    /// Records what the client sends after the script, until it ends the connection.
+    async fn idle(mut self) {
+        loop {
+            match self.recv(Duration::from_secs(86_400), None).await {
+                Incoming::Binary(_) | Incoming::Text(_) | Incoming::Timeout => continue,
+                Incoming::Close(_) | Incoming::Eof | Incoming::Error(_) => break,
+            }
+        }
+    }
+}
+
+/// ` (raw HEX)` for a failure message; INFO packets from the client are left out, since
+/// they can carry a password.
+fn raw_suffix(b: &Bytes) -> String {
+    if b.first() == Some(&0x05) {
+        String::new()
+    } else {
+        format!(" (raw {})", hex::encode(b))
+    }
+}
+
+/// Reads the HTTP upgrade request head (up to the blank line).
+async fn read_request_head(io: &mut Box<dyn Io>) -> std::io::Result<Bytes> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = io.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            return Ok(Bytes::from(buf));
+        }
+        if buf.len() > 16 * 1024 {
+            return Err(std::io::Error::other("upgrade request headers too large"));
+        }
+    }
+}
+
+/// The `Sec-WebSocket-Protocol` value of a request head, if any.
+fn subprotocol_of(head: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(head);
+    text.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("sec-websocket-protocol")
+            .then(|| value.trim().to_owned())
+    })
+}
+
+/// A stream that first replays the bytes already read (the request head).
+struct Prefixed {
+    prefix: Bytes,
+    inner: Box<dyn Io>,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let head = self.prefix.split_to(n);
+            buf.put_slice(&head);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
