@@ -27,5 +27,6 @@ pub use wisp_mock_server::scenario::{Case, LoadError, Verdict, load_case, load_d
 
 /// The workspace's `cases/` directory.
 pub fn default_cases_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../cases"))
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../cases"));
+    dir.canonicalize().unwrap_or(dir)
 }
