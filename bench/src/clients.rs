@@ -1,0 +1,401 @@
+//! The three clients under test, each driven the way its users would drive it for bulk
+//! traffic, over loopback TCP with `TCP_NODELAY`:
+//!
+//! - [`Kind::Ours`]: `wisp_client::ClientMux` over tokio-websockets, one task per stream
+//!   writing through the stream's tokio `AsyncWrite` (`write_all` of a reused buffer: one
+//!   copy into the DATA packet, like the other two).
+//! - [`Kind::WispMux`]: the published `wisp-mux` 5.1.0 client in v1 mode over fastwebsockets
+//!   0.8 (its only transport), one task per stream calling `MuxStream::write(&buf)`.
+//! - [`Kind::Raw`]: one tokio-websockets connection and one sender feeding binary messages,
+//!   no multiplexing: the ceiling a multiplexor over tokio-websockets can approach.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures::SinkExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_websockets::{ClientBuilder, Limits, Message, WebSocketStream};
+
+use crate::server::{MAX_MESSAGE, PROBE_HOST, stamp_payload};
+
+/// Which client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// This workspace's `wisp_client::ClientMux`.
+    Ours,
+    /// crates.io `wisp-mux` 5.1.0.
+    WispMux,
+    /// Raw tokio-websockets, one sender, no multiplexing.
+    Raw,
+}
+
+impl Kind {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Ours => "ours",
+            Kind::WispMux => "wisp-mux",
+            Kind::Raw => "raw",
+        }
+    }
+
+    /// Parses a name from [`Kind::name`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [Kind::Ours, Kind::WispMux, Kind::Raw]
+            .into_iter()
+            .find(|k| k.name() == s)
+    }
+
+    /// Whether the client multiplexes streams.
+    pub fn is_mux(self) -> bool {
+        self != Kind::Raw
+    }
+}
+
+/// A stop signal shared by the orchestrator, the session and its writers.
+#[derive(Debug, Default)]
+pub struct Stop {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl Stop {
+    /// Tells every writer to finish its current payload and stop.
+    pub fn stop(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+}
+
+/// A request to open a probe stream; answered with its id, when the open call began and
+/// when it returned.
+pub type ProbeRequest = oneshot::Sender<Result<(u32, Instant, Instant), String>>;
+
+/// What a throughput session reports.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Payloads each stream's writer completed, by stream id (probe streams included).
+    pub sent: Vec<(u32, u64)>,
+}
+
+/// Handles to a running throughput session.
+#[derive(Debug)]
+pub struct Session {
+    /// Stops the writers.
+    pub stop: Arc<Stop>,
+    /// Asks for a probe stream.
+    pub probes: mpsc::UnboundedSender<ProbeRequest>,
+    /// The ids of the bulk streams, once all are open.
+    pub ready: oneshot::Receiver<Vec<u32>>,
+    /// The session result, after stop.
+    pub done: JoinHandle<Result<Outcome, String>>,
+}
+
+/// Where and how to connect.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The server address.
+    pub addr: SocketAddr,
+    /// The connection token (for the server's registry).
+    pub token: String,
+    /// The payload length every write uses.
+    pub payload_len: usize,
+}
+
+impl Target {
+    fn path(&self, mode: &str) -> String {
+        format!("/{mode}/{}/{}", self.token, self.payload_len)
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+async fn tcp(addr: SocketAddr) -> Result<TcpStream, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(err)?;
+    tcp.set_nodelay(true).map_err(err)?;
+    Ok(tcp)
+}
+
+/// A tokio-websockets client connection (used by ours and raw, identically configured).
+pub async fn tokio_ws(target: &Target, mode: &str) -> Result<WebSocketStream<TcpStream>, String> {
+    let uri = format!("ws://{}{}", target.addr, target.path(mode));
+    let (ws, _) = ClientBuilder::new()
+        .uri(&uri)
+        .map_err(err)?
+        .limits(Limits::default().max_payload_len(Some(MAX_MESSAGE)))
+        .connect_on(tcp(target.addr).await?)
+        .await
+        .map_err(err)?;
+    Ok(ws)
+}
+
+/// Connects a `wisp_client::ClientMux` and spawns its driver.
+pub async fn connect_ours(
+    target: &Target,
+) -> Result<(wisp_client::ClientMux, JoinHandle<()>), String> {
+    use wisp_client::transport::{TokioWebsocketsTransport, TransportExt};
+    let ws = tokio_ws(target, "wisp").await?;
+    let (rx, tx) = TokioWebsocketsTransport(ws).split_fast();
+    let (mux, driver) =
+        wisp_client::ClientMux::new_with_options(rx, tx, None, wisp_client::MuxOptions::default())
+            .await
+            .map_err(err)?
+            .with_no_required_extensions();
+    let driver = tokio::spawn(async move {
+        let _ = driver.await;
+    });
+    Ok((mux, driver))
+}
+
+/// Performs the HTTP upgrade by hand (fastwebsockets' own client handshake needs hyper),
+/// reading the response byte by byte so no WebSocket frame is consumed.
+async fn fastwebsockets_upgrade(target: &Target) -> Result<TcpStream, String> {
+    let mut tcp = tcp(target.addr).await?;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        target.path("wisp"),
+        target.addr
+    );
+    tcp.write_all(request.as_bytes()).await.map_err(err)?;
+    let mut response = Vec::new();
+    while !response.ends_with(b"\r\n\r\n") {
+        let b = tcp.read_u8().await.map_err(err)?;
+        response.push(b);
+        if response.len() > 8192 {
+            return Err("upgrade response too long".into());
+        }
+    }
+    if !response.starts_with(b"HTTP/1.1 101") {
+        return Err(format!(
+            "upgrade refused: {}",
+            String::from_utf8_lossy(&response)
+        ));
+    }
+    Ok(tcp)
+}
+
+/// Connects a `wisp-mux` 5.1.0 client (v1) over fastwebsockets and spawns its actor.
+pub async fn connect_wisp_mux(
+    target: &Target,
+) -> Result<(wisp_mux::ClientMux, JoinHandle<()>), String> {
+    let tcp = fastwebsockets_upgrade(target).await?;
+    let ws = fastwebsockets::WebSocket::after_handshake(tcp, fastwebsockets::Role::Client);
+    let (read, write) = ws.split(|s| s.into_split());
+    let (mux, actor) = wisp_mux::ClientMux::create(read, write, None)
+        .await
+        .map_err(err)?
+        .with_no_required_extensions();
+    let actor = tokio::spawn(async move {
+        let _ = actor.await;
+    });
+    Ok((mux, actor))
+}
+
+/// Starts a throughput session of `kind` with `streams` bulk streams on the current runtime.
+pub fn start(kind: Kind, target: Target, streams: usize) -> Session {
+    let stop = Arc::new(Stop::default());
+    let (probe_tx, probe_rx) = mpsc::unbounded_channel();
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let s = stop.clone();
+    let done = tokio::spawn(async move {
+        match kind {
+            Kind::Ours => run_ours(target, streams, s, probe_rx, ready_tx).await,
+            Kind::WispMux => run_wisp_mux(target, streams, s, probe_rx, ready_tx).await,
+            Kind::Raw => run_raw(target, s, ready_tx).await,
+        }
+    });
+    Session {
+        stop,
+        probes: probe_tx,
+        ready: ready_rx,
+        done,
+    }
+}
+
+type Writer<T> = JoinHandle<Result<(u32, u64, T), String>>;
+
+async fn join_writers<T>(writers: Vec<Writer<T>>) -> Result<(Vec<(u32, u64)>, Vec<T>), String> {
+    let mut sent = Vec::new();
+    let mut keep = Vec::new();
+    for w in writers {
+        let (id, n, handle) = w.await.map_err(err)??;
+        sent.push((id, n));
+        keep.push(handle);
+    }
+    Ok((sent, keep))
+}
+
+async fn run_ours(
+    target: Target,
+    streams: usize,
+    stop: Arc<Stop>,
+    mut probes: mpsc::UnboundedReceiver<ProbeRequest>,
+    ready: oneshot::Sender<Vec<u32>>,
+) -> Result<Outcome, String> {
+    use wisp_client::proto::StreamType;
+    let len = target.payload_len;
+    let (mux, driver) = connect_ours(&target).await?;
+    let mut writers = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..streams {
+        let stream = mux
+            .new_stream(StreamType::TCP, "bench.invalid", 9)
+            .await
+            .map_err(err)?;
+        ids.push(stream.get_stream_id());
+        writers.push(tokio::spawn(write_ours(stream, stop.clone(), len, None)));
+    }
+    let _ = ready.send(ids);
+    loop {
+        tokio::select! {
+            req = probes.recv() => {
+                let Some(req) = req else { continue };
+                let t = Instant::now();
+                match mux.new_stream(StreamType::TCP, PROBE_HOST, 9).await {
+                    Ok(stream) => {
+                        let _ = req.send(Ok((stream.get_stream_id(), t, Instant::now())));
+                        writers.push(tokio::spawn(write_ours(stream, stop.clone(), len, Some(1))));
+                    }
+                    Err(e) => { let _ = req.send(Err(err(e))); }
+                }
+            }
+            _ = stop.notify.notified() => break,
+        }
+    }
+    let (sent, streams) = join_writers(writers).await?;
+    drop(streams);
+    let _ = mux.close().await;
+    drop(mux);
+    let _ = tokio::time::timeout(Duration::from_secs(10), driver).await;
+    Ok(Outcome { sent })
+}
+
+/// Writes payloads until stopped (or `limit` payloads), then parks until stopped. Returns the
+/// stream so it stays open until the session closes it.
+async fn write_ours(
+    stream: wisp_client::MuxStream,
+    stop: Arc<Stop>,
+    len: usize,
+    limit: Option<u64>,
+) -> Result<(u32, u64, wisp_client::MuxStreamTokioIo), String> {
+    let id = stream.get_stream_id();
+    let mut io = stream.into_tokio_io();
+    let mut buf = vec![0x5a; len];
+    let mut seq = 0;
+    while !stop.is_stopped() && limit.is_none_or(|l| seq < l) {
+        stamp_payload(&mut buf, seq);
+        io.write_all(&buf).await.map_err(err)?;
+        seq += 1;
+    }
+    while !stop.is_stopped() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok((id, seq, io))
+}
+
+async fn run_wisp_mux(
+    target: Target,
+    streams: usize,
+    stop: Arc<Stop>,
+    mut probes: mpsc::UnboundedReceiver<ProbeRequest>,
+    ready: oneshot::Sender<Vec<u32>>,
+) -> Result<Outcome, String> {
+    use wisp_mux::StreamType;
+    let len = target.payload_len;
+    let (mux, actor) = connect_wisp_mux(&target).await?;
+    let mut writers = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..streams {
+        let stream = mux
+            .client_new_stream(StreamType::Tcp, "bench.invalid".into(), 9)
+            .await
+            .map_err(err)?;
+        ids.push(stream.stream_id);
+        writers.push(tokio::spawn(write_wisp_mux(
+            stream,
+            stop.clone(),
+            len,
+            None,
+        )));
+    }
+    let _ = ready.send(ids);
+    loop {
+        tokio::select! {
+            req = probes.recv() => {
+                let Some(req) = req else { continue };
+                let t = Instant::now();
+                match mux.client_new_stream(StreamType::Tcp, PROBE_HOST.into(), 9).await {
+                    Ok(stream) => {
+                        let _ = req.send(Ok((stream.stream_id, t, Instant::now())));
+                        writers.push(tokio::spawn(write_wisp_mux(stream, stop.clone(), len, Some(1))));
+                    }
+                    Err(e) => { let _ = req.send(Err(err(e))); }
+                }
+            }
+            _ = stop.notify.notified() => break,
+        }
+    }
+    let (sent, streams) = join_writers(writers).await?;
+    drop(streams);
+    let _ = mux.close().await;
+    drop(mux);
+    let _ = tokio::time::timeout(Duration::from_secs(10), actor).await;
+    Ok(Outcome { sent })
+}
+
+async fn write_wisp_mux(
+    stream: wisp_mux::MuxStream,
+    stop: Arc<Stop>,
+    len: usize,
+    limit: Option<u64>,
+) -> Result<(u32, u64, wisp_mux::MuxStream), String> {
+    let id = stream.stream_id;
+    let mut buf = vec![0x5a; len];
+    let mut seq = 0;
+    while !stop.is_stopped() && limit.is_none_or(|l| seq < l) {
+        stamp_payload(&mut buf, seq);
+        stream.write(&buf[..]).await.map_err(err)?;
+        seq += 1;
+    }
+    while !stop.is_stopped() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok((id, seq, stream))
+}
+
+async fn run_raw(
+    target: Target,
+    stop: Arc<Stop>,
+    ready: oneshot::Sender<Vec<u32>>,
+) -> Result<Outcome, String> {
+    let len = target.payload_len;
+    let mut ws = tokio_ws(&target, "raw").await?;
+    let _ = ready.send(vec![0]);
+    let filler = vec![0x5a; len];
+    let mut seq = 0;
+    while !stop.is_stopped() {
+        let mut buf = BytesMut::with_capacity(len);
+        buf.extend_from_slice(&filler);
+        stamp_payload(&mut buf, seq);
+        ws.feed(Message::binary(buf.freeze())).await.map_err(err)?;
+        seq += 1;
+    }
+    ws.flush().await.map_err(err)?;
+    let _ = tokio::time::timeout(Duration::from_secs(5), ws.close()).await;
+    Ok(Outcome {
+        sent: vec![(0, seq)],
+    })
+}

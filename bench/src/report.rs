@@ -1,0 +1,370 @@
+//! The Markdown report: throughput with ratios, fairness, stream-open latency, idle-stream
+//! memory and open rate, integrity, and the targets.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::Report;
+use crate::RunResult;
+
+/// Median, minimum and maximum of `v` (NaN when empty).
+pub fn median_min_max(v: &[f64]) -> (f64, f64, f64) {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let mid = s.len() / 2;
+    let median = if s.len() % 2 == 1 {
+        s[mid]
+    } else {
+        (s[mid - 1] + s[mid]) / 2.0
+    };
+    (median, s[0], s[s.len() - 1])
+}
+
+fn size_name(size: usize) -> String {
+    if size.is_multiple_of(1024) {
+        format!("{} KiB", size / 1024)
+    } else {
+        format!("{size} B")
+    }
+}
+
+struct Index<'a> {
+    by_key: BTreeMap<(String, usize, usize), Vec<&'a RunResult>>,
+}
+
+impl<'a> Index<'a> {
+    fn new(report: &'a Report) -> Self {
+        let mut by_key: BTreeMap<_, Vec<_>> = BTreeMap::new();
+        for r in &report.runs {
+            by_key
+                .entry((r.client.clone(), r.streams, r.size))
+                .or_default()
+                .push(r);
+        }
+        Self { by_key }
+    }
+
+    fn runs(&self, client: &str, streams: usize, size: usize) -> &[&'a RunResult] {
+        self.by_key
+            .get(&(client.to_owned(), streams, size))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Median MiB/s; raw is looked up in its one-stream runs for every series.
+    fn median(&self, client: &str, streams: usize, size: usize, raw_streams: usize) -> f64 {
+        let s = if client == "raw" {
+            raw_streams
+        } else {
+            streams
+        };
+        let v: Vec<f64> = self.runs(client, s, size).iter().map(|r| r.mib_s).collect();
+        median_min_max(&v).0
+    }
+
+    fn cell(&self, client: &str, streams: usize, size: usize, raw_streams: usize) -> String {
+        let s = if client == "raw" {
+            raw_streams
+        } else {
+            streams
+        };
+        let v: Vec<f64> = self.runs(client, s, size).iter().map(|r| r.mib_s).collect();
+        if v.is_empty() {
+            return "—".into();
+        }
+        let (m, lo, hi) = median_min_max(&v);
+        format!("{m:.0} ({lo:.0}–{hi:.0})")
+    }
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if a.is_nan() || b.is_nan() || b == 0.0 {
+        "—".into()
+    } else {
+        format!("{:.2}x", a / b)
+    }
+}
+
+/// Renders the report as Markdown.
+pub fn markdown(report: &Report) -> String {
+    let idx = Index::new(report);
+    let mut clients: Vec<String> = Vec::new();
+    for r in &report.runs {
+        if !clients.contains(&r.client) {
+            clients.push(r.client.clone());
+        }
+    }
+    let mut series: Vec<usize> = report.runs.iter().map(|r| r.streams).collect();
+    series.sort_unstable();
+    series.dedup();
+    let raw_streams = series.first().copied().unwrap_or(1);
+    let mut sizes: Vec<usize> = report.runs.iter().map(|r| r.size).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let has = |c: &str| clients.iter().any(|x| x == c);
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "### Throughput (MiB/s delivered to the server: median of runs, min–max)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| streams | payload | {} | ours / wisp-mux | ours / raw | wisp-mux / raw |",
+        clients.join(" | ")
+    );
+    let _ = writeln!(out, "|---|---|{}---|---|---|", "---|".repeat(clients.len()));
+    for &streams in &series {
+        for &size in &sizes {
+            let cells: Vec<String> = clients
+                .iter()
+                .map(|c| idx.cell(c, streams, size, raw_streams))
+                .collect();
+            let ours = idx.median("ours", streams, size, raw_streams);
+            let wm = idx.median("wisp-mux", streams, size, raw_streams);
+            let raw = idx.median("raw", streams, size, raw_streams);
+            let _ = writeln!(
+                out,
+                "| {streams} | {} | {} | {} | {} | {} |",
+                size_name(size),
+                cells.join(" | "),
+                if has("wisp-mux") {
+                    ratio(ours, wm)
+                } else {
+                    "—".into()
+                },
+                if has("raw") {
+                    ratio(ours, raw)
+                } else {
+                    "—".into()
+                },
+                if has("raw") && has("wisp-mux") {
+                    ratio(wm, raw)
+                } else {
+                    "—".into()
+                },
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nRaw is one sender on one connection; it has no streams, so every series is \
+         compared with its one-stream figure.\n"
+    );
+
+    let multi: Vec<usize> = series.iter().copied().filter(|&s| s > 1).collect();
+    if !multi.is_empty() {
+        let _ = writeln!(
+            out,
+            "### Fairness: smallest per-stream share of the fair rate in a window\n"
+        );
+        let _ = writeln!(
+            out,
+            "Per window: min over streams of (stream's bytes) / (all bytes / streams). \
+             Worst window over all runs, and the median window.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| client | streams | payload | worst window | median window |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for c in clients.iter().filter(|c| c.as_str() != "raw") {
+            for &streams in &multi {
+                for &size in &sizes {
+                    let all: Vec<f64> = idx
+                        .runs(c, streams, size)
+                        .iter()
+                        .flat_map(|r| r.window_min_share.iter().copied())
+                        .collect();
+                    let (med, lo, _) = median_min_max(&all);
+                    let _ = writeln!(
+                        out,
+                        "| {c} | {streams} | {} | {lo:.2} | {med:.2} |",
+                        size_name(size)
+                    );
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\n### Opening a stream while the others saturate the link\n\n\
+             From the `new_stream` call to the server's receipt of the new stream's first DATA \
+             (and, in brackets, how long the `new_stream` call itself took).\n"
+        );
+        let _ = writeln!(
+            out,
+            "| client | busy streams | payload | probes | median ms | max ms | new_stream call median / max ms |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        for c in clients.iter().filter(|c| c.as_str() != "raw") {
+            for &streams in &multi {
+                for &size in &sizes {
+                    let runs = idx.runs(c, streams, size);
+                    let probes: Vec<Option<f64>> = runs
+                        .iter()
+                        .flat_map(|r| r.probe_ms.iter().copied())
+                        .collect();
+                    let ok: Vec<f64> = probes.iter().flatten().copied().collect();
+                    let failed = probes.len() - ok.len();
+                    let calls: Vec<f64> = runs
+                        .iter()
+                        .flat_map(|r| r.probe_open_call_ms.iter().copied())
+                        .collect();
+                    let (m, _, hi) = median_min_max(&ok);
+                    let (cm, _, chi) = median_min_max(&calls);
+                    let _ = writeln!(
+                        out,
+                        "| {c} | {streams} | {} | {}{} | {m:.2} | {} | {cm:.2} / {chi:.2} |",
+                        size_name(size),
+                        probes.len(),
+                        if failed > 0 {
+                            format!(" ({failed} not delivered within 10 s)")
+                        } else {
+                            String::new()
+                        },
+                        if failed > 0 {
+                            "> 10000".to_owned()
+                        } else {
+                            format!("{hi:.2}")
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    if !report.idle.is_empty() {
+        let base = report.idle.iter().find(|r| r.client == "raw");
+        let _ = writeln!(out, "\n### Idle streams: open rate and resident memory\n");
+        let _ = writeln!(
+            out,
+            "`VmRSS` growth while N streams are open and idle, in a fresh child process per \
+             client. The raw row opens the same streams with bare CONNECT packets and no client \
+             state: it is the in-process server's share, subtracted in the last column.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| client | streams | opened/s | RSS per stream (with server) | client only |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for r in &report.idle {
+            let net = base
+                .filter(|b| b.client != r.client)
+                .map(|b| format!("{:.0} B", r.bytes_per_stream() - b.bytes_per_stream()))
+                .unwrap_or_else(|| "—".into());
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {:.0} B | {net} |",
+                r.client,
+                r.streams,
+                r.opens_per_sec(),
+                r.bytes_per_stream()
+            );
+        }
+    }
+
+    let _ = writeln!(out, "\n### Integrity\n");
+    let _ = writeln!(
+        out,
+        "| client | runs | payloads lost | integrity errors | failures |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for c in &clients {
+        let runs: Vec<&RunResult> = report.runs.iter().filter(|r| &r.client == c).collect();
+        let lost: u64 = runs.iter().map(|r| r.lost).sum();
+        let errors: u64 = runs.iter().map(|r| r.errors).sum();
+        let failures: usize = runs.iter().map(|r| r.failures.len()).sum();
+        let _ = writeln!(
+            out,
+            "| {c} | {} | {lost} | {errors} | {failures} |",
+            runs.len()
+        );
+    }
+
+    let _ = writeln!(out, "\n### Targets\n");
+    let _ = writeln!(out, "| target | measured | met |");
+    let _ = writeln!(out, "|---|---|---|");
+    let mut target = |name: String, measured: String, met: bool| {
+        let _ = writeln!(
+            out,
+            "| {name} | {measured} | {} |",
+            if met { "yes" } else { "**no**" }
+        );
+    };
+    for &streams in &series {
+        for (size, vs_wm, vs_raw) in [
+            (1024, 6.0, 0.9),
+            (16 * 1024, 1.4, 0.9),
+            (60 * 1024, 1.0, 0.95),
+        ] {
+            if !sizes.contains(&size) {
+                continue;
+            }
+            let ours = idx.median("ours", streams, size, raw_streams);
+            let wm = idx.median("wisp-mux", streams, size, raw_streams);
+            let raw = idx.median("raw", streams, size, raw_streams);
+            if has("wisp-mux") && has("ours") {
+                target(
+                    format!(
+                        "{streams} stream(s), {}: ≥ {vs_wm}x wisp-mux",
+                        size_name(size)
+                    ),
+                    ratio(ours, wm),
+                    ours / wm >= vs_wm,
+                );
+            }
+            if has("raw") && has("ours") {
+                target(
+                    format!("{streams} stream(s), {}: ≥ {vs_raw}x raw", size_name(size)),
+                    ratio(ours, raw),
+                    ours / raw >= vs_raw,
+                );
+            }
+        }
+    }
+    for &streams in &multi {
+        let shares: Vec<f64> = report
+            .runs
+            .iter()
+            .filter(|r| r.client == "ours" && r.streams == streams)
+            .flat_map(|r| r.window_min_share.iter().copied())
+            .collect();
+        let worst = shares.iter().copied().fold(f64::INFINITY, f64::min);
+        target(
+            format!("{streams} busy streams: every stream ≥ 0.5 of its fair share in every window"),
+            format!("worst {worst:.2}"),
+            worst >= 0.5,
+        );
+        let probes: Vec<Option<f64>> = report
+            .runs
+            .iter()
+            .filter(|r| r.client == "ours" && r.streams == streams)
+            .flat_map(|r| r.probe_ms.iter().copied())
+            .collect();
+        let worst = probes
+            .iter()
+            .map(|p| p.unwrap_or(f64::INFINITY))
+            .fold(0.0, f64::max);
+        target(
+            format!("{streams} busy streams: a new stream opens in < 10 ms"),
+            format!("max {worst:.2} ms over {} probes", probes.len()),
+            worst < 10.0 && !probes.is_empty(),
+        );
+    }
+    let lost: u64 = report.runs.iter().map(|r| r.lost + r.errors).sum();
+    target(
+        "zero bytes lost (every client, every run)".into(),
+        format!("{lost} payloads lost or damaged"),
+        lost == 0,
+    );
+    if let Some(ours) = report.idle.iter().find(|r| r.client == "ours") {
+        target(
+            format!("< 2 KiB per idle stream at {} streams", ours.streams),
+            format!("{:.0} B (with the server's share)", ours.bytes_per_stream()),
+            ours.bytes_per_stream() < 2048.0,
+        );
+    }
+    out
+}
