@@ -29,7 +29,7 @@ use wisp_mock_server::scenario::{
     parse_version,
 };
 use wisp_mock_server::trace::payload_summary;
-use wisp_mock_server::values::{ErrorSpec, OkOrError, extension_label};
+use wisp_mock_server::values::{ErrorSet, OkOrError, extension_label};
 
 /// The result of running one case.
 #[derive(Clone, Debug)]
@@ -232,7 +232,7 @@ fn error_text(e: &WispError) -> String {
 fn check_error(
     state: &mut ClientState,
     what: &str,
-    expected: Option<&ErrorSpec>,
+    expected: Option<&ErrorSet>,
     got: Result<(), &WispError>,
 ) {
     match (expected, got) {

@@ -15,7 +15,7 @@ use serde_saphyr::{Location, Spanned};
 use wisp_client::proto::PasswordLayout;
 
 use crate::values::{
-    Dur, ErrorSpec, ExtName, Hex, OkOrError, ReasonSet, ReasonSpec, StreamRef, StreamTypeSpec,
+    Dur, ErrorSet, ExtName, Hex, OkOrError, ReasonSet, ReasonSpec, StreamRef, StreamTypeSpec,
     TypeSpec, check_alias,
 };
 
@@ -186,7 +186,7 @@ pub struct OpenAction {
     pub port: u16,
     /// The open must fail with this error.
     #[serde(default)]
-    pub expect_error: Option<ErrorSpec>,
+    pub expect_error: Option<ErrorSet>,
 }
 
 fn default_stream_type() -> StreamTypeSpec {
@@ -229,7 +229,7 @@ pub struct SendAction {
     pub times: Option<usize>,
     /// The write must fail with this error.
     #[serde(default)]
-    pub expect_error: Option<ErrorSpec>,
+    pub expect_error: Option<ErrorSet>,
 }
 
 impl SendAction {
@@ -258,7 +258,7 @@ pub struct CloseAction {
     pub reason: Option<ReasonSpec>,
     /// The close must fail with this error.
     #[serde(default)]
-    pub expect_error: Option<ErrorSpec>,
+    pub expect_error: Option<ErrorSet>,
 }
 
 /// How far a `read` goes.
@@ -687,7 +687,7 @@ pub struct StreamExpect {
     pub reason: Option<ReasonSpec>,
     /// The error the stream reported.
     #[serde(default)]
-    pub error: Option<ErrorSpec>,
+    pub error: Option<ErrorSet>,
     /// Whether the stream is still open (`false` = ended).
     #[serde(default)]
     pub open: Option<bool>,
@@ -714,7 +714,7 @@ pub struct Expectation {
     pub handshake: Option<HandshakeOk>,
     /// The handshake (or `required_after` check) fails with this error.
     #[serde(default)]
-    pub error: Option<ErrorSpec>,
+    pub error: Option<ErrorSet>,
     /// Whether the client was downgraded to v1.
     #[serde(default)]
     pub downgraded: Option<bool>,

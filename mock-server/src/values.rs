@@ -564,13 +564,65 @@ impl<'de> Deserialize<'de> for ErrorSpec {
     }
 }
 
-/// `ok`, or an expected error.
+/// One expected error or a list of acceptable ones (`[WsImplSocketClosed, WsImplError]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorSet(pub Vec<ErrorSpec>);
+
+impl ErrorSet {
+    /// Whether `error` matches one of the alternatives.
+    pub fn matches(&self, error: &WispError) -> bool {
+        self.0.iter().any(|s| s.matches(error))
+    }
+}
+
+impl fmt::Display for ErrorSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let items: Vec<String> = self.0.iter().map(|e| e.to_string()).collect();
+        f.write_str(&items.join(" or "))
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorSet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ErrorSet;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an error name, a one-entry map like `{AuthRequired: 0x04}`, or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ErrorSet, E> {
+                ErrorSpec::validate(v, &None).map_err(E::custom)?;
+                Ok(ErrorSet(vec![ErrorSpec {
+                    name: v.to_owned(),
+                    payload: None,
+                }]))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ErrorSet, A::Error> {
+                let spec = ErrorSpec::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(ErrorSet(vec![spec]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ErrorSet, A::Error> {
+                let mut out = Vec::new();
+                while let Some(e) = seq.next_element::<ErrorSpec>()? {
+                    out.push(e);
+                }
+                if out.is_empty() {
+                    return Err(de::Error::custom("the list of acceptable errors is empty"));
+                }
+                Ok(ErrorSet(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `ok`, or an expected error (or a list of acceptable ones).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OkOrError {
     /// Success.
     Ok,
-    /// This error.
-    Error(ErrorSpec),
+    /// One of these errors.
+    Error(ErrorSet),
 }
 
 impl fmt::Display for OkOrError {
@@ -594,15 +646,15 @@ impl<'de> Deserialize<'de> for OkOrError {
                 if v == "ok" {
                     return Ok(OkOrError::Ok);
                 }
-                ErrorSpec::validate(v, &None).map_err(E::custom)?;
-                Ok(OkOrError::Error(ErrorSpec {
-                    name: v.to_owned(),
-                    payload: None,
-                }))
+                ErrorSet::deserialize(de::value::StrDeserializer::<E>::new(v)).map(OkOrError::Error)
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<OkOrError, A::Error> {
-                let spec = ErrorSpec::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(OkOrError::Error(spec))
+                let set = ErrorSet::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(OkOrError::Error(set))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<OkOrError, A::Error> {
+                let set = ErrorSet::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(OkOrError::Error(set))
             }
         }
         d.deserialize_any(V)
