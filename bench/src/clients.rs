@@ -81,11 +81,22 @@ impl Stop {
 /// when it returned.
 pub type ProbeRequest = oneshot::Sender<Result<(u32, Instant, Instant), String>>;
 
-/// What a throughput session reports.
+/// Payloads each stream's writer completed, by stream id (probe streams included).
+pub type Sent = Vec<(u32, u64)>;
+
+/// The session's side of the end of a run: it reports what its writers sent, then keeps
+/// the connection open until the bench has checked that all of it arrived.
 #[derive(Debug)]
-pub struct Outcome {
-    /// Payloads each stream's writer completed, by stream id (probe streams included).
-    pub sent: Vec<(u32, u64)>,
+struct Drain {
+    sent: oneshot::Sender<Sent>,
+    release: oneshot::Receiver<()>,
+}
+
+impl Drain {
+    async fn report(self, sent: Sent) {
+        let _ = self.sent.send(sent);
+        let _ = tokio::time::timeout(Duration::from_secs(120), self.release).await;
+    }
 }
 
 /// Handles to a running throughput session.
@@ -97,8 +108,12 @@ pub struct Session {
     pub probes: mpsc::UnboundedSender<ProbeRequest>,
     /// The ids of the bulk streams, once all are open.
     pub ready: oneshot::Receiver<Vec<u32>>,
-    /// The session result, after stop.
-    pub done: JoinHandle<Result<Outcome, String>>,
+    /// What the writers sent, after stop.
+    pub sent: oneshot::Receiver<Sent>,
+    /// Lets the session close its connection (after the loss check).
+    pub release: oneshot::Sender<()>,
+    /// The session's end (its error, if it failed).
+    pub done: JoinHandle<Result<(), String>>,
 }
 
 /// Where and how to connect.
@@ -209,18 +224,26 @@ pub fn start(kind: Kind, target: Target, streams: usize) -> Session {
     let stop = Arc::new(Stop::default());
     let (probe_tx, probe_rx) = mpsc::unbounded_channel();
     let (ready_tx, ready_rx) = oneshot::channel();
+    let (sent_tx, sent_rx) = oneshot::channel();
+    let (release_tx, release_rx) = oneshot::channel();
+    let drain = Drain {
+        sent: sent_tx,
+        release: release_rx,
+    };
     let s = stop.clone();
     let done = tokio::spawn(async move {
         match kind {
-            Kind::Ours => run_ours(target, streams, s, probe_rx, ready_tx).await,
-            Kind::WispMux => run_wisp_mux(target, streams, s, probe_rx, ready_tx).await,
-            Kind::Raw => run_raw(target, s, ready_tx).await,
+            Kind::Ours => run_ours(target, streams, s, probe_rx, ready_tx, drain).await,
+            Kind::WispMux => run_wisp_mux(target, streams, s, probe_rx, ready_tx, drain).await,
+            Kind::Raw => run_raw(target, s, ready_tx, drain).await,
         }
     });
     Session {
         stop,
         probes: probe_tx,
         ready: ready_rx,
+        sent: sent_rx,
+        release: release_tx,
         done,
     }
 }
@@ -244,7 +267,8 @@ async fn run_ours(
     stop: Arc<Stop>,
     mut probes: mpsc::UnboundedReceiver<ProbeRequest>,
     ready: oneshot::Sender<Vec<u32>>,
-) -> Result<Outcome, String> {
+    drain: Drain,
+) -> Result<(), String> {
     use wisp_client::proto::StreamType;
     let len = target.payload_len;
     let (mux, driver) = connect_ours(&target).await?;
@@ -276,11 +300,12 @@ async fn run_ours(
         }
     }
     let (sent, streams) = join_writers(writers).await?;
+    drain.report(sent).await;
     drop(streams);
     let _ = mux.close().await;
     drop(mux);
     let _ = tokio::time::timeout(Duration::from_secs(10), driver).await;
-    Ok(Outcome { sent })
+    Ok(())
 }
 
 /// Writes payloads until stopped (or `limit` payloads), then parks until stopped. Returns the
@@ -312,7 +337,8 @@ async fn run_wisp_mux(
     stop: Arc<Stop>,
     mut probes: mpsc::UnboundedReceiver<ProbeRequest>,
     ready: oneshot::Sender<Vec<u32>>,
-) -> Result<Outcome, String> {
+    drain: Drain,
+) -> Result<(), String> {
     use wisp_mux::StreamType;
     let len = target.payload_len;
     let (mux, actor) = connect_wisp_mux(&target).await?;
@@ -349,11 +375,12 @@ async fn run_wisp_mux(
         }
     }
     let (sent, streams) = join_writers(writers).await?;
+    drain.report(sent).await;
     drop(streams);
     let _ = mux.close().await;
     drop(mux);
     let _ = tokio::time::timeout(Duration::from_secs(10), actor).await;
-    Ok(Outcome { sent })
+    Ok(())
 }
 
 async fn write_wisp_mux(
@@ -380,7 +407,8 @@ async fn run_raw(
     target: Target,
     stop: Arc<Stop>,
     ready: oneshot::Sender<Vec<u32>>,
-) -> Result<Outcome, String> {
+    drain: Drain,
+) -> Result<(), String> {
     let len = target.payload_len;
     let mut ws = tokio_ws(&target, "raw").await?;
     let _ = ready.send(vec![0]);
@@ -394,8 +422,7 @@ async fn run_raw(
         seq += 1;
     }
     ws.flush().await.map_err(err)?;
+    drain.report(vec![(0, seq)]).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), ws.close()).await;
-    Ok(Outcome {
-        sent: vec![(0, seq)],
-    })
+    Ok(())
 }

@@ -172,6 +172,38 @@ pub struct RunResult {
     /// How the WebSocket ended when it did not end with a close handshake (for example
     /// wisp-mux 5.1.0 drops the TCP connection): informational, not a failure.
     pub transport_end: Option<String>,
+    /// Set when closing the client after the run did not finish in 15 s (informational).
+    pub close_note: Option<String>,
+    /// Busy fraction of the client thread(s) while measuring (split runtime mode).
+    pub client_cpu: f64,
+    /// Busy fraction of the server thread while measuring (split runtime mode).
+    pub server_cpu: f64,
+}
+
+/// CPU seconds (user + system) used so far by this process's threads whose name starts
+/// with `prefix` (from `/proc/self/task/*/stat`, in clock ticks of 10 ms).
+pub fn thread_cpu_secs(prefix: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let mut ticks = 0u64;
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        // After the name: state is field 3 of the line; utime and stime are 14 and 15.
+        let utime: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0);
+        let stime: u64 = fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+        ticks += utime + stime;
+    }
+    ticks as f64 / 100.0
 }
 
 /// Runs one (client, streams, size) measurement.
@@ -206,12 +238,17 @@ pub fn run_once(
         errors: 0,
         failures: Vec::new(),
         transport_end: None,
+        close_note: None,
+        client_cpu: 0.0,
+        server_cpu: 0.0,
     };
     rts.main.block_on(async {
         let clients::Session {
             stop,
             probes,
             ready,
+            sent,
+            release,
             done,
         } = session;
         let mut reg = match tokio::time::timeout(Duration::from_secs(10), registered).await {
@@ -219,6 +256,7 @@ pub fn run_once(
             _ => {
                 stop.stop();
                 let outcome = tokio::time::timeout(Duration::from_secs(5), done).await;
+                drop(release);
                 result
                     .failures
                     .push(format!("no connection reached the server ({outcome:?})"));
@@ -240,6 +278,10 @@ pub fn run_once(
         tokio::time::sleep(cfg.warmup).await;
 
         let t0 = Instant::now();
+        let cpu0 = (
+            thread_cpu_secs("bench-client"),
+            thread_cpu_secs("bench-server"),
+        );
         let bytes0 = stats.bytes.load(Ordering::Relaxed);
         let mut last = stats.bytes_of(&ids);
         let windows = (cfg.duration.as_secs_f64() / cfg.window.as_secs_f64())
@@ -273,6 +315,8 @@ pub fn run_once(
         }
         let elapsed = t0.elapsed().as_secs_f64();
         let bytes1 = stats.bytes.load(Ordering::Relaxed);
+        result.client_cpu = (thread_cpu_secs("bench-client") - cpu0.0) / elapsed;
+        result.server_cpu = (thread_cpu_secs("bench-server") - cpu0.1) / elapsed;
         result.mib_s = (bytes1 - bytes0) as f64 / elapsed / (1024.0 * 1024.0);
 
         // Probe results: each answer gives the id and the call time; the server reports
@@ -307,25 +351,23 @@ pub fn run_once(
                 .push(seen.get(&id).map(|p| (p.data_at - t).as_secs_f64() * 1e3));
         }
 
-        // Stop, then the loss check: every payload a writer completed must arrive.
+        // Stop, then the loss check: every payload a writer completed must arrive while
+        // the connection is still open.
         stop.stop();
-        let outcome = match tokio::time::timeout(cfg.drain_timeout, done).await {
-            Ok(Ok(Ok(o))) => o,
-            Ok(Ok(Err(e))) => {
-                result.failures.push(format!("client failed: {e}"));
-                return;
-            }
-            other => {
-                result.failures.push(format!(
-                    "client did not stop within the drain bound: {other:?}"
-                ));
+        let sent = match tokio::time::timeout(cfg.drain_timeout, sent).await {
+            Ok(Ok(sent)) => sent,
+            _ => {
+                let why = match tokio::time::timeout(Duration::from_secs(1), done).await {
+                    Ok(Ok(Err(e))) => format!("client failed: {e}"),
+                    other => format!("client did not stop within the drain bound: {other:?}"),
+                };
+                result.failures.push(why);
                 return;
             }
         };
         let deadline = Instant::now() + cfg.drain_timeout;
         loop {
-            let missing: u64 = outcome
-                .sent
+            let missing: u64 = sent
                 .iter()
                 .map(|&(id, n)| n.saturating_sub(stats.packets_of(id)))
                 .sum();
@@ -341,8 +383,7 @@ pub fn run_once(
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        let extra: u64 = outcome
-            .sent
+        let extra: u64 = sent
             .iter()
             .map(|&(id, n)| stats.packets_of(id).saturating_sub(n))
             .sum();
@@ -350,6 +391,12 @@ pub fn run_once(
             result.failures.push(format!(
                 "{extra} payloads received that no writer completed"
             ));
+        }
+        let _ = release.send(());
+        match tokio::time::timeout(Duration::from_secs(15), done).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => result.failures.push(format!("client failed: {e}")),
+            other => result.close_note = Some(format!("closing did not finish: {other:?}")),
         }
         // Wait for the connection to end so its CLOSEs are checked too.
         let end = Instant::now() + Duration::from_secs(10);
@@ -437,13 +484,15 @@ pub fn run(cfg: &Config, exe: Option<&std::path::Path>) -> Result<Report, String
                     let token = format!("run{n}");
                     let r = run_once(&rts, cfg, &server, kind, streams, size, &token);
                     eprintln!(
-                        "[{:>6.1}s] {:<8} streams={:<3} size={:<6} run={} {:>8.1} MiB/s{}{}",
+                        "[{:>6.1}s] {:<8} streams={:<3} size={:<6} run={} {:>8.1} MiB/s cpu client {:.2} server {:.2}{}{}",
                         start.elapsed().as_secs_f64(),
                         r.client,
                         streams,
                         size,
                         run + 1,
                         r.mib_s,
+                        r.client_cpu,
+                        r.server_cpu,
                         if r.window_min_share.is_empty() {
                             String::new()
                         } else {

@@ -236,6 +236,7 @@ impl Server {
             streams: HashMap::new(),
             probe_tx,
             dirty: false,
+            write_failed: false,
         };
         let result = if mode == "raw" {
             conn.run_raw().await
@@ -268,6 +269,8 @@ struct Conn {
     probe_tx: mpsc::UnboundedSender<ProbeSeen>,
     /// Whether frames were fed since the last flush.
     dirty: bool,
+    /// Whether a write failed (the server then only reads).
+    write_failed: bool,
 }
 
 /// Checks one payload against the expected sequence number and length.
@@ -305,9 +308,9 @@ impl Conn {
         if let Some(msg) = self.ws.next().now_or_never() {
             return msg;
         }
-        if self.dirty {
-            if let Err(e) = self.ws.flush().await {
-                return Some(Err(e));
+        if self.dirty && !self.write_failed {
+            if self.ws.flush().await.is_err() {
+                self.write_failed = true;
             }
             self.dirty = false;
         }
@@ -420,10 +423,15 @@ impl Conn {
         if stream.since_continue >= self.buffer / 2 {
             stream.since_continue = 0;
             self.stats.continues.fetch_add(1, Ordering::Relaxed);
-            self.ws
-                .feed(Message::binary(continue_packet(id, self.buffer)))
-                .await?;
-            self.dirty = true;
+            let cont = Message::binary(continue_packet(id, self.buffer));
+            if !self.write_failed {
+                // A client that stops reading (or closes) must not stop the server from
+                // reading what it already sent.
+                match self.ws.feed(cont).await {
+                    Ok(()) => self.dirty = true,
+                    Err(_) => self.write_failed = true,
+                }
+            }
         }
         Ok(())
     }
