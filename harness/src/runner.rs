@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use wisp_client::extensions::{
@@ -15,21 +17,19 @@ use wisp_client::extensions::{
     StreamConfirmationExtensionBuilder, UdpExtensionBuilder, WispV2Handshake,
 };
 use wisp_client::proto::{CloseReason, Initiator, NegotiatedExtension};
-use tokio::net::TcpStream;
 use wisp_client::transport::{TokioWebsocketsTransport, TransportExt, WISP_V2_SUBPROTOCOL};
 use wisp_client::{ClientMux, MuxOptions, MuxStream, StreamEnd, WispError};
-use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
 use wisp_mock_server::replay::{Script, ScriptOutcome, serve};
-use wisp_mock_server::trace::{SharedTrace, Trace};
-use wisp_testkit::vtime::{Tracked, tracked_pair};
 use wisp_mock_server::scenario::{
     Action, Case, ClientExtension, ClientSpec, ClosedBy, Level, ReadUntil, Verdict, VersionSel,
     parse_version,
 };
 use wisp_mock_server::trace::payload_summary;
+use wisp_mock_server::trace::{SharedTrace, Trace};
 use wisp_mock_server::values::{ErrorSet, OkOrError, extension_label};
+use wisp_testkit::vtime::{Tracked, tracked_pair};
 
 /// The result of running one case.
 #[derive(Clone, Debug)]
@@ -315,7 +315,11 @@ async fn drive_client(
             return;
         }
     };
-    let exts: Vec<String> = mux.get_extensions().iter().map(describe_extension).collect();
+    let exts: Vec<String> = mux
+        .get_extensions()
+        .iter()
+        .map(describe_extension)
+        .collect();
     state.log(
         start,
         format!(
@@ -362,7 +366,10 @@ async fn run_action(i: usize, action: &Action, state: &mut ClientState, start: I
                 }
             };
             state.log(start, line);
-            let err = state.streams.get(&open.stream).and_then(|s| s.open_error.clone());
+            let err = state
+                .streams
+                .get(&open.stream)
+                .and_then(|s| s.open_error.clone());
             let got = match (&outcome, &err) {
                 (Err(()), Some(e)) => Err(e),
                 _ => Ok(()),
@@ -387,7 +394,10 @@ async fn run_action(i: usize, action: &Action, state: &mut ClientState, start: I
                     String::new()
                 }
             );
-            let Some(stream) = state.streams.get_mut(&send.stream).and_then(|s| s.stream.as_mut())
+            let Some(stream) = state
+                .streams
+                .get_mut(&send.stream)
+                .and_then(|s| s.stream.as_mut())
             else {
                 state.log(start, format!("{label} -> skipped: the stream is not open"));
                 state
@@ -421,7 +431,10 @@ async fn run_action(i: usize, action: &Action, state: &mut ClientState, start: I
         Action::Close(close) => {
             let reason = close.reason.map(|r| r.0).unwrap_or(CloseReason::VOLUNTARY);
             let label = format!("#{i} close {} reason={reason}", close.stream);
-            let Some(stream) = state.streams.get(&close.stream).and_then(|s| s.stream.as_ref())
+            let Some(stream) = state
+                .streams
+                .get(&close.stream)
+                .and_then(|s| s.stream.as_ref())
             else {
                 state.log(start, format!("{label} -> skipped: the stream is not open"));
                 state
@@ -448,7 +461,10 @@ async fn run_action(i: usize, action: &Action, state: &mut ClientState, start: I
                 ReadUntil::End => "the end".to_owned(),
             };
             let line = read_stream(state, &read.stream, read.until).await;
-            state.log(start, format!("#{i} read {} until {until} -> {line}", read.stream));
+            state.log(
+                start,
+                format!("#{i} read {} until {until} -> {line}", read.stream),
+            );
         }
         Action::WaitClosed(alias) => {
             let line = read_stream(state, alias, ReadUntil::End).await;
@@ -593,7 +609,9 @@ async fn run_in_runtime(case: &Case, start: Instant) -> Result<(Vec<String>, Str
                 failures.push(f.to_string());
             }
         }
-        None => failures.push("the server script did not finish within the case timeout".to_owned()),
+        None => {
+            failures.push("the server script did not finish within the case timeout".to_owned())
+        }
     }
     failures.append(&mut state.failures);
     check_outcome(case, &mut state, &mut failures).await;
@@ -626,9 +644,9 @@ async fn check_outcome(case: &Case, state: &mut ClientState, failures: &mut Vec<
             "handshake: expected error {spec}, got {}",
             error_text(e)
         )),
-        (Some(spec), Some(Ok(()))) => {
-            failures.push(format!("handshake: expected error {spec}, but it succeeded"))
-        }
+        (Some(spec), Some(Ok(()))) => failures.push(format!(
+            "handshake: expected error {spec}, but it succeeded"
+        )),
         (None, Some(Err(e))) => failures.push(format!(
             "handshake: expected ok, got error {}",
             error_text(e)
@@ -731,7 +749,10 @@ async fn check_outcome(case: &Case, state: &mut ClientState, failures: &mut Vec<
         if let Some(n) = want.data_len
             && slot.data.len() != n
         {
-            failures.push(format!("{who}: read {} bytes, expected {n}", slot.data.len()));
+            failures.push(format!(
+                "{who}: read {} bytes, expected {n}",
+                slot.data.len()
+            ));
         }
         let closed_by = match &end {
             Some(StreamEnd::Closed {
@@ -761,7 +782,8 @@ async fn check_outcome(case: &Case, state: &mut ClientState, failures: &mut Vec<
             if got != Some(r.0) {
                 failures.push(format!(
                     "{who}: close reason is {}, expected {}",
-                    got.map(|g| g.to_string()).unwrap_or_else(|| "none".to_owned()),
+                    got.map(|g| g.to_string())
+                        .unwrap_or_else(|| "none".to_owned()),
                     r.0
                 ));
             }
@@ -839,4 +861,109 @@ async fn check_outcome(case: &Case, state: &mut ClientState, failures: &mut Vec<
 
 fn hex_string(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use wisp_mock_server::scenario::load_case_str;
+
+    use super::*;
+
+    fn case(level: &str, server: &str, expect: &str) -> Case {
+        let src = format!(
+            "id: selftest.case\ntitle: t\nspec: s\nlevel: {level}\ndescription: d\n\
+             client:\n  version: v1\n  actions:\n    - open: {{stream: s1}}\n    - send: {{stream: s1, text: hi}}\n\
+             server:\n  - send: {{type: CONTINUE, stream: 0, credit: 8}}\n  - expect: {{type: CONNECT, stream: s1}}\n{server}\
+             expect:\n  handshake: ok\n{expect}"
+        );
+        match load_case_str(
+            Path::new("/cases"),
+            Path::new("/cases/selftest/case.yaml"),
+            &src,
+        ) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn matching_case_is_ok() {
+        let report = run_case(&case(
+            "must",
+            "  - expect: {type: DATA, stream: s1, text: hi}\n",
+            "",
+        ));
+        assert_eq!(report.verdict, Verdict::Ok, "{}", report.transcript);
+        assert!(report.passed());
+    }
+
+    #[test]
+    fn wrong_packet_fails_with_step_and_payload() {
+        let report = run_case(&case(
+            "must",
+            "  - expect: {type: DATA, stream: s1, text: ho}\n",
+            "",
+        ));
+        assert_eq!(report.verdict, Verdict::Failed);
+        let first = &report.failures[0];
+        assert!(first.contains("server step #2"), "{first}");
+        assert!(first.contains("\"hi\""), "{first}");
+        assert!(!report.passed());
+    }
+
+    #[test]
+    fn should_level_failure_is_non_strict() {
+        let report = run_case(&case(
+            "should",
+            "  - expect: {type: CLOSE, stream: s1}\n",
+            "",
+        ));
+        assert_eq!(report.verdict, Verdict::NonStrict);
+    }
+
+    #[test]
+    fn timeout_is_a_failure_not_a_close_and_takes_no_wall_time() {
+        let report = run_case(&case(
+            "must",
+            "  - expect: {type: DATA, stream: s1}\n  - expect: {type: DATA, stream: s1, timeout: 20s}\n",
+            "",
+        ));
+        assert_eq!(report.verdict, Verdict::Failed);
+        assert!(
+            report.failures[0].contains("timeout"),
+            "{}",
+            report.failures[0]
+        );
+        assert!(report.virtual_time >= Duration::from_secs(20));
+        assert!(report.wall < Duration::from_secs(10), "{:?}", report.wall);
+    }
+
+    #[test]
+    fn wrong_client_expectation_fails() {
+        let report = run_case(&case(
+            "must",
+            "  - expect: {type: DATA, stream: s1, text: hi}\n",
+            "  streams:\n    s1: {closed_by: server}\n",
+        ));
+        assert_eq!(report.verdict, Verdict::Failed);
+        assert!(
+            report.failures.iter().any(|f| f.contains("stream s1")),
+            "{:?}",
+            report.failures
+        );
+    }
+
+    #[test]
+    fn transcript_is_deterministic() {
+        let c = case(
+            "must",
+            "  - expect: {type: DATA, stream: s1, text: hi}\n  - expect_nothing: 1s\n",
+            "",
+        );
+        let a = run_case(&c).transcript;
+        let b = run_case(&c).transcript;
+        assert_eq!(a, b);
+    }
 }

@@ -70,9 +70,18 @@ mod tests {
     #[test]
     fn prefixes_match_whole_segments() {
         assert!(Filter::prefix_matches("handshake", "handshake.downgrade.x"));
-        assert!(Filter::prefix_matches("handshake.downgrade", "handshake.downgrade"));
-        assert!(!Filter::prefix_matches("handshake.down", "handshake.downgrade.x"));
-        assert!(Filter::prefix_matches("handshake.down*", "handshake.downgrade.x"));
+        assert!(Filter::prefix_matches(
+            "handshake.downgrade",
+            "handshake.downgrade"
+        ));
+        assert!(!Filter::prefix_matches(
+            "handshake.down",
+            "handshake.downgrade.x"
+        ));
+        assert!(Filter::prefix_matches(
+            "handshake.down*",
+            "handshake.downgrade.x"
+        ));
         assert!(!Filter::prefix_matches("auth", "handshake.auth"));
     }
 }

@@ -78,7 +78,10 @@ fn run(case: &Case) -> Result<(), Failed> {
     settings.set_description(case.file.title.clone());
     settings.set_raw_info(&Content::Map(vec![
         (Content::from("id"), Content::from(case.id.as_str())),
-        (Content::from("spec"), Content::from(case.file.spec.as_str())),
+        (
+            Content::from("spec"),
+            Content::from(case.file.spec.as_str()),
+        ),
         (
             Content::from("level"),
             Content::from(format!("{:?}", case.file.level).to_lowercase()),

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use wisp_client::proto::{
-    CertAuthServerRecord, CloseReason, ConnectPacket, Packet, PacketBody, PacketType, PasswordServerRecord,
-    StreamType,
+    CertAuthServerRecord, CloseReason, ConnectPacket, Packet, PacketBody, PacketType,
+    PasswordServerRecord, StreamType,
 };
 
 use crate::scenario::{Challenge, PacketSpec, ServerExtension, parse_version};
@@ -40,7 +40,9 @@ pub fn resolve_stream(stream: &StreamRef, aliases: &HashMap<String, u32>) -> Res
     match stream {
         StreamRef::Id(id) => Ok(*id),
         StreamRef::Alias(a) => aliases.get(a).copied().ok_or_else(|| {
-            format!("stream alias {a:?} is not bound yet: an `expect` of the client's CONNECT binds it")
+            format!(
+                "stream alias {a:?} is not bound yet: an `expect` of the client's CONNECT binds it"
+            )
         }),
     }
 }
@@ -172,7 +174,10 @@ mod tests {
         "01 01 00 00 00 | 01 | bb 01 | 65 78 61 6d 70 6c 65 2e 63 6f 6d"
     )]
     #[case::data_1_4("{type: DATA, stream: 1, text: hi}", "02 01 00 00 00 | 68 69")]
-    #[case::continue_1_4("{type: CONTINUE, stream: 0, credit: 128}", "03 00 00 00 00 | 80 00 00 00")]
+    #[case::continue_1_4(
+        "{type: CONTINUE, stream: 0, credit: 128}",
+        "03 00 00 00 00 | 80 00 00 00"
+    )]
     #[case::close_1_4("{type: CLOSE, stream: 1, reason: 0x02}", "04 01 00 00 00 | 02")]
     #[case::close_by_name("{type: CLOSE, stream: 1, reason: VOLUNTARY}", "04 01 00 00 00 02")]
     #[case::info_1_4(

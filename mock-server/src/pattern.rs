@@ -109,21 +109,28 @@ pub fn match_one(
         }
     };
     let Some(packet) = packet else {
-        return if why.is_empty() { Ok(matched) } else { Err(why) };
+        return if why.is_empty() {
+            Ok(matched)
+        } else {
+            Err(why)
+        };
     };
     if let Some(t) = p.packet_type
         && packet.packet_type() != t.0
     {
-        why.push(format!("type is {}, expected {}", packet.packet_type(), t.0));
+        why.push(format!(
+            "type is {}, expected {}",
+            packet.packet_type(),
+            t.0
+        ));
         return Err(why);
     }
     match &p.stream {
         None => {}
-        Some(StreamRef::Id(id)) => {
-            if packet.stream_id != *id {
-                why.push(format!("stream is {}, expected {id}", packet.stream_id));
-            }
+        Some(StreamRef::Id(id)) if packet.stream_id != *id => {
+            why.push(format!("stream is {}, expected {id}", packet.stream_id));
         }
+        Some(StreamRef::Id(_)) => {}
         Some(StreamRef::Alias(a)) => match aliases.get(a) {
             Some(id) if *id == packet.stream_id => {}
             Some(id) => why.push(format!(
@@ -150,7 +157,10 @@ pub fn match_one(
             if let Some(t) = p.stream_type
                 && c.stream_type != t.0
             {
-                why.push(format!("stream type is {}, expected {}", c.stream_type, t.0));
+                why.push(format!(
+                    "stream type is {}, expected {}",
+                    c.stream_type, t.0
+                ));
             }
             if let Some(h) = &p.host
                 && c.host != *h
@@ -178,13 +188,20 @@ pub fn match_one(
                 && !set.0.contains(reason)
             {
                 let want: Vec<String> = set.0.iter().map(|r| r.to_string()).collect();
-                why.push(format!("reason is {reason}, expected {}", want.join(" or ")));
+                why.push(format!(
+                    "reason is {reason}, expected {}",
+                    want.join(" or ")
+                ));
             }
         }
         PacketBody::Info(info) => check_info(p, info, challenge, &mut why),
         _ => {}
     }
-    if why.is_empty() { Ok(matched) } else { Err(why) }
+    if why.is_empty() {
+        Ok(matched)
+    } else {
+        Err(why)
+    }
 }
 
 fn check_payload(p: &Pattern, d: &Bytes, why: &mut Vec<String>) {
@@ -285,8 +302,7 @@ fn check_info(
                     }
                     let valid = match (&check.verifying_key, challenge) {
                         (Some((_, key)), Some(c)) => {
-                            let hash_ok =
-                                Sha256::digest(key.as_bytes()).as_slice() == rec.key_hash;
+                            let hash_ok = Sha256::digest(key.as_bytes()).as_slice() == rec.key_hash;
                             let sig_ok = Signature::from_slice(&rec.signature)
                                 .is_ok_and(|s| key.verify(&c.bytes, &s).is_ok());
                             hash_ok && sig_ok
@@ -327,9 +343,11 @@ pub fn match_pattern(
             for (i, alt) in alts.iter().enumerate() {
                 match match_one(alt, msg, aliases, challenge) {
                     Ok(m) => return Ok(m),
-                    Err(reasons) => {
-                        why.push(format!("alternative {i} ({}): {}", describe(alt), reasons.join("; ")))
-                    }
+                    Err(reasons) => why.push(format!(
+                        "alternative {i} ({}): {}",
+                        describe(alt),
+                        reasons.join("; ")
+                    )),
                 }
             }
             Err(why)

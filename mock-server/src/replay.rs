@@ -93,8 +93,16 @@ pub struct StepFailure {
 impl fmt::Display for StepFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.step {
-            Some(i) => write!(f, "server step #{i}: expected {}; got {}", self.expected, self.got),
-            None => write!(f, "mock server: expected {}; got {}", self.expected, self.got),
+            Some(i) => write!(
+                f,
+                "server step #{i}: expected {}; got {}",
+                self.expected, self.got
+            ),
+            None => write!(
+                f,
+                "mock server: expected {}; got {}",
+                self.expected, self.got
+            ),
         }
     }
 }
@@ -156,7 +164,12 @@ impl MockServer {
                 got,
             };
             let mut trace = self.trace.lock().unwrap_or_else(|e| e.into_inner());
-            trace.push(start.elapsed(), None, Direction::Event, format!("FAILED: {failure}"));
+            trace.push(
+                start.elapsed(),
+                None,
+                Direction::Event,
+                format!("FAILED: {failure}"),
+            );
             ScriptOutcome {
                 result: Err(failure),
                 idle: None,
@@ -304,9 +317,9 @@ impl Session {
             (Some(p), Some(e)) => format!(
                 "client connected; upgrade offers Sec-WebSocket-Protocol {p:?}; echoed {e:?}"
             ),
-            (Some(p), None) => format!(
-                "client connected; upgrade offers Sec-WebSocket-Protocol {p:?}; not echoed"
-            ),
+            (Some(p), None) => {
+                format!("client connected; upgrade offers Sec-WebSocket-Protocol {p:?}; not echoed")
+            }
             (None, _) => "client connected; upgrade offers no Sec-WebSocket-Protocol".to_owned(),
         };
         self.record(Direction::Event, text);
@@ -337,7 +350,9 @@ impl Session {
                 }
                 Some(Ok(msg)) if msg.is_close() => {
                     let detail = match msg.as_close() {
-                        Some((code, reason)) if reason.is_empty() => format!("code {}", u16::from(code)),
+                        Some((code, "")) => {
+                            format!("code {}", u16::from(code))
+                        }
                         Some((code, reason)) => format!("code {} {reason:?}", u16::from(code)),
                         None => "no code".to_owned(),
                     };
@@ -351,10 +366,15 @@ impl Session {
             };
             match &incoming {
                 Incoming::Binary(_) => {}
-                Incoming::Text(t) => self.record(Direction::FromClient, format!("TEXT frame {t:?}")),
+                Incoming::Text(t) => {
+                    self.record(Direction::FromClient, format!("TEXT frame {t:?}"))
+                }
                 Incoming::Close(d) => {
                     self.ended = true;
-                    self.record(Direction::FromClient, format!("WebSocket close frame ({d})"));
+                    self.record(
+                        Direction::FromClient,
+                        format!("WebSocket close frame ({d})"),
+                    );
                 }
                 Incoming::Eof => {
                     self.ended = true;
@@ -389,7 +409,8 @@ impl Session {
     async fn run_step(&mut self, step: &ServerStep, step_timeout: Duration) -> StepResult {
         match step {
             ServerStep::Send(spec) => {
-                let built = build(spec, &self.ctx.aliases).map_err(|e| ("to send".to_owned(), e))?;
+                let built =
+                    build(spec, &self.ctx.aliases).map_err(|e| ("to send".to_owned(), e))?;
                 if let Some(c) = built.challenge.clone() {
                     self.ctx.challenge = Some(c);
                 }
@@ -496,7 +517,10 @@ impl Session {
                 self.record(Direction::FromClient, text.clone());
                 match result {
                     Ok(_) => Ok(()),
-                    Err(why) => Err((want, format!("{text}{}: {}", raw_suffix(&b), why.join("; ")))),
+                    Err(why) => Err((
+                        want,
+                        format!("{text}{}: {}", raw_suffix(&b), why.join("; ")),
+                    )),
                 }
             }
             other => Err((want, self.got(other, bound))),
@@ -522,12 +546,9 @@ impl Session {
 
     /// Records what the client sends after the script, until it ends the connection.
     async fn idle(mut self) {
-        loop {
-            match self.recv(Duration::from_secs(86_400), None).await {
-                Incoming::Binary(_) | Incoming::Text(_) | Incoming::Timeout => continue,
-                Incoming::Close(_) | Incoming::Eof | Incoming::Error(_) => break,
-            }
-        }
+        while let Incoming::Binary(_) | Incoming::Text(_) | Incoming::Timeout =
+            self.recv(Duration::from_secs(86_400), None).await
+        {}
     }
 }
 
@@ -606,10 +627,7 @@ impl AsyncWrite for Prefixed {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -133,6 +133,8 @@ pub struct ClientCertAuth {
 }
 
 /// An extension the client offers.
+// Case files are small configuration values, read once; boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientExtension {
@@ -282,7 +284,9 @@ impl<'de> Deserialize<'de> for ReadUntil {
                 if v == "end" {
                     Ok(ReadUntil::End)
                 } else {
-                    Err(E::custom(format!("read until {v:?}: use `end` or a byte count")))
+                    Err(E::custom(format!(
+                        "read until {v:?}: use `end` or a byte count"
+                    )))
                 }
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ReadUntil, E> {
@@ -431,7 +435,9 @@ impl<'de> Deserialize<'de> for Challenge {
         if s == "random" {
             Ok(Self::Random)
         } else {
-            Hex::parse(&s).map(Self::Fixed).map_err(serde::de::Error::custom)
+            Hex::parse(&s)
+                .map(Self::Fixed)
+                .map_err(serde::de::Error::custom)
         }
     }
 }
@@ -480,6 +486,8 @@ pub struct RawExtension {
 }
 
 /// An extension record in the server's INFO.
+// Case files are small configuration values, read once; boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum ServerExtension {
@@ -639,6 +647,8 @@ pub struct Pattern {
 }
 
 /// One step of the server script.
+// Case files are small configuration values, read once; boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum ServerStep {
@@ -909,7 +919,10 @@ fn collect_yaml(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<LoadError
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            errors.push(LoadError::whole_file(dir, format!("cannot read directory: {e}")));
+            errors.push(LoadError::whole_file(
+                dir,
+                format!("cannot read directory: {e}"),
+            ));
             return;
         }
     };
@@ -973,7 +986,9 @@ pub fn load_case_str(cases_root: &Path, path: &Path, source: &str) -> Result<Cas
     if !segments_ok {
         return Err(err(
             id_loc,
-            format!("bad case ID {id:?}: use dotted lowercase segments like `handshake.downgrade.continue-first`"),
+            format!(
+                "bad case ID {id:?}: use dotted lowercase segments like `handshake.downgrade.continue-first`"
+            ),
         ));
     }
     let topic = rel
@@ -1077,7 +1092,10 @@ fn validate_client(file: &mut CaseFile, root: &Path, err: &ErrFn<'_>) -> Result<
                     let sk = SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
                         err(
                             key.referenced,
-                            format!("{} is not an Ed25519 PKCS#8 private key PEM: {e}", key.value),
+                            format!(
+                                "{} is not an Ed25519 PKCS#8 private key PEM: {e}",
+                                key.value
+                            ),
                         )
                     })?;
                     c.signing_key = Some(sk);
@@ -1092,7 +1110,10 @@ fn validate_client(file: &mut CaseFile, root: &Path, err: &ErrFn<'_>) -> Result<
         if let Action::Open(open) = &action.value {
             check_alias(&open.stream).map_err(|m| err(loc, m))?;
             if aliases.contains(&open.stream) {
-                return Err(err(loc, format!("stream alias {:?} is opened twice", open.stream)));
+                return Err(err(
+                    loc,
+                    format!("stream alias {:?} is opened twice", open.stream),
+                ));
             }
             aliases.push(open.stream.clone());
         } else if let Some(alias) = action.value.alias()
@@ -1342,7 +1363,11 @@ expect:
         let e = err_of(&GOOD.replace("title: t\n", "title: t\nbogus: 1\n"));
         assert_eq!((e.line, e.column), (3, 1), "{e}");
         assert!(e.message.contains("unknown field `bogus`"), "{e}");
-        assert!(e.to_string().starts_with("/cases/handshake/sample.yaml:3:1:"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("/cases/handshake/sample.yaml:3:1:"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1453,7 +1478,11 @@ expect:
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(cases.len(), 1);
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].message.contains("duplicate case ID"), "{}", errors[0]);
+        assert!(
+            errors[0].message.contains("duplicate case ID"),
+            "{}",
+            errors[0]
+        );
         assert_eq!((errors[0].line, errors[0].column), (1, 5));
     }
 

@@ -176,11 +176,8 @@ impl RenderCtx {
                             .iter()
                             .map(|r| self.describe_record(r, from_client))
                             .collect();
-                        let mut s = format!(
-                            "INFO {label} v{} [{}]",
-                            info.version,
-                            records.join(", ")
-                        );
+                        let mut s =
+                            format!("INFO {label} v{} [{}]", info.version, records.join(", "));
                         if info.trailing > 0 {
                             let _ = write!(s, " +{} trailing bytes", info.trailing);
                         }
@@ -257,8 +254,7 @@ impl RenderCtx {
                     ),
                 }
             }
-            ExtensionId::CERT_AUTH if !from_client => match CertAuthServerRecord::decode(&r.data)
-            {
+            ExtensionId::CERT_AUTH if !from_client => match CertAuthServerRecord::decode(&r.data) {
                 Ok(rec) => {
                     let challenge = match &self.challenge {
                         Some(c) if c.random && c.bytes == rec.challenge => {
@@ -271,7 +267,11 @@ impl RenderCtx {
                         rec.required, rec.algorithms
                     )
                 }
-                Err(e) => format!("CERT_AUTH <malformed: {}> hex={}", e.reason, hex::encode(&r.data)),
+                Err(e) => format!(
+                    "CERT_AUTH <malformed: {}> hex={}",
+                    e.reason,
+                    hex::encode(&r.data)
+                ),
             },
             ExtensionId::CERT_AUTH => match CertAuthClientRecord::decode(&r.data) {
                 Ok(rec) => {
@@ -297,7 +297,11 @@ impl RenderCtx {
                         rec.algorithm
                     )
                 }
-                Err(e) => format!("CERT_AUTH <{} bytes, malformed: {}>", r.data.len(), e.reason),
+                Err(e) => format!(
+                    "CERT_AUTH <{} bytes, malformed: {}>",
+                    r.data.len(),
+                    e.reason
+                ),
             },
             _ => format!("{name} len={} hex={}", r.data.len(), hex::encode(&r.data)),
         }

@@ -42,14 +42,16 @@ impl Dur {
         if !millis.is_finite() || !(0.0..=86_400_000.0).contains(&millis) {
             return Err(format!("duration {text:?} is out of range"));
         }
-        Ok(Self(Duration::from_micros((millis * 1000.0).round() as u64)))
+        Ok(Self(
+            Duration::from_micros((millis * 1000.0).round() as u64),
+        ))
     }
 }
 
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms >= 1000 && ms % 1000 == 0 {
+        if ms >= 1000 && ms.is_multiple_of(1000) {
             write!(f, "{}s", ms / 1000)
         } else {
             write!(f, "{ms}ms")
@@ -268,7 +270,9 @@ impl<'de> Deserialize<'de> for ExtName {
         impl Visitor<'_> for V {
             type Value = ExtName;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an extension: udp, password, cert_auth, motd, stream_confirmation or a number")
+                f.write_str(
+                    "an extension: udp, password, cert_auth, motd, stream_confirmation or a number",
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ExtName, E> {
                 EXTENSION_NAMES
@@ -467,19 +471,28 @@ impl ErrorSpec {
             return Ok(());
         };
         let Some(kind) = payload_kind(name) else {
-            return Err(format!("error {name} carries no payload; write just `{name}`"));
+            return Err(format!(
+                "error {name} carries no payload; write just `{name}`"
+            ));
         };
         let ok = match (name, payload) {
             ("ExtensionsNotSupported", ErrorPayload::List(v)) => v.iter().all(|x| *x <= 255),
             ("ExtensionsNotSupported", ErrorPayload::Int(x)) => *x <= 255,
             (
-                "AuthRequired" | "HandshakeRejected" | "ClosedByServer" | "StreamRefused"
-                | "CertAuthExtensionCertTypeInvalid" | "UnexpectedHandshakePacket",
+                "AuthRequired"
+                | "HandshakeRejected"
+                | "ClosedByServer"
+                | "StreamRefused"
+                | "CertAuthExtensionCertTypeInvalid"
+                | "UnexpectedHandshakePacket",
                 ErrorPayload::Int(x),
             ) => *x <= 255,
             (
-                "IncompatibleProtocolVersion" | "MalformedPacket" | "MalformedExtension"
-                | "InvalidArgument" | "WsImplError",
+                "IncompatibleProtocolVersion"
+                | "MalformedPacket"
+                | "MalformedExtension"
+                | "InvalidArgument"
+                | "WsImplError",
                 ErrorPayload::Str(_),
             ) => true,
             _ => false,
@@ -487,7 +500,9 @@ impl ErrorSpec {
         if ok {
             Ok(())
         } else {
-            Err(format!("the payload of {name} must be {kind}, not {payload}"))
+            Err(format!(
+                "the payload of {name} must be {kind}, not {payload}"
+            ))
         }
     }
 
@@ -519,7 +534,9 @@ impl ErrorSpec {
             (WispError::IncompatibleProtocolVersion(found, _), ErrorPayload::Str(want)) => {
                 found.to_string() == *want
             }
-            (e, ErrorPayload::Int(want)) => e.close_reason().is_some_and(|r| u64::from(r.0) == *want),
+            (e, ErrorPayload::Int(want)) => {
+                e.close_reason().is_some_and(|r| u64::from(r.0) == *want)
+            }
             (e, ErrorPayload::Str(want)) => e.to_string().contains(want.as_str()),
             _ => false,
         }
@@ -543,7 +560,9 @@ impl<'de> Deserialize<'de> for ErrorSpec {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ErrorSpec, A::Error> {
                 let Some(name) = map.next_key::<String>()? else {
-                    return Err(de::Error::custom("empty error map: write `{Name: payload}`"));
+                    return Err(de::Error::custom(
+                        "empty error map: write `{Name: payload}`",
+                    ));
                 };
                 if !WispError::NAMES.contains(&name.as_str()) {
                     return Err(de::Error::custom(format!(
@@ -588,7 +607,9 @@ impl<'de> Deserialize<'de> for ErrorSet {
         impl<'de> Visitor<'de> for V {
             type Value = ErrorSet;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an error name, a one-entry map like `{AuthRequired: 0x04}`, or a list of them")
+                f.write_str(
+                    "an error name, a one-entry map like `{AuthRequired: 0x04}`, or a list of them",
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ErrorSet, E> {
                 ErrorSpec::validate(v, &None).map_err(E::custom)?;

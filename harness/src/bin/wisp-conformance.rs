@@ -22,7 +22,12 @@ use wisp_harness::{Case, CaseReport, Filter, Verdict, default_cases_dir, load_di
 
 /// Wisp conformance: the client library against scripted servers.
 #[derive(Debug, Parser)]
-#[command(name = "wisp-conformance", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "wisp-conformance",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -102,11 +107,19 @@ fn list(select: &SelectArgs) -> ExitCode {
     };
     let width = cases.iter().map(|c| c.id.len()).max().unwrap_or(0);
     for c in &cases {
-        let ignored = if c.file.ignore.is_some() { " [ignored]" } else { "" };
+        let ignored = if c.file.ignore.is_some() {
+            " [ignored]"
+        } else {
+            ""
+        };
         println!("{:<width$}  {}{ignored}", c.id, c.file.title);
     }
     println!("{} cases", cases.len());
-    if bad > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS }
+    if bad > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn run_all(args: &RunArgs) -> ExitCode {
