@@ -159,7 +159,10 @@ fn run_all(args: &RunArgs) -> ExitCode {
         .collect();
 
     let width = cases.iter().map(|c| c.id.len()).max().unwrap_or(10).max(7);
-    println!("{:<width$}  {:<13}  {:>8}  note", "case", "verdict", "time");
+    println!(
+        "{:<width$}  {:<13}  {:>8}  {:>9}  note",
+        "case", "verdict", "wall", "virtual"
+    );
     let (mut passed, mut failed, mut harness_errors) = (0, 0, 0);
     for (case, report) in cases.iter().zip(&reports) {
         let note = if let Some(e) = &report.harness_error {
@@ -181,10 +184,11 @@ fn run_all(args: &RunArgs) -> ExitCode {
             )
         };
         println!(
-            "{:<width$}  {:<13}  {:>6}ms  {note}",
+            "{:<width$}  {:<13}  {:>6}ms  {:>7}ms  {note}",
             case.id,
             report.verdict.to_string(),
-            report.wall.as_millis()
+            report.wall.as_millis(),
+            report.virtual_time.as_millis()
         );
         if args.verbose && !report.passed() {
             for f in &report.failures {
@@ -197,9 +201,10 @@ fn run_all(args: &RunArgs) -> ExitCode {
     }
     for case in &skipped {
         println!(
-            "{:<width$}  {:<13}  {:>8}  {}",
+            "{:<width$}  {:<13}  {:>8}  {:>9}  {}",
             case.id,
             "IGNORED",
+            "-",
             "-",
             case.file.ignore.clone().unwrap_or_default()
         );
