@@ -14,7 +14,7 @@ use futures::{Sink, Stream, StreamExt};
 use http::{HeaderName, HeaderValue, Uri};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_websockets::{ClientBuilder, Limits, MaybeTlsStream, Message, WebSocketStream};
+use tokio_websockets::{ClientBuilder, Connector, Limits, MaybeTlsStream, Message, WebSocketStream};
 
 use crate::WispError;
 
@@ -162,7 +162,7 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Connection, 
     let uri: Uri = url
         .parse()
         .map_err(|e| WispError::InvalidArgument(format!("invalid URL {url:?}: {e}")))?;
-    let mut builder = ClientBuilder::from_uri(uri);
+    let mut builder = ClientBuilder::from_uri(uri.clone());
     if let Some(size) = options.max_message_size {
         builder = builder.limits(Limits::default().max_payload_len(Some(size)));
     }
@@ -178,7 +178,8 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Connection, 
             .map_err(|e| WispError::InvalidArgument(format!("header value {value:?}: {e}")))?;
         builder = builder.add_header(name, value).map_err(map_ws_error)?;
     }
-    let (ws, response) = builder.connect().await.map_err(map_ws_error)?;
+    let stream = open_stream(&uri).await?;
+    let (ws, response) = builder.connect_on(stream).await.map_err(map_ws_error)?;
     let echoed_subprotocol = response
         .headers()
         .get("sec-websocket-protocol")
@@ -188,4 +189,45 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Connection, 
         transport: TokioWebsocketsTransport(ws),
         echoed_subprotocol,
     })
+}
+
+/// Opens the TCP (and, for `wss://`, TLS) connection for `uri`, with `TCP_NODELAY` set:
+/// Wisp sends many small packets (CONNECT then DATA, CONTINUE), which Nagle's algorithm
+/// would hold back for the peer's delayed ACK.
+async fn open_stream(uri: &Uri) -> Result<MaybeTlsStream<TcpStream>, WispError> {
+    let tls = match uri.scheme_str() {
+        Some("ws") => false,
+        Some("wss") => true,
+        other => {
+            return Err(WispError::InvalidArgument(format!(
+                "URL scheme must be ws or wss, not {other:?}"
+            )));
+        }
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| WispError::InvalidArgument("URL has no host".into()))?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let tcp = TcpStream::connect((host, port)).await.map_err(WispError::ws)?;
+    tcp.set_nodelay(true).map_err(WispError::ws)?;
+    let connector = if tls {
+        tls_connector()?
+    } else {
+        Connector::Plain
+    };
+    connector.wrap(host, tcp).await.map_err(map_ws_error)
+}
+
+#[cfg(feature = "tls")]
+fn tls_connector() -> Result<Connector, WispError> {
+    Connector::new().map_err(map_ws_error)
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_connector() -> Result<Connector, WispError> {
+    Err(WispError::InvalidArgument(
+        "wss:// needs the `tls` feature of wisp-client".into(),
+    ))
 }
