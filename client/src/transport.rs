@@ -14,7 +14,9 @@ use futures::{Sink, Stream, StreamExt};
 use http::{HeaderName, HeaderValue, Uri};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_websockets::{ClientBuilder, Connector, Limits, MaybeTlsStream, Message, WebSocketStream};
+use tokio_websockets::{
+    ClientBuilder, Connector, Limits, MaybeTlsStream, Message, WebSocketStream,
+};
 
 use crate::WispError;
 
@@ -210,7 +212,9 @@ async fn open_stream(uri: &Uri) -> Result<MaybeTlsStream<TcpStream>, WispError> 
         .trim_start_matches('[')
         .trim_end_matches(']');
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let tcp = TcpStream::connect((host, port)).await.map_err(WispError::ws)?;
+    let tcp = TcpStream::connect((host, port))
+        .await
+        .map_err(WispError::ws)?;
     tcp.set_nodelay(true).map_err(WispError::ws)?;
     let connector = if tls {
         tls_connector()?
