@@ -63,6 +63,7 @@ impl Kind {
 pub struct Stop {
     flag: AtomicBool,
     notify: Notify,
+    parked: Notify,
 }
 
 impl Stop {
@@ -70,6 +71,20 @@ impl Stop {
     pub fn stop(&self) {
         self.flag.store(true, Ordering::Release);
         self.notify.notify_one();
+        self.parked.notify_waiters();
+    }
+
+    /// Waits until stopped, without a timer.
+    async fn stopped(&self) {
+        loop {
+            let notified = self.parked.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_stopped() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     fn is_stopped(&self) -> bool {
@@ -325,9 +340,7 @@ async fn write_ours(
         io.write_all(&buf).await.map_err(err)?;
         seq += 1;
     }
-    while !stop.is_stopped() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    stop.stopped().await;
     Ok((id, seq, io))
 }
 
@@ -397,9 +410,7 @@ async fn write_wisp_mux(
         stream.write(&buf[..]).await.map_err(err)?;
         seq += 1;
     }
-    while !stop.is_stopped() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    stop.stopped().await;
     Ok((id, seq, stream))
 }
 

@@ -308,6 +308,12 @@ pub fn run_once(
                 if total > 0 {
                     let fair = total as f64 / ids.len() as f64;
                     let min = delta.iter().copied().min().unwrap_or(0) as f64 / fair;
+                    if min < 0.5 && std::env::var_os("WISP_BENCH_DEBUG").is_some() {
+                        eprintln!(
+                            "window {w}: per-stream KiB {:?}",
+                            delta.iter().map(|d| d / 1024).collect::<Vec<_>>()
+                        );
+                    }
                     result.window_min_share.push(min);
                 }
             }

@@ -258,6 +258,9 @@ struct StreamState {
     next_seq: u64,
     since_continue: u32,
     probe: Option<Instant>,
+    last_data: Option<Instant>,
+    max_gap: std::time::Duration,
+    max_gap_at_seq: u64,
 }
 
 struct Conn {
@@ -319,10 +322,19 @@ impl Conn {
 
     async fn run_raw(mut self) -> Result<(), tokio_websockets::Error> {
         let mut seq = 0u64;
+        let mut last = Instant::now();
+        let mut gaps = Vec::new();
         while let Some(msg) = self.next().await {
             let msg = msg?;
             if !msg.is_binary() {
                 continue;
+            }
+            if debug() {
+                let now = Instant::now();
+                if now - last > std::time::Duration::from_millis(5) {
+                    gaps.push((seq, now - last));
+                }
+                last = now;
             }
             let payload = msg.as_payload();
             if let Err(e) = check_payload(payload, seq, self.payload_len) {
@@ -336,6 +348,9 @@ impl Conn {
             self.stats.stream_bytes[0].fetch_add(payload.len() as u64, Ordering::Relaxed);
             self.stats.stream_packets[0].fetch_add(1, Ordering::Relaxed);
         }
+        if debug() {
+            eprintln!("raw: {seq} packets, gaps over 5 ms: {gaps:?}");
+        }
         Ok(())
     }
 
@@ -343,10 +358,21 @@ impl Conn {
         self.ws
             .send(Message::binary(continue_packet(0, self.buffer)))
             .await?;
+        let mut last = Instant::now();
+        let mut gaps = Vec::new();
+        let mut n = 0u64;
         while let Some(msg) = self.next().await {
             let msg = msg?;
             if !msg.is_binary() {
                 continue;
+            }
+            if debug() {
+                n += 1;
+                let now = Instant::now();
+                if now - last > std::time::Duration::from_millis(5) {
+                    gaps.push((n, now - last));
+                }
+                last = now;
             }
             let packet = msg.as_payload();
             if packet.len() < 5 {
@@ -364,8 +390,17 @@ impl Conn {
                     if id == 0 {
                         break;
                     }
-                    if self.streams.remove(&id).is_none() {
-                        self.stats.error(format!("CLOSE for unknown stream {id}"));
+                    if debug() && !gaps.is_empty() {
+                        eprintln!("wisp: {n} packets, gaps over 5 ms: {gaps:?}");
+                        gaps.clear();
+                    }
+                    match self.streams.remove(&id) {
+                        None => self.stats.error(format!("CLOSE for unknown stream {id}")),
+                        Some(s) if debug() => eprintln!(
+                            "stream {id}: {} packets, longest gap {:?} before seq {}",
+                            s.next_seq, s.max_gap, s.max_gap_at_seq
+                        ),
+                        Some(_) => {}
                     }
                 }
                 other => self.stats.error(format!(
@@ -387,6 +422,9 @@ impl Conn {
             next_seq: 0,
             since_continue: 0,
             probe,
+            last_data: None,
+            max_gap: std::time::Duration::ZERO,
+            max_gap_at_seq: 0,
         };
         if id == 0 || self.streams.insert(id, fresh).is_some() {
             self.stats.error(format!("CONNECT reuses stream id {id}"));
@@ -409,6 +447,16 @@ impl Conn {
                 connect_at,
                 data_at: Instant::now(),
             });
+        }
+        if debug() {
+            let now = Instant::now();
+            if let Some(last) = stream.last_data
+                && now - last > stream.max_gap
+            {
+                stream.max_gap = now - last;
+                stream.max_gap_at_seq = stream.next_seq;
+            }
+            stream.last_data = Some(now);
         }
         stream.next_seq += 1;
         let len = body.len() as u64;
@@ -435,6 +483,11 @@ impl Conn {
         }
         Ok(())
     }
+}
+
+fn debug() -> bool {
+    static DEBUG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DEBUG.get_or_init(|| std::env::var_os("WISP_BENCH_DEBUG").is_some())
 }
 
 fn continue_packet(id: u32, credit: u32) -> Bytes {

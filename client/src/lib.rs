@@ -47,7 +47,9 @@
 //! clock inside. [`ClientMux::new`] runs the handshake, then returns the mux handle and one
 //! driver future ([`MultiplexorActorFuture`]) that owns the WebSocket. Streams write through
 //! the core (which enforces credit) and wake the driver, which batches queued packets into
-//! one flush.
+//! one flush. Each stream's DATA waits in its own queue and busy streams send one packet
+//! each in turn, so a fast writer cannot starve the others and a new stream's CONNECT goes
+//! out ahead of queued DATA.
 //!
 //! # Behaviour worth knowing
 //!

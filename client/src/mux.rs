@@ -49,7 +49,9 @@ pub struct MuxOptions {
     pub first_stream_id: u32,
     /// Bound on waiting for a stream-open confirmation. Default 30 s.
     pub stream_open_timeout: Option<Duration>,
-    /// Writers block once this many bytes wait for the WebSocket. Default 4 MiB.
+    /// Writers block once this many bytes wait for the WebSocket; a stream with nothing
+    /// queued may still queue one packet, so every busy stream keeps its turn (queued
+    /// streams send one packet each in turn). Default 4 MiB.
     pub max_queued_bytes: usize,
     /// Bound on flushing and closing the WebSocket when the connection ends. Default 5 s.
     pub close_timeout: Duration,
@@ -143,8 +145,6 @@ pub(crate) struct State {
     pub(crate) streams: HashMap<u32, StreamSlot>,
     opening: HashMap<u32, oneshot::Sender<Result<(), WispError>>>,
     driver_waker: Option<Waker>,
-    /// Writers waiting for room in the transmit queue.
-    queue_waiters: Vec<Waker>,
     /// `ClientMux` clones plus live stream slots: when none is left, the connection closes.
     user_refs: usize,
 }
@@ -200,9 +200,6 @@ impl State {
                     for (_, tx) in self.opening.drain() {
                         let _ = tx.send(Err(error.clone()));
                     }
-                    for w in self.queue_waiters.drain(..) {
-                        w.wake();
-                    }
                 }
             }
         }
@@ -215,11 +212,10 @@ impl State {
         }
     }
 
-    /// Registers `waker` to be woken when a blocked write may proceed.
+    /// Registers `waker` to be woken when a blocked write may proceed: the connection
+    /// reports [`Event::StreamWritable`] when credit arrives or the stream's queued packets
+    /// have gone out.
     pub(crate) fn park_writer(&mut self, id: u32, waker: &Waker) {
-        if self.conn.is_queue_full() {
-            self.queue_waiters.push(waker.clone());
-        }
         if let Some(slot) = self.streams.get_mut(&id) {
             slot.write_waker = Some(waker.clone());
         }
@@ -423,7 +419,6 @@ impl ClientMux {
                 streams: HashMap::new(),
                 opening: HashMap::new(),
                 driver_waker: None,
-                queue_waiters: Vec::new(),
                 user_refs: 1,
             }),
         });
@@ -675,11 +670,8 @@ impl<R: TransportRead, W: TransportWrite> Driver<R, W> {
                         None => break,
                     }
                 }
-                if !state.conn.is_queue_full() {
-                    for w in state.queue_waiters.drain(..) {
-                        w.wake();
-                    }
-                }
+                // Writers whose queued packets have gone out may write again.
+                state.process_events();
                 if self.outgoing.is_empty() {
                     break;
                 }

@@ -393,6 +393,47 @@ fn credit_is_absolute_and_one_data_per_credit() {
     assert_eq!(data.len(), 2);
 }
 
+/// A stream that writes faster than the link cannot crowd out the others: queued DATA
+/// leaves one packet per stream in turn, and a full transmit queue still takes one packet
+/// from a stream that has none queued.
+#[test]
+fn busy_streams_take_turns_on_the_wire() {
+    let now = Instant::now();
+    let mut conn = ClientConnection::new(
+        ConnectionConfig {
+            max_queued_bytes: 16,
+            ..v1()
+        },
+        now,
+    );
+    conn.handle_message(cont(0, 16), now);
+    let a = conn.open_stream(StreamType::TCP, "h", 1, now).unwrap();
+    let b = conn.open_stream(StreamType::TCP, "h", 1, now).unwrap();
+    let _ = transmitted(&mut conn);
+    for payload in [&b"a0"[..], b"a1", b"a2"] {
+        assert_eq!(conn.send_data(a, payload).unwrap(), Some(2));
+    }
+    assert_eq!(conn.send_data(a, b"a3").unwrap(), None, "queue full");
+    assert!(conn.is_blocked(a));
+    assert!(
+        !conn.is_blocked(b),
+        "a stream with nothing queued is never blocked"
+    );
+    assert_eq!(conn.send_data(b, b"b0").unwrap(), Some(2));
+    let order: Vec<Vec<u8>> = transmitted(&mut conn)
+        .into_iter()
+        .map(|p| match p.body {
+            PacketBody::Data(d) => d.to_vec(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(order, [&b"a0"[..], b"b0", b"a1", b"a2"]);
+    assert!(
+        matches!(events(&mut conn)[..], [Event::StreamWritable { id }] if id == a),
+        "the refused stream is told when its queue has drained"
+    );
+}
+
 #[test]
 fn udp_streams_are_not_flow_controlled() {
     let now = Instant::now();

@@ -30,6 +30,7 @@ use super::info::{
     ExtensionRecord, InfoPacket, PasswordClientRecord, PasswordLayout, PasswordServerRecord,
     WispVersion,
 };
+use super::sendq::SendQueue;
 use crate::error::WispError;
 
 /// Credentials and layout for the password extension.
@@ -86,7 +87,8 @@ pub struct ConnectionConfig {
     pub first_stream_id: u32,
     /// Bound on waiting for a stream-open confirmation.
     pub stream_open_timeout: Option<Duration>,
-    /// Writes block once this many bytes are queued for the transport.
+    /// Writes block once this many bytes are queued for the transport (except the first
+    /// packet of a stream with nothing queued; see [`ClientConnection::poll_transmit`]).
     pub max_queued_bytes: usize,
 }
 
@@ -254,8 +256,7 @@ pub struct ClientConnection {
     auth_unanswered: bool,
     streams: HashMap<u32, StreamState>,
     next_stream_id: Option<u32>,
-    transmit: VecDeque<Bytes>,
-    queued_bytes: usize,
+    transmit: SendQueue,
     events: VecDeque<Event>,
     ignored_packets: u64,
 }
@@ -272,8 +273,7 @@ impl ClientConnection {
             auth_unanswered: false,
             streams: HashMap::new(),
             next_stream_id: Some(first),
-            transmit: VecDeque::new(),
-            queued_bytes: 0,
+            transmit: SendQueue::default(),
             events: VecDeque::new(),
             ignored_packets: 0,
         }
@@ -330,14 +330,19 @@ impl ClientConnection {
 
     /// Bytes queued for the transport and not yet taken by `poll_transmit`.
     pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes
+        self.transmit.bytes()
     }
 
-    /// The next WebSocket binary message to send.
+    /// The next WebSocket binary message to send. Control packets come first; streams with
+    /// queued DATA then take turns, one packet each; CLOSE(0) comes last.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        let msg = self.transmit.pop_front()?;
-        self.queued_bytes -= msg.len();
+        let (msg, popped) = self.transmit.pop()?;
+        if let Some(id) = popped.writable
+            && self.streams.contains_key(&id)
+        {
+            self.events.push_back(Event::StreamWritable { id });
+        }
         Some(msg)
     }
 
@@ -395,7 +400,8 @@ impl ClientConnection {
                     .collect();
                 for id in expired {
                     self.streams.remove(&id);
-                    self.queue(Packet::close(id, CloseReason::VOLUNTARY).to_bytes());
+                    self.transmit
+                        .push_close(id, Packet::close(id, CloseReason::VOLUNTARY).to_bytes());
                     self.events.push_back(Event::StreamOpenFailed {
                         id,
                         error: WispError::StreamOpenTimedOut,
@@ -621,7 +627,8 @@ impl ClientConnection {
         }
         self.auth_unanswered = (password_required || cert_required) && !authenticated;
 
-        self.queue(Packet::info(InfoPacket::new(WispVersion::V2, records)).to_bytes());
+        self.transmit
+            .push_control(Packet::info(InfoPacket::new(WispVersion::V2, records)).to_bytes());
         self.negotiated = Some(Negotiated {
             version: info.version,
             downgraded: false,
@@ -679,21 +686,28 @@ impl ClientConnection {
             PacketBody::Close { reason } if id == 0 => {
                 self.fail(WispError::ClosedByServer(reason));
             }
-            PacketBody::Close { reason } => match self.streams.remove(&id) {
-                Some(StreamState {
-                    phase: StreamPhase::Opening { .. },
-                    ..
-                }) => self.events.push_back(Event::StreamOpenFailed {
-                    id,
-                    error: WispError::StreamRefused(reason),
-                }),
-                Some(_) => self.events.push_back(Event::StreamClosed {
-                    id,
-                    reason,
-                    initiator: Initiator::Remote,
-                }),
-                None => self.ignored_packets += 1,
-            },
+            PacketBody::Close { reason } => {
+                let removed = self.streams.remove(&id);
+                if removed.is_some() {
+                    // The server reads no more of this stream: what is queued is moot.
+                    self.transmit.drop_stream(id);
+                }
+                match removed {
+                    Some(StreamState {
+                        phase: StreamPhase::Opening { .. },
+                        ..
+                    }) => self.events.push_back(Event::StreamOpenFailed {
+                        id,
+                        error: WispError::StreamRefused(reason),
+                    }),
+                    Some(_) => self.events.push_back(Event::StreamClosed {
+                        id,
+                        reason,
+                        initiator: Initiator::Remote,
+                    }),
+                    None => self.ignored_packets += 1,
+                }
+            }
             // INFO after the handshake, CONNECT from a server and unknown types are ignored.
             _ => self.ignored_packets += 1,
         }
@@ -736,7 +750,8 @@ impl ClientConnection {
                 phase,
             },
         );
-        self.queue(Packet::connect(id, stream_type, host, port).to_bytes());
+        self.transmit
+            .push_control(Packet::connect(id, stream_type, host, port).to_bytes());
         Ok(id)
     }
 
@@ -757,14 +772,15 @@ impl ClientConnection {
         if flow && stream.credit == 0 {
             return Ok(None);
         }
-        if self.queued_bytes >= self.config.max_queued_bytes {
+        if !self.transmit.admits(id, self.config.max_queued_bytes) {
+            self.transmit.mark_blocked(id);
             return Ok(None);
         }
         if flow {
             stream.credit -= 1;
         }
         let n = data.len().min(self.config.max_payload_len.max(1));
-        self.queue(encode_data(id, &data[..n]));
+        self.transmit.push_stream(id, encode_data(id, &data[..n]));
         Ok(Some(n))
     }
 
@@ -775,7 +791,7 @@ impl ClientConnection {
             Some(s) => {
                 matches!(s.phase, StreamPhase::Opening { .. })
                     || (s.stream_type.is_flow_controlled() && s.credit == 0)
-                    || self.queued_bytes >= self.config.max_queued_bytes
+                    || !self.transmit.admits(id, self.config.max_queued_bytes)
             }
             None => false,
         }
@@ -790,7 +806,7 @@ impl ClientConnection {
 
     /// Whether the transport queue is over its limit.
     pub fn is_queue_full(&self) -> bool {
-        self.queued_bytes >= self.config.max_queued_bytes
+        self.transmit.bytes() >= self.config.max_queued_bytes
     }
 
     /// Closes a stream with `reason`: queues its CLOSE and forgets it.
@@ -799,7 +815,8 @@ impl ClientConnection {
         if self.streams.remove(&id).is_none() {
             return Err(WispError::StreamAlreadyClosed);
         }
-        self.queue(Packet::close(id, reason).to_bytes());
+        self.transmit
+            .push_close(id, Packet::close(id, reason).to_bytes());
         self.events.push_back(Event::StreamClosed {
             id,
             reason,
@@ -814,7 +831,8 @@ impl ClientConnection {
             return;
         }
         if let Some(reason) = reason {
-            self.queue(Packet::close(0, reason).to_bytes());
+            // After the DATA already queued, like every other write before the close.
+            self.transmit.push_last(Packet::close(0, reason).to_bytes());
         }
         self.fail(WispError::ClosedLocally);
     }
@@ -829,12 +847,7 @@ impl ClientConnection {
 
     /// Queues CLOSE(0, reason): the client rejects the handshake.
     fn reject(&mut self, reason: CloseReason) {
-        self.queue(Packet::close(0, reason).to_bytes());
-    }
-
-    fn queue(&mut self, msg: Bytes) {
-        self.queued_bytes += msg.len();
-        self.transmit.push_back(msg);
+        self.transmit.push_last(Packet::close(0, reason).to_bytes());
     }
 
     fn fail(&mut self, error: WispError) {

@@ -6,6 +6,7 @@
 mod codec;
 mod conn;
 mod info;
+mod sendq;
 
 pub use codec::{
     CloseReason, ConnectPacket, DecodeError, DecodeErrorKind, HEADER_LEN, Packet, PacketBody,

@@ -1,0 +1,218 @@
+//! The transmit queue: which encoded packet goes to the WebSocket next.
+//!
+//! Control packets (CONNECT, INFO, CLOSE of a stream with nothing queued) go first, in
+//! order. Each stream's DATA, and a CLOSE that follows its DATA, wait in the stream's own
+//! queue, and streams with something queued take turns one packet at a time (round robin),
+//! so a stream that writes faster than the link cannot crowd the others out, whichever
+//! writer task the runtime happens to run first. CLOSE(0), which ends the connection, goes
+//! after everything else.
+//!
+//! Admission (see [`SendQueue::admits`]): a stream whose queue is empty may always queue one
+//! packet; more only while the total is under the limit. So every busy stream always has a
+//! packet waiting for its turn, and the total exceeds the limit by at most one packet per
+//! stream.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+
+/// Queues larger than this are freed when they drain, so a stream that once had a burst
+/// queued does not keep the buffer while idle.
+const KEEP_CAPACITY: usize = 32;
+
+#[derive(Debug, Default)]
+struct StreamQueue {
+    packets: VecDeque<Bytes>,
+    /// A write was refused for lack of space: report it when the queue drains.
+    blocked: bool,
+    /// The stream is closed (its CLOSE is queued last): forget the queue once it drains.
+    closed: bool,
+}
+
+/// What [`SendQueue::pop`] returns besides the packet.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Popped {
+    /// A stream whose refused writer may write again (its queue drained).
+    pub(crate) writable: Option<u32>,
+}
+
+/// The transmit queue of a connection. See the module documentation.
+#[derive(Debug, Default)]
+pub(crate) struct SendQueue {
+    control: VecDeque<Bytes>,
+    streams: HashMap<u32, StreamQueue>,
+    /// Streams with a non-empty queue, in turn order. May hold ids whose queue was dropped
+    /// since; those are skipped.
+    turns: VecDeque<u32>,
+    last: Option<Bytes>,
+    bytes: usize,
+}
+
+impl SendQueue {
+    /// Bytes queued in total.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether stream `id` may queue a packet now, given the total `limit`.
+    pub(crate) fn admits(&self, id: u32, limit: usize) -> bool {
+        self.bytes < limit || self.streams.get(&id).is_none_or(|q| q.packets.is_empty())
+    }
+
+    /// Remembers that stream `id` was refused, so [`SendQueue::pop`] reports it writable
+    /// once its queue drains.
+    pub(crate) fn mark_blocked(&mut self, id: u32) {
+        if let Some(q) = self.streams.get_mut(&id) {
+            q.blocked = true;
+        }
+    }
+
+    /// Queues a control packet.
+    pub(crate) fn push_control(&mut self, msg: Bytes) {
+        self.bytes += msg.len();
+        self.control.push_back(msg);
+    }
+
+    /// Queues the packet that ends the connection (sent after everything else).
+    pub(crate) fn push_last(&mut self, msg: Bytes) {
+        self.bytes += msg.len();
+        if let Some(old) = self.last.replace(msg) {
+            self.bytes -= old.len();
+        }
+    }
+
+    /// Queues a packet of stream `id` behind its earlier ones.
+    pub(crate) fn push_stream(&mut self, id: u32, msg: Bytes) {
+        self.bytes += msg.len();
+        let q = self.streams.entry(id).or_default();
+        if q.packets.is_empty() {
+            self.turns.push_back(id);
+        }
+        q.packets.push_back(msg);
+    }
+
+    /// Queues the CLOSE of stream `id`: behind its queued packets, or as a control packet
+    /// when it has none. The stream's queue is forgotten once it drains.
+    pub(crate) fn push_close(&mut self, id: u32, msg: Bytes) {
+        let behind_data = match self.streams.get_mut(&id) {
+            Some(q) if !q.packets.is_empty() => {
+                q.closed = true;
+                q.blocked = false;
+                true
+            }
+            _ => false,
+        };
+        if behind_data {
+            self.push_stream(id, msg);
+        } else {
+            self.streams.remove(&id);
+            self.push_control(msg);
+        }
+    }
+
+    /// Drops everything queued for stream `id` (the server closed it).
+    pub(crate) fn drop_stream(&mut self, id: u32) {
+        if let Some(q) = self.streams.remove(&id) {
+            self.bytes -= q.packets.iter().map(Bytes::len).sum::<usize>();
+        }
+    }
+
+    /// The next packet to send.
+    pub(crate) fn pop(&mut self) -> Option<(Bytes, Popped)> {
+        let mut popped = Popped::default();
+        let msg = if let Some(msg) = self.control.pop_front() {
+            msg
+        } else {
+            loop {
+                let Some(id) = self.turns.pop_front() else {
+                    break self.last.take()?;
+                };
+                let Some(q) = self.streams.get_mut(&id) else {
+                    continue;
+                };
+                let Some(msg) = q.packets.pop_front() else {
+                    continue;
+                };
+                if !q.packets.is_empty() {
+                    self.turns.push_back(id);
+                } else if q.closed {
+                    self.streams.remove(&id);
+                } else {
+                    if std::mem::take(&mut q.blocked) {
+                        popped.writable = Some(id);
+                    }
+                    if q.packets.capacity() > KEEP_CAPACITY {
+                        q.packets = VecDeque::new();
+                    }
+                }
+                break msg;
+            }
+        };
+        self.bytes -= msg.len();
+        Some((msg, popped))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkt(tag: &str) -> Bytes {
+        Bytes::copy_from_slice(tag.as_bytes())
+    }
+
+    fn drain(q: &mut SendQueue) -> Vec<String> {
+        std::iter::from_fn(|| q.pop())
+            .map(|(b, _)| String::from_utf8_lossy(&b).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn streams_take_turns_after_control_packets() {
+        let mut q = SendQueue::default();
+        for i in 0..3 {
+            q.push_stream(1, pkt(&format!("a{i}")));
+        }
+        q.push_stream(2, pkt("b0"));
+        q.push_control(pkt("connect3"));
+        q.push_stream(3, pkt("c0"));
+        q.push_stream(2, pkt("b1"));
+        assert_eq!(
+            drain(&mut q),
+            ["connect3", "a0", "b0", "c0", "a1", "b1", "a2"]
+        );
+        assert_eq!(q.bytes(), 0);
+    }
+
+    #[test]
+    fn a_close_follows_the_streams_data_and_close_zero_goes_last() {
+        let mut q = SendQueue::default();
+        q.push_last(pkt("close0"));
+        q.push_stream(1, pkt("a0"));
+        q.push_close(1, pkt("close1"));
+        q.push_close(2, pkt("close2"));
+        assert_eq!(drain(&mut q), ["close2", "a0", "close1", "close0"]);
+        assert!(q.streams.is_empty(), "a closed stream's queue is forgotten");
+    }
+
+    #[test]
+    fn an_empty_stream_queue_is_always_admitted_and_a_refused_one_is_reported() {
+        let mut q = SendQueue::default();
+        q.push_stream(1, pkt("aaaa"));
+        assert!(!q.admits(1, 4), "over the limit with a packet queued");
+        assert!(q.admits(2, 4), "an empty queue always gets one packet");
+        q.mark_blocked(1);
+        let (_, popped) = q.pop().unwrap();
+        assert_eq!(popped.writable, Some(1));
+    }
+
+    #[test]
+    fn dropping_a_stream_forgets_its_bytes_and_turns() {
+        let mut q = SendQueue::default();
+        q.push_stream(1, pkt("a0"));
+        q.push_stream(2, pkt("b0"));
+        q.drop_stream(1);
+        assert_eq!(q.bytes(), 2);
+        assert_eq!(drain(&mut q), ["b0"]);
+    }
+}
