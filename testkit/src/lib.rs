@@ -2,9 +2,10 @@
 //!
 //! It starts *real*, independently written Wisp servers (the pinned
 //! wisp-server-python and wisp-js installed by `scripts/install-servers.sh`
-//! into `<repo>/.tools/`) on loopback, and the loopback targets those servers
-//! connect to (a TCP echo, a UDP echo, a refused port and a TCP sink that never
-//! reads).
+//! into `<repo>/.tools/`) on loopback, an in-process server built on the
+//! published wisp-mux 5.1.0 `ServerMux` ([`WispMuxServer`]), and the loopback
+//! targets those servers connect to (a TCP echo, a UDP echo, a refused port
+//! and a TCP sink that never reads).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), String> {
@@ -26,10 +27,12 @@ mod install;
 mod server;
 mod targets;
 pub mod vtime;
+mod wispmux;
 
 pub use install::ensure_installed;
 pub use server::{RealServer, ServerKind};
 pub use targets::{TcpEcho, TcpSink, UdpEcho, refused_port};
+pub use wispmux::{WispMuxConfig, WispMuxServer};
 
 /// The root of the Cargo workspace (the directory holding the root
 /// `Cargo.toml`, `scripts/` and `.tools/`).

@@ -1,0 +1,596 @@
+//! An in-process Wisp server built on the published crates.io `wisp-mux`
+//! 5.1.0 `ServerMux`: see [`WispMuxServer`].
+
+use std::collections::HashMap;
+use std::io::{self, Cursor};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use fastwebsockets::FragmentCollectorRead;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{sleep, timeout};
+use wisp_mux::extensions::ProtocolExtensionBuilder;
+use wisp_mux::extensions::password::{PasswordProtocolExtension, PasswordProtocolExtensionBuilder};
+use wisp_mux::extensions::udp::UdpProtocolExtensionBuilder;
+use wisp_mux::{CloseReason, ConnectPacket, MuxStream, ServerMux, StreamType};
+
+/// The GUID appended to `Sec-WebSocket-Key` before hashing (RFC 6455 §1.3).
+const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+/// Largest HTTP request head (request line and headers) accepted.
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// Time a client gets to send its complete upgrade request.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Upper bound for resolving and connecting one upstream socket; a timeout
+/// is reported like any other connect failure (0x42).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes read from an upstream TCP socket per DATA packet at most (the
+/// capacity of tokio's `BufReader`, which epoxy-server reads through).
+const TCP_READ_CHUNK: usize = 8 * 1024;
+/// Largest UDP payload.
+const MAX_DATAGRAM: usize = 65_507;
+/// Pause after a failed `accept` (for example when out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The extension builders handed to [`ServerMux::create`].
+type Builders = Vec<Box<dyn ProtocolExtensionBuilder + Send + Sync>>;
+
+/// How a [`WispMuxServer`] configures each connection's [`ServerMux`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WispMuxConfig {
+    /// `true`: pass extension builders to `ServerMux::create` (UDP, plus the
+    /// password extension when [`password`](Self::password) is set), which
+    /// makes wisp-mux 5.1.0 run its old-draft v2 handshake with every client:
+    /// CONTINUE(0), then INFO, then up to 5 s of waiting for the client's INFO
+    /// (any other first packet, or the timeout, downgrades to v1 and the
+    /// packet is processed normally).
+    /// `false`: pass `None`, plain Wisp v1 (only CONTINUE(0)); UDP streams are
+    /// still served, as v1.2 makes them mandatory.
+    pub v2: bool,
+    /// `Some((username, password))`: also offer wisp-mux 5.1.0's
+    /// `PasswordProtocolExtensionBuilder::new_server` with this single user,
+    /// and require the extension (`with_required_extensions(&[0x02])`): a
+    /// client whose INFO lacks a password record gets CLOSE(0, 0x04). Faithful
+    /// to 5.1.0, the credentials themselves are never compared, so any
+    /// username and password are accepted. Needs [`v2`](Self::v2).
+    pub password: Option<(String, String)>,
+    /// Per-stream buffer in packets: the credit of the initial CONTINUE(0)
+    /// and the capacity of each stream's queue (DATA beyond it is dropped by
+    /// wisp-mux). Default 128.
+    pub buffer_size: u32,
+}
+
+impl Default for WispMuxConfig {
+    /// v1, no password, a buffer of 128 packets.
+    fn default() -> Self {
+        Self {
+            v2: false,
+            password: None,
+            buffer_size: 128,
+        }
+    }
+}
+
+/// A Wisp server on `127.0.0.1` running the published crates.io `wisp-mux`
+/// 5.1.0 [`ServerMux`] (epoxy-tls "G1") over fastwebsockets 0.8, in this
+/// process.
+///
+/// It is a third real server target beside wisp-server-python and wisp-js:
+/// the multiplexor is the unmodified library; this type only supplies what
+/// epoxy-server puts around it — a loopback listener, the HTTP/1.1 WebSocket
+/// upgrade (any path; the first offered `Sec-WebSocket-Protocol` value is
+/// echoed), and the upstream sockets behind each stream (TCP and UDP, no
+/// address filtering). Stream handling mirrors epoxy-server's
+/// `handle_stream`: a failed resolve or connect (10 s bound) closes the
+/// stream with 0x42, an unknown stream type with 0x41; when the upstream
+/// ends the stream is closed with 0x02, on an I/O error with 0x03; a stream
+/// the client closed gets no CLOSE back. UDP maps one DATA to one datagram
+/// both ways.
+///
+/// Documented wisp-mux 5.1.0 behaviours are wrapped faithfully, not fixed:
+///
+/// * v2 is the old draft (CONTINUE(0) first, then INFO, then up to 5 s of
+///   waiting for the client's INFO before falling back to v1), offered to
+///   every client whether or not it sent `Sec-WebSocket-Protocol`. Its INFO
+///   advertises UDP (`01 00000000`) and, with a password, a client-layout
+///   password record with empty credentials (`02 03000000 000000`).
+/// * The password extension accepts any credentials: only the presence of a
+///   password record in the client's INFO is checked (a missing one gets
+///   CLOSE(0, 0x04), never 0xC0/0xC2).
+/// * DATA beyond a stream's queue (`buffer_size` packets) is silently
+///   dropped; a CONTINUE is sent once more than 90 % of the buffer was read.
+/// * Every DATA it sends is a fragmented WebSocket message: a 5-byte header
+///   frame without FIN, then a continuation frame with the payload.
+/// * A CLOSE whose reason byte is outside its table, a text frame, an unknown
+///   packet type, a client CONTINUE or a packet shorter than 5 bytes ends the
+///   whole connection. A packet of 1–4 bytes where the v2 handshake expects
+///   the client's INFO makes wisp-mux panic (`Buf::get_u32_le` without a
+///   length check); that ends the connection's task only, never the process.
+///
+/// Must be started inside a tokio runtime. Dropping it aborts the accept
+/// loop, every connection (closing its WebSocket) and every stream (closing
+/// its upstream socket).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), String> {
+/// use wisp_testkit::{WispMuxConfig, WispMuxServer};
+///
+/// let server = WispMuxServer::start(WispMuxConfig {
+///     v2: true,
+///     ..WispMuxConfig::default()
+/// })
+/// .await?;
+/// println!("connect a Wisp client to {}", server.url());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct WispMuxServer {
+    addr: SocketAddr,
+    config: WispMuxConfig,
+    connections: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl WispMuxServer {
+    /// Binds `127.0.0.1:0` and starts accepting WebSocket connections.
+    ///
+    /// # Errors
+    ///
+    /// If [`WispMuxConfig::password`] is set without [`WispMuxConfig::v2`]
+    /// (the password extension only exists in v2), or if binding fails.
+    pub async fn start(config: WispMuxConfig) -> Result<WispMuxServer, String> {
+        if config.password.is_some() && !config.v2 {
+            return Err("WispMuxConfig: a password needs v2 (extensions are v2 only)".into());
+        }
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .map_err(|e| format!("bind 127.0.0.1:0 for the wisp-mux server: {e}"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("local address of the wisp-mux server: {e}"))?;
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
+        let shared = Arc::new(config.clone());
+        let task = tokio::spawn(async move {
+            // Owned by this task: aborting it drops the set, which aborts
+            // every connection task, whose own sets abort their streams.
+            let mut conns = JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => {
+                            counter.fetch_add(1, Ordering::Relaxed);
+                            conns.spawn(serve_connection(stream, Arc::clone(&shared)));
+                        }
+                        Err(_) => sleep(ACCEPT_BACKOFF).await,
+                    },
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                }
+            }
+        });
+        Ok(WispMuxServer {
+            addr,
+            config,
+            connections,
+            task,
+        })
+    }
+
+    /// Where it listens (`127.0.0.1:P`).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The WebSocket URL of the Wisp endpoint: `ws://127.0.0.1:P/` (any path
+    /// is accepted).
+    pub fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    /// The configuration it was started with.
+    pub fn config(&self) -> &WispMuxConfig {
+        &self.config
+    }
+
+    /// How many TCP connections it has accepted so far (upgraded or not).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for WispMuxServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One client connection: upgrade, multiplexor, then one task per stream.
+/// Every task it spawns lives in a set owned by this future, so ending or
+/// aborting it stops them all.
+async fn serve_connection(mut tcp: TcpStream, config: Arc<WispMuxConfig>) {
+    let _ = tcp.set_nodelay(true);
+    let leftover = match timeout(UPGRADE_TIMEOUT, upgrade(&mut tcp)).await {
+        Ok(Ok(leftover)) => leftover,
+        Ok(Err(_)) | Err(_) => return,
+    };
+    let (tcp_read, tcp_write) = tcp.into_split();
+    // Bytes that arrived behind the request head are the first WebSocket
+    // bytes: read them before the socket.
+    let (ws_read, ws_write) = fastwebsockets::after_handshake_split(
+        Cursor::new(leftover).chain(tcp_read),
+        tcp_write,
+        fastwebsockets::Role::Server,
+    );
+    let ws_read = FragmentCollectorRead::new(ws_read);
+
+    let builders = config.v2.then(|| extension_builders(&config));
+    let Ok(created) =
+        ServerMux::create(ws_read, ws_write, config.buffer_size, builders.as_deref()).await
+    else {
+        return;
+    };
+    let (mux, fut) = if config.password.is_some() {
+        // Sends CLOSE(0, 0x04) and ends the multiplexor when the client's
+        // INFO had no password record (or there was no INFO at all).
+        match created
+            .with_required_extensions(&[PasswordProtocolExtension::ID])
+            .await
+        {
+            Ok(parts) => parts,
+            Err(_) => return,
+        }
+    } else {
+        created.with_no_required_extensions()
+    };
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(async move {
+        // The error (if any) only says why the connection ended.
+        let _ = fut.await;
+    });
+    loop {
+        tokio::select! {
+            next = mux.server_new_stream() => match next {
+                Some((connect, stream)) => {
+                    tasks.spawn(handle_stream(connect, stream));
+                }
+                // The multiplexor ended: the WebSocket is gone, and so is
+                // every stream. Dropping `tasks` closes the upstream sockets.
+                None => break,
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+}
+
+/// UDP, and the password extension when configured, in that order.
+fn extension_builders(config: &WispMuxConfig) -> Builders {
+    let mut builders: Builders = vec![Box::new(UdpProtocolExtensionBuilder)];
+    if let Some((username, password)) = &config.password {
+        let users = HashMap::from([(username.clone(), password.clone())]);
+        builders.push(Box::new(PasswordProtocolExtensionBuilder::new_server(
+            users,
+        )));
+    }
+    builders
+}
+
+/// Reads the HTTP/1.1 upgrade request and answers `101 Switching Protocols`
+/// (or an error status, returning `Err`). Returns the bytes read past the
+/// request head.
+async fn upgrade(tcp: &mut TcpStream) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::with_capacity(1024);
+    let head_len = loop {
+        if let Some(end) = find_head_end(&buf) {
+            break end;
+        }
+        if buf.len() >= MAX_REQUEST_HEAD {
+            reject(tcp, "431 Request Header Fields Too Large", "").await;
+            return Err("request head too large".into());
+        }
+        let mut chunk = [0u8; 2048];
+        let n = tcp
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("reading the upgrade request: {e}"))?;
+        if n == 0 {
+            return Err("connection closed before the end of the request head".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let leftover = buf.split_off(head_len);
+    let request = match parse_upgrade(&buf) {
+        Ok(request) => request,
+        Err(Rejection::BadRequest(why)) => {
+            reject(tcp, "400 Bad Request", "").await;
+            return Err(why);
+        }
+        Err(Rejection::Version) => {
+            reject(tcp, "426 Upgrade Required", "Sec-WebSocket-Version: 13\r\n").await;
+            return Err("unsupported Sec-WebSocket-Version".into());
+        }
+    };
+    let mut response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\n\
+         Upgrade: websocket\r\n\
+         Connection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n",
+        accept_key(&request.key)
+    );
+    if let Some(protocol) = request.protocol {
+        response.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+    }
+    response.push_str("\r\n");
+    tcp.write_all(response.as_bytes())
+        .await
+        .map_err(|e| format!("writing the upgrade response: {e}"))?;
+    Ok(leftover)
+}
+
+/// Index just past the `\r\n\r\n` that ends the request head.
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .map(|at| at + 4)
+}
+
+/// Answers a failed upgrade with `status` and closes.
+async fn reject(tcp: &mut TcpStream, status: &str, extra_headers: &str) {
+    let response = format!(
+        "HTTP/1.1 {status}\r\n{extra_headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let _ = tcp.write_all(response.as_bytes()).await;
+    let _ = tcp.shutdown().await;
+}
+
+/// What the response needs from a valid upgrade request.
+#[derive(Debug)]
+struct UpgradeRequest {
+    /// `Sec-WebSocket-Key`.
+    key: String,
+    /// The first value offered in `Sec-WebSocket-Protocol`, echoed back.
+    protocol: Option<String>,
+}
+
+/// Why an upgrade request was refused.
+#[derive(Debug)]
+enum Rejection {
+    /// Not a WebSocket upgrade (status 400).
+    BadRequest(String),
+    /// `Sec-WebSocket-Version` other than 13 (status 426).
+    Version,
+}
+
+/// Checks the RFC 6455 §4.2.1 requirements that matter here: `GET`,
+/// HTTP/1.1 or later, `Upgrade: websocket`, `Connection: upgrade`, a key,
+/// version 13. The request target is not checked.
+fn parse_upgrade(head: &[u8]) -> Result<UpgradeRequest, Rejection> {
+    let bad = |why: &str| Rejection::BadRequest(why.to_string());
+    let head = std::str::from_utf8(head).map_err(|_| bad("request head is not UTF-8"))?;
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default();
+    let mut parts = request_line.split(' ');
+    let (method, _target, version) = (parts.next(), parts.next(), parts.next());
+    if method != Some("GET") {
+        return Err(bad("method is not GET"));
+    }
+    if !matches!(version, Some(v) if v.starts_with("HTTP/1.") && v != "HTTP/1.0") {
+        return Err(bad("not HTTP/1.1"));
+    }
+
+    let (mut upgrade, mut connection, mut ws_version) = (false, false, None);
+    let (mut key, mut protocol) = (None, None);
+    for line in lines.filter(|line| !line.is_empty()) {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(bad("malformed header line"));
+        };
+        let value = value.trim();
+        let has_token = |token: &str| {
+            value
+                .split(',')
+                .any(|item| item.trim().eq_ignore_ascii_case(token))
+        };
+        match name.trim().to_ascii_lowercase().as_str() {
+            "upgrade" => upgrade |= has_token("websocket"),
+            "connection" => connection |= has_token("upgrade"),
+            "sec-websocket-version" => ws_version = Some(value.to_string()),
+            "sec-websocket-key" if key.is_none() => key = Some(value.to_string()),
+            "sec-websocket-protocol" if protocol.is_none() => {
+                protocol = value
+                    .split(',')
+                    .map(str::trim)
+                    .find(|item| !item.is_empty())
+                    .map(str::to_string);
+            }
+            _ => {}
+        }
+    }
+    if !upgrade {
+        return Err(bad("no Upgrade: websocket"));
+    }
+    if !connection {
+        return Err(bad("no Connection: upgrade"));
+    }
+    let Some(key) = key.filter(|key| !key.is_empty()) else {
+        return Err(bad("no Sec-WebSocket-Key"));
+    };
+    if ws_version.as_deref() != Some("13") {
+        return Err(Rejection::Version);
+    }
+    Ok(UpgradeRequest { key, protocol })
+}
+
+/// `Sec-WebSocket-Accept`: base64(SHA-1(key + GUID)).
+fn accept_key(key: &str) -> String {
+    let mut sha1 = sha1_smol::Sha1::new();
+    sha1.update(key.as_bytes());
+    sha1.update(WEBSOCKET_GUID.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(sha1.digest().bytes())
+}
+
+/// Serves one stream the way epoxy-server does.
+async fn handle_stream(connect: ConnectPacket, stream: MuxStream) {
+    match connect.stream_type {
+        StreamType::Tcp => tcp_stream(connect, stream).await,
+        StreamType::Udp => udp_stream(connect, stream).await,
+        StreamType::Unknown(_) => {
+            let _ = stream.close(CloseReason::ServerStreamInvalidInfo).await;
+        }
+    }
+}
+
+/// Connects upstream and copies both ways until either direction ends.
+async fn tcp_stream(connect: ConnectPacket, stream: MuxStream) {
+    let target = (
+        connect.destination_hostname.as_str(),
+        connect.destination_port,
+    );
+    let upstream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
+        Ok(Ok(upstream)) => upstream,
+        Ok(Err(_)) | Err(_) => {
+            let _ = stream.close(CloseReason::ServerStreamUnreachable).await;
+            return;
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+    let (mut upstream_read, mut upstream_write) = upstream.into_split();
+    let (mux_read, mux_write) = stream.into_split();
+    let closer = mux_write.get_close_handle();
+
+    let to_upstream = async {
+        // `None`: the client closed the stream, or the connection ended.
+        while let Some(data) = mux_read.read().await {
+            upstream_write.write_all(&data).await?;
+        }
+        upstream_write.flush().await
+    };
+    let to_client = async {
+        let mut buf = vec![0u8; TCP_READ_CHUNK];
+        loop {
+            let n = upstream_read.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            mux_write.write(&buf[..n]).await.map_err(io::Error::other)?;
+        }
+    };
+    let result: io::Result<()> = tokio::select! {
+        result = to_upstream => result,
+        result = to_client => result,
+    };
+    // Already closed when the client closed it: that error is ignored.
+    let reason = match result {
+        Ok(()) => CloseReason::Voluntary,
+        Err(_) => CloseReason::Unexpected,
+    };
+    let _ = closer.close(reason).await;
+}
+
+/// Binds a UDP socket connected to the target: one DATA ⇔ one datagram.
+async fn udp_stream(connect: ConnectPacket, stream: MuxStream) {
+    let target = (
+        connect.destination_hostname.as_str(),
+        connect.destination_port,
+    );
+    let socket = match timeout(CONNECT_TIMEOUT, connected_udp(target)).await {
+        Ok(Ok(socket)) => socket,
+        Ok(Err(_)) | Err(_) => {
+            let _ = stream.close(CloseReason::ServerStreamUnreachable).await;
+            return;
+        }
+    };
+    let closer = stream.get_close_handle();
+    let result: io::Result<()> = async {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            tokio::select! {
+                received = socket.recv(&mut buf) => {
+                    let n = received?;
+                    stream.write(&buf[..n]).await.map_err(io::Error::other)?;
+                }
+                data = stream.read() => match data {
+                    Some(data) => {
+                        socket.send(&data).await?;
+                    }
+                    None => return Ok(()),
+                },
+            }
+        }
+    }
+    .await;
+    let reason = match result {
+        Ok(()) => CloseReason::Voluntary,
+        Err(_) => CloseReason::Unexpected,
+    };
+    let _ = closer.close(reason).await;
+}
+
+/// Resolves `target`, binds the unspecified address of the same family and
+/// connects the socket to the first address.
+async fn connected_udp(target: (&str, u16)) -> io::Result<UdpSocket> {
+    let addr = tokio::net::lookup_host(target)
+        .await?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
+    let local: SocketAddr = if addr.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(local).await?;
+    socket.connect(addr).await?;
+    Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_matches_rfc_6455_example() {
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn parses_a_browser_style_upgrade() {
+        let head = b"GET /wisp/ HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\n\
+                     upgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\n\
+                     Sec-WebSocket-Key: abc==\r\nSec-WebSocket-Protocol: wisp-v2, other\r\n\r\n";
+        let request = parse_upgrade(head).unwrap();
+        assert_eq!(request.key, "abc==");
+        assert_eq!(request.protocol.as_deref(), Some("wisp-v2"));
+    }
+
+    #[test]
+    fn refuses_non_upgrades() {
+        let plain = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert!(matches!(
+            parse_upgrade(plain),
+            Err(Rejection::BadRequest(_))
+        ));
+        let post = b"POST / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\
+                     Sec-WebSocket-Key: k\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        assert!(matches!(parse_upgrade(post), Err(Rejection::BadRequest(_))));
+        let old = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\
+                    Sec-WebSocket-Key: k\r\nSec-WebSocket-Version: 8\r\n\r\n";
+        assert!(matches!(parse_upgrade(old), Err(Rejection::Version)));
+        assert!(matches!(
+            parse_upgrade(b"\xff\r\n\r\n"),
+            Err(Rejection::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn finds_the_end_of_the_head() {
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nxyz"), Some(18));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
+    }
+}
