@@ -7,7 +7,9 @@
 //! - [`Kind::WispMux`]: the published `wisp-mux` 5.1.0 client in v1 mode over fastwebsockets
 //!   0.8 (its only transport), one task per stream calling `MuxStream::write(&buf)`.
 //! - [`Kind::Raw`]: one tokio-websockets connection and one sender feeding binary messages,
-//!   no multiplexing: the ceiling a multiplexor over tokio-websockets can approach.
+//!   no multiplexing, with the transport settings ours uses: the ceiling a multiplexor
+//!   over tokio-websockets can approach. [`Kind::RawDefault`] is the same with
+//!   tokio-websockets' default settings (the 8 KiB flush threshold).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,8 +33,11 @@ pub enum Kind {
     Ours,
     /// crates.io `wisp-mux` 5.1.0.
     WispMux,
-    /// Raw tokio-websockets, one sender, no multiplexing.
+    /// Raw tokio-websockets, one sender, no multiplexing, with the same transport settings
+    /// as ours (`wisp_client::transport::FLUSH_THRESHOLD`).
     Raw,
+    /// Raw tokio-websockets with the library's default settings (8 KiB flush threshold).
+    RawDefault,
 }
 
 impl Kind {
@@ -42,19 +47,20 @@ impl Kind {
             Kind::Ours => "ours",
             Kind::WispMux => "wisp-mux",
             Kind::Raw => "raw",
+            Kind::RawDefault => "raw-default",
         }
     }
 
     /// Parses a name from [`Kind::name`].
     pub fn parse(s: &str) -> Option<Self> {
-        [Kind::Ours, Kind::WispMux, Kind::Raw]
+        [Kind::Ours, Kind::WispMux, Kind::Raw, Kind::RawDefault]
             .into_iter()
             .find(|k| k.name() == s)
     }
 
     /// Whether the client multiplexes streams.
     pub fn is_mux(self) -> bool {
-        self != Kind::Raw
+        matches!(self, Kind::Ours | Kind::WispMux)
     }
 }
 
@@ -158,12 +164,24 @@ async fn tcp(addr: SocketAddr) -> Result<TcpStream, String> {
     Ok(tcp)
 }
 
-/// A tokio-websockets client connection (used by ours and raw, identically configured).
-pub async fn tokio_ws(target: &Target, mode: &str) -> Result<WebSocketStream<TcpStream>, String> {
+/// A raw tokio-websockets client connection over a `TCP_NODELAY` socket: `tuned` uses the
+/// flush threshold `wisp_client::transport::connect` configures, otherwise the library's
+/// defaults.
+pub async fn tokio_ws(
+    target: &Target,
+    mode: &str,
+    tuned: bool,
+) -> Result<WebSocketStream<TcpStream>, String> {
     let uri = format!("ws://{}{}", target.addr, target.path(mode));
+    let config = if tuned {
+        tokio_websockets::Config::default().flush_threshold(wisp_client::transport::FLUSH_THRESHOLD)
+    } else {
+        tokio_websockets::Config::default()
+    };
     let (ws, _) = ClientBuilder::new()
         .uri(&uri)
         .map_err(err)?
+        .config(config)
         .limits(Limits::default().max_payload_len(Some(MAX_MESSAGE)))
         .connect_on(tcp(target.addr).await?)
         .await
@@ -171,15 +189,14 @@ pub async fn tokio_ws(target: &Target, mode: &str) -> Result<WebSocketStream<Tcp
     Ok(ws)
 }
 
-/// Connects a `wisp_client::ClientMux` and spawns its driver.
+/// Connects a `wisp_client::ClientMux` the way its users do (`ClientMux::connect`: its own
+/// socket with `TCP_NODELAY` and its transport settings) and spawns its driver.
 pub async fn connect_ours(
     target: &Target,
 ) -> Result<(wisp_client::ClientMux, JoinHandle<()>), String> {
-    use wisp_client::transport::{TokioWebsocketsTransport, TransportExt};
-    let ws = tokio_ws(target, "wisp").await?;
-    let (rx, tx) = TokioWebsocketsTransport(ws).split_fast();
+    let url = format!("ws://{}{}", target.addr, target.path("wisp"));
     let (mux, driver) =
-        wisp_client::ClientMux::new_with_options(rx, tx, None, wisp_client::MuxOptions::default())
+        wisp_client::ClientMux::connect(&url, None, wisp_client::MuxOptions::default())
             .await
             .map_err(err)?
             .with_no_required_extensions();
@@ -250,7 +267,8 @@ pub fn start(kind: Kind, target: Target, streams: usize) -> Session {
         match kind {
             Kind::Ours => run_ours(target, streams, s, probe_rx, ready_tx, drain).await,
             Kind::WispMux => run_wisp_mux(target, streams, s, probe_rx, ready_tx, drain).await,
-            Kind::Raw => run_raw(target, s, ready_tx, drain).await,
+            Kind::Raw => run_raw(target, s, ready_tx, drain, true).await,
+            Kind::RawDefault => run_raw(target, s, ready_tx, drain, false).await,
         }
     });
     Session {
@@ -419,9 +437,10 @@ async fn run_raw(
     stop: Arc<Stop>,
     ready: oneshot::Sender<Vec<u32>>,
     drain: Drain,
+    tuned: bool,
 ) -> Result<(), String> {
     let len = target.payload_len;
-    let mut ws = tokio_ws(&target, "raw").await?;
+    let mut ws = tokio_ws(&target, "raw", tuned).await?;
     let _ = ready.send(vec![0]);
     let filler = vec![0x5a; len];
     let mut seq = 0;

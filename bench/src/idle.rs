@@ -181,8 +181,8 @@ async fn hold(
             drop(mux);
             let _ = tokio::time::timeout(Duration::from_secs(10), actor).await;
         }
-        Kind::Raw => {
-            let mut ws = clients::tokio_ws(&target, "wisp").await?;
+        Kind::Raw | Kind::RawDefault => {
+            let mut ws = clients::tokio_ws(&target, "wisp", true).await?;
             let _ = ready.send(());
             let _ = go.await;
             for id in 1..=n as u32 {

@@ -114,7 +114,7 @@ impl Config {
     /// The full benchmark.
     pub fn full() -> Self {
         Self {
-            clients: vec![Kind::Ours, Kind::WispMux, Kind::Raw],
+            clients: vec![Kind::Ours, Kind::WispMux, Kind::Raw, Kind::RawDefault],
             streams: vec![1, 64],
             sizes: vec![1024, 16 * 1024, 60 * 1024],
             runs: 3,
@@ -482,8 +482,8 @@ pub fn run(cfg: &Config, exe: Option<&std::path::Path>) -> Result<Report, String
         for &size in &cfg.sizes {
             for run in 0..cfg.runs {
                 for &kind in &cfg.clients {
-                    // Raw has no streams: it runs once per size, in the one-stream series.
-                    if kind == Kind::Raw && streams != cfg.streams[0] {
+                    // Raw has no streams: it runs once per size, in the first series.
+                    if !kind.is_mux() && streams != cfg.streams[0] {
                         continue;
                     }
                     n += 1;

@@ -125,9 +125,10 @@ pub fn markdown(report: &Report) -> String {
             let ours = idx.median("ours", streams, size, raw_streams);
             let wm = idx.median("wisp-mux", streams, size, raw_streams);
             let raw = idx.median("raw", streams, size, raw_streams);
+            let raw_default = idx.median("raw-default", streams, size, raw_streams);
             let _ = writeln!(
                 out,
-                "| {streams} | {} | {} | {} | {} | {} |",
+                "| {streams} | {} | {} | {} | {} | {} | {} |",
                 size_name(size),
                 cells.join(" | "),
                 if has("wisp-mux") {
@@ -145,13 +146,20 @@ pub fn markdown(report: &Report) -> String {
                 } else {
                     "—".into()
                 },
+                if has("raw-default") {
+                    ratio(ours, raw_default)
+                } else {
+                    "—".into()
+                },
             );
         }
     }
     let _ = writeln!(
         out,
         "\nRaw is one sender on one connection; it has no streams, so every series is \
-         compared with its one-stream figure.\n"
+         compared with its one-stream figure. `raw` uses the transport settings ours uses \
+         (tokio-websockets flush threshold `wisp_client::transport::FLUSH_THRESHOLD`, 64 KiB); \
+         `raw-default` uses tokio-websockets' defaults (8 KiB).\n"
     );
 
     let multi: Vec<usize> = series.iter().copied().filter(|&s| s > 1).collect();

@@ -233,7 +233,7 @@ impl Server {
             stats: stats.clone(),
             payload_len,
             buffer: self.buffer,
-            streams: HashMap::new(),
+            streams: IdMap::default(),
             probe_tx,
             dirty: false,
             write_failed: false,
@@ -253,6 +253,29 @@ impl Server {
     }
 }
 
+/// A cheap hasher for stream ids (one multiply), so the server's per-packet lookup costs
+/// little next to the clients it measures.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type IdMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// Per-stream state of the server.
 struct StreamState {
     next_seq: u64,
@@ -268,7 +291,7 @@ struct Conn {
     stats: Arc<ConnStats>,
     payload_len: usize,
     buffer: u32,
-    streams: HashMap<u32, StreamState>,
+    streams: IdMap<StreamState>,
     probe_tx: mpsc::UnboundedSender<ProbeSeen>,
     /// Whether frames were fed since the last flush.
     dirty: bool,
