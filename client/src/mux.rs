@@ -8,7 +8,7 @@
 //! messages in. Because credit checks and waker registration happen under the same lock as
 //! credit updates, no wake-up can be lost.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use crate::WispError;
 use crate::extensions::WispV2Handshake;
+use crate::proto::idmap::IdMap;
 use crate::proto::{
     ClientConnection, CloseReason, ConnectionConfig, Event, ExtensionId, Initiator, Negotiated,
     NegotiatedExtension, StreamType, WispVersion,
@@ -142,8 +143,8 @@ pub(crate) struct StreamSlot {
 /// Everything behind the lock.
 pub(crate) struct State {
     pub(crate) conn: ClientConnection,
-    pub(crate) streams: HashMap<u32, StreamSlot>,
-    opening: HashMap<u32, oneshot::Sender<Result<(), WispError>>>,
+    pub(crate) streams: IdMap<StreamSlot>,
+    opening: IdMap<oneshot::Sender<Result<(), WispError>>>,
     driver_waker: Option<Waker>,
     /// `ClientMux` clones plus live stream slots: when none is left, the connection closes.
     user_refs: usize,
@@ -416,8 +417,8 @@ impl ClientMux {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 conn,
-                streams: HashMap::new(),
-                opening: HashMap::new(),
+                streams: IdMap::default(),
+                opening: IdMap::default(),
                 driver_waker: None,
                 user_refs: 1,
             }),

@@ -17,7 +17,7 @@
 //! [`ClientConnection::poll_transmit`] and [`ClientConnection::poll_event`] and re-arm its
 //! timer from [`ClientConnection::poll_timeout`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,6 +25,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use sha2::{Digest, Sha256};
 
 use super::codec::{CloseReason, Packet, PacketBody, PacketType, StreamType, encode_data};
+use super::idmap::IdMap;
 use super::info::{
     CERT_ALGORITHM_ED25519, CertAuthClientRecord, CertAuthServerRecord, ExtensionId,
     ExtensionRecord, InfoPacket, PasswordClientRecord, PasswordLayout, PasswordServerRecord,
@@ -254,7 +255,7 @@ pub struct ClientConnection {
     negotiated: Option<Negotiated>,
     /// Whether the server's `required` flag for an auth extension went unanswered.
     auth_unanswered: bool,
-    streams: HashMap<u32, StreamState>,
+    streams: IdMap<StreamState>,
     next_stream_id: Option<u32>,
     transmit: SendQueue,
     events: VecDeque<Event>,
@@ -271,7 +272,7 @@ impl ClientConnection {
             phase: Phase::AwaitFirst,
             negotiated: None,
             auth_unanswered: false,
-            streams: HashMap::new(),
+            streams: IdMap::default(),
             next_stream_id: Some(first),
             transmit: SendQueue::default(),
             events: VecDeque::new(),

@@ -5,6 +5,7 @@
 #[macro_use]
 mod codec;
 mod conn;
+pub(crate) mod idmap;
 mod info;
 mod sendq;
 

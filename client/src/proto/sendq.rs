@@ -12,9 +12,11 @@
 //! packet waiting for its turn, and the total exceeds the limit by at most one packet per
 //! stream.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
+
+use super::idmap::IdMap;
 
 /// Queues larger than this are freed when they drain, so a stream that once had a burst
 /// queued does not keep the buffer while idle.
@@ -40,7 +42,7 @@ pub(crate) struct Popped {
 #[derive(Debug, Default)]
 pub(crate) struct SendQueue {
     control: VecDeque<Bytes>,
-    streams: HashMap<u32, StreamQueue>,
+    streams: IdMap<StreamQueue>,
     /// Streams with a non-empty queue, in turn order. May hold ids whose queue was dropped
     /// since; those are skipped.
     turns: VecDeque<u32>,
