@@ -5,6 +5,10 @@
 //! Two front-ends share this library: the `cargo test` target `tests/conformance.rs` (one
 //! libtest trial per case, snapshots with insta) and the `wisp-conformance` CLI.
 //!
+//! Server-role cases (`cases/server/`, `role: server`) turn it around: the harness plays a
+//! scripted client against a live third-party server and judges what the server does
+//! ([`server`], `wisp-conformance server URL`, `tests/servers.rs`).
+//!
 //! ```no_run
 //! use wisp_harness::{default_cases_dir, load_dir, run_case};
 //!
@@ -20,6 +24,7 @@ use std::path::PathBuf;
 
 pub mod runner;
 pub mod select;
+pub mod server;
 
 pub use runner::{CaseReport, run_case};
 pub use select::{Filter, FilterError};

@@ -502,6 +502,12 @@ async fn run_action(i: usize, action: &Action, state: &mut ClientState, start: I
             tokio::time::sleep(d.0).await;
             state.log(start, format!("#{i} sleep {d}"));
         }
+        Action::Echo(_) => {
+            // The loader rejects `echo` in client-role cases; keep the case honest anyway.
+            state
+                .failures
+                .push(format!("action #{i}: `echo` is a server-role action"));
+        }
     }
 }
 

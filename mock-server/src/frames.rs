@@ -62,6 +62,8 @@ pub fn build(spec: &PacketSpec, aliases: &HashMap<String, u32>) -> Result<Built,
             Bytes::copy_from_slice(t.as_bytes())
         } else if let Some(h) = &spec.hex {
             h.0.clone()
+        } else if let Some(r) = &spec.repeat {
+            Bytes::from(vec![r.byte; r.count])
         } else {
             Bytes::new()
         }

@@ -4,6 +4,8 @@
 //! test, a server script and the expected outcome. This crate owns the case language
 //! ([`scenario`], [`values`]), the packet builders ([`frames`]), the matcher for expected
 //! packets ([`pattern`]), the replay engine ([`replay`]) and the decoded trace ([`trace`]).
+//! Server-role cases (the harness plays the client against a live server) add the steps
+//! of [`client_script`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod client_script;
 pub mod frames;
 pub mod pattern;
 pub mod replay;
@@ -27,6 +30,7 @@ pub mod scenario;
 pub mod trace;
 pub mod values;
 
+pub use client_script::Placeholders;
 pub use replay::{MockServer, Script, ScriptOutcome, StepFailure};
-pub use scenario::{Case, LoadError, load_case, load_dir};
+pub use scenario::{Case, LoadError, load_case, load_dir, load_dir_with};
 pub use trace::{Trace, TraceEntry};

@@ -7,7 +7,8 @@ use bytes::Bytes;
 use ed25519_dalek::{Signature, Verifier};
 use sha2::{Digest, Sha256};
 use wisp_client::proto::{
-    CertAuthClientRecord, ExtensionId, InfoPacket, Packet, PacketBody, PasswordClientRecord,
+    CertAuthClientRecord, CertAuthServerRecord, ExtensionId, InfoPacket, Packet, PacketBody,
+    PasswordClientRecord,
 };
 
 use crate::frames::SentChallenge;
@@ -60,6 +61,9 @@ pub fn describe(p: &Pattern) -> String {
     if let Some(c) = p.credit {
         let _ = write!(s, " credit={c}");
     }
+    if let Some(c) = p.credit_min {
+        let _ = write!(s, " credit>={c}");
+    }
     if let Some(r) = &p.reason {
         let rs: Vec<String> = r.0.iter().map(|r| format!("0x{:02x}", r.0)).collect();
         let _ = write!(s, " reason=[{}]", rs.join(", "));
@@ -79,6 +83,9 @@ pub fn describe(p: &Pattern) -> String {
     }
     if let Some(r) = &p.raw_hex {
         let _ = write!(s, " raw={}", hex::encode(&r.0));
+    }
+    if p.well_formed {
+        s.push_str(" well-formed");
     }
     s.trim().to_owned()
 }
@@ -182,6 +189,13 @@ pub fn match_one(
             {
                 why.push(format!("credit is {buffer_remaining}, expected {c}"));
             }
+            if let Some(c) = p.credit_min
+                && *buffer_remaining < c
+            {
+                why.push(format!(
+                    "credit is {buffer_remaining}, expected at least {c}"
+                ));
+            }
         }
         PacketBody::Close { reason } => {
             if let Some(set) = &p.reason
@@ -194,7 +208,12 @@ pub fn match_one(
                 ));
             }
         }
-        PacketBody::Info(info) => check_info(p, info, challenge, &mut why),
+        PacketBody::Info(info) => {
+            check_info(p, info, challenge, &mut why);
+            if p.well_formed {
+                check_server_info_layout(info, &mut why);
+            }
+        }
         _ => {}
     }
     if why.is_empty() {
@@ -324,6 +343,57 @@ fn check_info(
                     }
                 }
             },
+        }
+    }
+}
+
+/// Checks a server's INFO against the layouts the spec gives its records (v2 draft 6):
+/// no trailing bytes, UDP and stream confirmation empty, password one `required` byte,
+/// certificate auth `required | algorithms (non-zero) | challenge (at least 32 bytes)`,
+/// MOTD UTF-8, and no id listed twice.
+pub fn check_server_info_layout(info: &InfoPacket, why: &mut Vec<String>) {
+    if info.trailing > 0 {
+        why.push(format!(
+            "{} bytes after the last extension record do not form a record",
+            info.trailing
+        ));
+    }
+    let mut seen: Vec<u8> = Vec::new();
+    for r in &info.extensions {
+        if seen.contains(&r.id.0) {
+            why.push(format!(
+                "extension {} is listed twice",
+                extension_label(r.id)
+            ));
+        }
+        seen.push(r.id.0);
+        match r.id {
+            ExtensionId::UDP | ExtensionId::STREAM_CONFIRMATION if !r.data.is_empty() => {
+                why.push(format!(
+                    "the {} record carries {} bytes, expected none",
+                    extension_label(r.id),
+                    r.data.len()
+                ));
+            }
+            ExtensionId::PASSWORD if r.data.len() != 1 => why.push(format!(
+                "the PASSWORD record carries {} bytes, expected 1 (`required`)",
+                r.data.len()
+            )),
+            ExtensionId::CERT_AUTH => match CertAuthServerRecord::decode(&r.data) {
+                Err(e) => why.push(format!("malformed CERT_AUTH record: {}", e.reason)),
+                Ok(rec) if rec.algorithms == 0 => {
+                    why.push("the CERT_AUTH record offers no algorithm".to_owned())
+                }
+                Ok(rec) if rec.challenge.len() < 32 => why.push(format!(
+                    "the CERT_AUTH challenge is {} bytes, expected about 64",
+                    rec.challenge.len()
+                )),
+                Ok(_) => {}
+            },
+            ExtensionId::MOTD if std::str::from_utf8(&r.data).is_err() => {
+                why.push("the MOTD is not UTF-8".to_owned())
+            }
+            _ => {}
         }
     }
 }

@@ -415,10 +415,14 @@ impl Session {
                     self.ctx.challenge = Some(c);
                 }
                 let text = self.ctx.describe(&built.bytes, false, false);
-                self.record(Direction::ToClient, text.clone());
-                self.send_message(Message::binary(built.bytes))
-                    .await
-                    .map_err(|e| (format!("to send {text}"), e))
+                let times = spec.times.map_or(1, |t| t.count(0));
+                for _ in 0..times {
+                    self.record(Direction::ToClient, text.clone());
+                    self.send_message(Message::binary(built.bytes.clone()))
+                        .await
+                        .map_err(|e| (format!("to send {text}"), e))?;
+                }
+                Ok(())
             }
             ServerStep::SendRaw(hex) => {
                 let text = self.ctx.describe(&hex.0, false, true);
@@ -505,7 +509,31 @@ impl Session {
         if let Some(check) = checked_layout {
             self.ctx.password_layout = check.layout.layout();
         }
-        match self.recv(bound, Some(p)).await {
+        let deadline = Instant::now() + bound;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let incoming = self.recv(left, Some(p)).await;
+            if let Incoming::Binary(b) = &incoming
+                && !p.skip.is_empty()
+                && let Some(&t) = b.first()
+                && p.skip.iter().any(|s| s.0.0 == t)
+            {
+                let text = self.ctx.describe(b, true, false);
+                self.record(Direction::FromClient, format!("{text} (skipped)"));
+                continue;
+            }
+            return self.judge_expected(p, incoming, &want, bound);
+        }
+    }
+
+    fn judge_expected(
+        &mut self,
+        p: &Pattern,
+        incoming: Incoming,
+        want: &str,
+        bound: Duration,
+    ) -> StepResult {
+        match incoming {
             Incoming::Binary(b) => {
                 let result = match_pattern(p, &b, &self.ctx.aliases, self.ctx.challenge.as_ref());
                 if let Ok(m) = &result {
@@ -518,12 +546,12 @@ impl Session {
                 match result {
                     Ok(_) => Ok(()),
                     Err(why) => Err((
-                        want,
+                        want.to_owned(),
                         format!("{text}{}: {}", raw_suffix(&b), why.join("; ")),
                     )),
                 }
             }
-            other => Err((want, self.got(other, bound))),
+            other => Err((want.to_owned(), self.got(other, bound))),
         }
     }
 

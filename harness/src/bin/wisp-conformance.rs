@@ -1,23 +1,34 @@
-//! `wisp-conformance`: runs the Wisp conformance cases against the embedded mock server
-//! and prints one line per case (ID, verdict, time) and a summary.
+//! `wisp-conformance`: runs the Wisp conformance cases. By default the client-role cases
+//! (the client library against the embedded mock server); `server URL` runs the
+//! server-role suite against a live Wisp server.
 //!
-//! Exit codes: 0 every case passed, 1 conformance failures, 2 bad case files, a filter that
-//! matches nothing, or a harness error.
+//! Exit codes: 0 the gate passed, 1 conformance failures (or, with `--expect`, verdicts
+//! that differ from the baseline), 2 bad case files, a filter that matches nothing, a
+//! harness error, or (server suite) a case that could not connect.
 //!
 //! ```text
-//! wisp-conformance                          # run every case under the workspace's cases/
+//! wisp-conformance                          # run every client-role case under cases/
 //! wisp-conformance --filter handshake       # only handshake.* (segment-aware, repeatable)
 //! wisp-conformance list                     # IDs and titles
 //! wisp-conformance --cases DIR -v           # another cases dir, with transcripts of failures
+//! wisp-conformance server ws://127.0.0.1:6001/ --v1 --json out.json --junit out.xml
+//! wisp-conformance server ws://127.0.0.1:6001/ --expect harness/baselines/mine-v2.yaml
 //! ```
 
-use std::path::PathBuf;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::DecodePrivateKey;
+use wisp_client::proto::PasswordLayout;
+use wisp_harness::server::baseline::{self, Baseline};
+use wisp_harness::server::report::{self, Gate};
+use wisp_harness::server::{RunMode, SuiteConfig, run_suite_blocking};
 use wisp_harness::{Case, CaseReport, Filter, Verdict, default_cases_dir, load_dir, run_case};
 
 /// Wisp conformance: the client library against scripted servers.
@@ -41,7 +52,118 @@ enum Command {
     Run(RunArgs),
     /// List case IDs and titles.
     List(SelectArgs),
-    // Reserved (issue 4): `server URL` will run server-role cases against a real server.
+    /// Run the server-role suite against a live Wisp server and judge it.
+    #[command(long_about = SERVER_ABOUT)]
+    Server(Box<ServerArgs>),
+}
+
+const SERVER_ABOUT: &str = "\
+Run the server-role suite (cases/server/) against a live Wisp server and judge it.
+
+The harness starts its own targets on loopback (a TCP echo, a UDP echo, a port that \
+refuses, a TCP sink that never reads, a discard and a banner) for the server to connect \
+to, so the server must be able to reach --targets-bind (run it on the same machine, and \
+allow loopback destinations). It probes what the server advertises, then runs each case \
+on its own WebSocket, a few at a time, every wait bounded by --timeout.
+
+Each case gets a verdict: OK, NON-STRICT (a should is not met), INFORMATIONAL (the spec \
+leaves it open; what happened is recorded), UNSUPPORTED (an optional feature the server \
+does not advertise), FAILED (a must is broken), or ERROR (the case could not connect). \
+Cases with a close judge get a second verdict for the CLOSE reason the server chose.
+
+Exit codes: 0 the gate passed; 1 conformance failures: a FAILED verdict (NON-STRICT too \
+with --strict), or with --expect any verdict that differs from the baseline; 2 harness \
+or connection errors (the other cases still run), bad options or case files, or a \
+filter that matches nothing.";
+
+/// How the password record is laid out.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LayoutArg {
+    /// `ulen u8 | username | password` (v2 draft 6).
+    Draft6,
+    /// `ulen u8 | plen u16 LE | username | password` (drafts up to 5, deployed servers).
+    Draft5,
+}
+
+/// `server URL`: options.
+#[derive(Debug, Args)]
+struct ServerArgs {
+    /// The server's WebSocket URL, e.g. ws://127.0.0.1:6001/ (ws:// only; keep the trailing
+    /// slash Wisp servers expect).
+    url: String,
+    /// Speak Wisp v1: no Sec-WebSocket-Protocol is offered and the v2-only cases do not
+    /// apply.
+    #[arg(long, conflicts_with = "v2")]
+    v1: bool,
+    /// Speak Wisp v2 (the default): offer Sec-WebSocket-Protocol: wisp-v2 and expect the
+    /// INFO handshake; against a v1-only server the v2-only cases are UNSUPPORTED.
+    #[arg(long)]
+    v2: bool,
+    /// Credentials for password authentication (enables the auth.password cases that need
+    /// valid ones; the others run without).
+    #[arg(long, value_name = "USER:PASS")]
+    password: Option<String>,
+    /// The layout of the password record the harness sends.
+    #[arg(long, value_enum, value_name = "LAYOUT", default_value = "draft6")]
+    password_layout: LayoutArg,
+    /// An Ed25519 private key (PKCS#8 PEM) your server trusts, for certificate
+    /// authentication.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// A destination your server refuses by policy (enables server.close.blocked), e.g.
+    /// 10.0.0.1:80 for a server that blocks private addresses.
+    #[arg(long, value_name = "HOST:PORT")]
+    blocked: Option<String>,
+    /// Run only cases whose ID is PREFIX or under it (segment-aware: `server.close`
+    /// selects server.close.*; a trailing `*` matches any continuation). Repeatable; a
+    /// prefix that matches nothing is an error.
+    #[arg(long, value_name = "ID-PREFIX")]
+    only: Vec<String>,
+    /// Leave out cases whose ID is PREFIX or under it (same matching as --only).
+    /// Repeatable.
+    #[arg(long, value_name = "ID-PREFIX")]
+    skip: Vec<String>,
+    /// NON-STRICT verdicts fail the gate too (without --expect).
+    #[arg(long)]
+    strict: bool,
+    /// Bound on every single wait of a case, in seconds; each case also has an overall
+    /// deadline (its `timeout:`, at least twice this).
+    #[arg(long, value_name = "S", default_value_t = 5.0)]
+    timeout: f64,
+    /// Cases run at once.
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 4)]
+    jobs: usize,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write a JUnit XML report (Maven Surefire format) here.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Compare the verdicts with this baseline file: any difference (an unexpected pass as
+    /// much as an unexpected fail) exits 1.
+    #[arg(long, value_name = "BASELINE")]
+    expect: Option<PathBuf>,
+    /// Write the run's verdicts as a baseline file (then explain each non-OK entry).
+    #[arg(long, value_name = "FILE")]
+    write_baseline: Option<PathBuf>,
+    /// The server's name written into --write-baseline (default: the URL).
+    #[arg(long, value_name = "NAME")]
+    server_name: Option<String>,
+    /// The cases directory (default: the workspace's cases/).
+    #[arg(long, value_name = "DIR")]
+    cases: Option<PathBuf>,
+    /// The address the loopback targets bind, and that cases ask the server to reach.
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    targets_bind: IpAddr,
+    /// List the selected cases (ID, level, needs, title) instead of running them.
+    #[arg(long)]
+    list: bool,
+    /// Print the reasons, CLOSE evidence and wire log of every case that is not OK.
+    #[arg(long, short = 'v')]
+    verbose: bool,
+    /// No progress lines on stderr.
+    #[arg(long, short = 'q')]
+    quiet: bool,
 }
 
 /// Which cases.
@@ -76,6 +198,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::List(select)) => list(&select),
+        Some(Command::Server(args)) => server(&args),
         Some(Command::Run(run)) => run_all(&run),
         None => run_all(&cli.run),
     }
@@ -87,6 +210,8 @@ fn load(select: &SelectArgs) -> Result<(Vec<Case>, usize), ExitCode> {
     for e in &errors {
         eprintln!("error: {e}");
     }
+    // Server-role cases run with `server URL`.
+    let cases: Vec<Case> = cases.into_iter().filter(|c| !c.is_server_role()).collect();
     let filter = Filter::new(select.filter.iter().cloned());
     match filter.apply(&cases) {
         Ok(selected) => {
@@ -222,4 +347,142 @@ fn run_all(args: &RunArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn server(args: &ServerArgs) -> ExitCode {
+    match server_inner(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn select_server_cases(args: &ServerArgs, dir: &Path) -> Result<(Vec<Case>, bool), String> {
+    let (cases, errors) = load_dir(dir);
+    if !errors.is_empty() {
+        let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        return Err(format!("bad case files:\n{}", all.join("\n")));
+    }
+    let cases: Vec<Case> = cases.into_iter().filter(Case::is_server_role).collect();
+    if cases.is_empty() {
+        return Err(format!("no server-role cases under {}", dir.display()));
+    }
+    let only = Filter::new(args.only.iter().cloned());
+    let mut selected: Vec<Case> = only
+        .apply(&cases)
+        .map_err(|e| format!("--only: {e}"))?
+        .into_iter()
+        .cloned()
+        .collect();
+    if !args.skip.is_empty() {
+        let skip = Filter::new(args.skip.iter().cloned());
+        skip.apply(&cases).map_err(|e| format!("--skip: {e}"))?;
+        selected.retain(|c| !skip.matches(&c.id));
+    }
+    let complete = args.only.is_empty() && args.skip.is_empty();
+    Ok((selected, complete))
+}
+
+fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
+    let dir = args.cases.clone().unwrap_or_else(default_cases_dir);
+    let (cases, complete) = select_server_cases(args, &dir)?;
+    let mode = if args.v1 { RunMode::V1 } else { RunMode::V2 };
+    if args.list {
+        let width = cases.iter().map(|c| c.id.len()).max().unwrap_or(0);
+        for c in &cases {
+            let needs: Vec<String> = c.file.requires.iter().map(ToString::to_string).collect();
+            let applies = if wisp_harness::server::applies(c, mode) {
+                ""
+            } else {
+                " [not in this mode]"
+            };
+            println!(
+                "{:<width$}  {:<6}  {:<24}  {}{applies}",
+                c.id,
+                format!("{:?}", c.file.level).to_lowercase(),
+                needs.join(","),
+                c.file.title
+            );
+        }
+        println!("{} cases", cases.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut config = SuiteConfig::new(&args.url, mode);
+    config.cases_dir = dir;
+    config.jobs = args.jobs.max(1);
+    config.bind = args.targets_bind;
+    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 600.0) {
+        return Err("--timeout takes seconds between 0 and 600".to_owned());
+    }
+    config.step_timeout = Duration::from_secs_f64(args.timeout);
+    config.password_layout = match args.password_layout {
+        LayoutArg::Draft6 => PasswordLayout::Draft6,
+        LayoutArg::Draft5 => PasswordLayout::Draft5,
+    };
+    if let Some(p) = &args.password {
+        let (user, pass) = p.split_once(':').ok_or("--password takes USER:PASS")?;
+        config.credentials = Some((user.to_owned(), pass.to_owned()));
+    }
+    if let Some(path) = &args.key {
+        let pem =
+            std::fs::read_to_string(path).map_err(|e| format!("--key {}: {e}", path.display()))?;
+        let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+            format!(
+                "--key {}: not an Ed25519 PKCS#8 PEM private key: {e}",
+                path.display()
+            )
+        })?;
+        config.key = Some(key);
+    }
+    if let Some(b) = &args.blocked {
+        let (host, port) = b
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            .ok_or("--blocked takes HOST:PORT")?;
+        config.blocked = Some((host.trim_matches(['[', ']']).to_owned(), port));
+    }
+    let baseline = match &args.expect {
+        Some(path) => {
+            let b = Baseline::load(path)?;
+            if b.mode != mode {
+                return Err(format!(
+                    "{} describes a {} run; this is a {mode} run (use --{})",
+                    path.display(),
+                    b.mode,
+                    b.mode
+                ));
+            }
+            Some(b)
+        }
+        None => None,
+    };
+    let quiet = args.quiet;
+    let report = run_suite_blocking(&cases, config, &mut |done, total, case| {
+        if !quiet {
+            eprintln!("{}", report::progress_line(done, total, case));
+        }
+    })?;
+    let gate = Gate::decide(&report, args.strict, baseline.as_ref(), complete);
+    println!("{}", report::table(&report, args.verbose));
+    for m in &gate.mismatches {
+        println!("baseline: {m}");
+    }
+    println!("{}", gate.summary());
+    if let Some(path) = &args.json {
+        let value = report::json(&report, &gate, baseline.as_ref());
+        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("--json {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, report::junit(&report, &gate))
+            .map_err(|e| format!("--junit {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.write_baseline {
+        let name = args.server_name.clone().unwrap_or_else(|| args.url.clone());
+        std::fs::write(path, baseline::render(&report, &name))
+            .map_err(|e| format!("--write-baseline {}: {e}", path.display()))?;
+    }
+    Ok(ExitCode::from(gate.exit_code))
 }

@@ -1,0 +1,286 @@
+//! Baselines: the expected verdicts of one server in one mode (`harness/baselines/*.yaml`),
+//! so an unexpected pass or fail is visible and CI can gate on changes.
+//!
+//! ```yaml
+//! # wisp-python 0.9.0, v1 run.
+//! server: wisp-python 0.9.0
+//! mode: v1
+//! cases:
+//!   server.tcp.echo: OK
+//!   server.close.refused: OK / NON-STRICT   # answers 0x42 for every failed connect
+//!   server.udp.no-continue: FAILED          # sends CONTINUE on UDP streams every 32 packets
+//! ```
+//!
+//! A value is the behaviour verdict, and ` / ` plus the CLOSE-reason verdict for cases
+//! with a close judge. Every entry that is not plain `OK` carries a comment saying which
+//! server behaviour makes it so ([`Baseline::uncommented`] finds those that do not).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use wisp_mock_server::scenario::Verdict;
+
+use super::{RunMode, SuiteReport};
+
+/// The expected outcome of one case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expected {
+    /// The behaviour verdict.
+    pub verdict: Verdict,
+    /// The CLOSE-reason verdict, for cases with a close judge.
+    pub close: Option<Verdict>,
+}
+
+impl Expected {
+    /// Parses `OK` or `OK / NON-STRICT`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = |v: &str| {
+            format!(
+                "{v:?} is not a verdict: use OK, NON-STRICT, INFORMATIONAL, UNSUPPORTED or FAILED (ERROR cannot be expected)"
+            )
+        };
+        let (a, b) = match text.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (text, None),
+        };
+        let verdict = Verdict::parse(a).ok_or_else(|| bad(a))?;
+        let close = match b {
+            Some(b) => Some(Verdict::parse(b).ok_or_else(|| bad(b))?),
+            None => None,
+        };
+        Ok(Self { verdict, close })
+    }
+}
+
+impl std::fmt::Display for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.close {
+            Some(c) => write!(f, "{} / {c}", self.verdict),
+            None => write!(f, "{}", self.verdict),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaselineFile {
+    server: String,
+    mode: String,
+    cases: BTreeMap<String, String>,
+}
+
+/// A loaded baseline.
+#[derive(Clone, Debug)]
+pub struct Baseline {
+    /// The file.
+    pub path: PathBuf,
+    /// The server it describes (`wisp-python 0.9.0`).
+    pub server: String,
+    /// The mode of the run it describes.
+    pub mode: RunMode,
+    /// Expected outcome per case ID.
+    pub cases: BTreeMap<String, Expected>,
+    source: String,
+}
+
+/// A difference between a run and its baseline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The case ID.
+    pub id: String,
+    /// What the baseline expects (`None`: the case is not in the baseline).
+    pub expected: Option<String>,
+    /// What the run got (`None`: the run did not have the case).
+    pub got: Option<String>,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.expected, &self.got) {
+            (Some(e), Some(g)) => write!(f, "{}: expected {e}, got {g}", self.id),
+            (None, Some(g)) => write!(
+                f,
+                "{}: got {g}, but the baseline does not list the case (add it)",
+                self.id
+            ),
+            (Some(e), None) => write!(
+                f,
+                "{}: the baseline expects {e}, but the run has no such case (renamed or removed?)",
+                self.id
+            ),
+            (None, None) => write!(f, "{}", self.id),
+        }
+    }
+}
+
+impl Baseline {
+    /// Loads a baseline file.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, is not valid YAML of this shape, or has a bad verdict.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let source = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the baseline {}: {e}", path.display()))?;
+        Self::parse(path, &source)
+    }
+
+    /// Parses baseline text (`path` names it in messages).
+    ///
+    /// # Errors
+    ///
+    /// As [`Baseline::load`].
+    pub fn parse(path: &Path, source: &str) -> Result<Self, String> {
+        let file: BaselineFile = serde_saphyr::from_str(source).map_err(|e| {
+            format!(
+                "{}: {}",
+                path.display(),
+                e.to_string().lines().next().unwrap_or("invalid YAML")
+            )
+        })?;
+        let mode = match file.mode.as_str() {
+            "v1" => RunMode::V1,
+            "v2" => RunMode::V2,
+            other => {
+                return Err(format!("{}: mode {other:?}: use v1 or v2", path.display()));
+            }
+        };
+        let mut cases = BTreeMap::new();
+        for (id, value) in file.cases {
+            let expected =
+                Expected::parse(&value).map_err(|e| format!("{}: {id}: {e}", path.display()))?;
+            cases.insert(id, expected);
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            server: file.server,
+            mode,
+            cases,
+            source: source.to_owned(),
+        })
+    }
+
+    /// Compares a run with the baseline. With `complete` (the run was not filtered), a
+    /// baseline entry the run does not have is a mismatch too.
+    pub fn compare(&self, report: &SuiteReport, complete: bool) -> Vec<Mismatch> {
+        let mut out = Vec::new();
+        for case in &report.cases {
+            let got = case.outcome();
+            match self.cases.get(&case.id) {
+                Some(e) if e.to_string() == got => {}
+                Some(e) => out.push(Mismatch {
+                    id: case.id.clone(),
+                    expected: Some(e.to_string()),
+                    got: Some(got),
+                }),
+                None => out.push(Mismatch {
+                    id: case.id.clone(),
+                    expected: None,
+                    got: Some(got),
+                }),
+            }
+        }
+        if complete {
+            for (id, e) in &self.cases {
+                if !report.cases.iter().any(|c| &c.id == id) {
+                    out.push(Mismatch {
+                        id: id.clone(),
+                        expected: Some(e.to_string()),
+                        got: None,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// IDs of entries that are not plain `OK` and carry no `# comment` on their line.
+    pub fn uncommented(&self) -> Vec<String> {
+        self.source
+            .lines()
+            .filter_map(|line| {
+                let (entry, comment) = match line.split_once('#') {
+                    Some((e, c)) => (e, Some(c)),
+                    None => (line, None),
+                };
+                let (id, value) = entry.trim().split_once(':')?;
+                let id = id.trim();
+                let value = value.trim();
+                let is_case = self.cases.contains_key(id);
+                let plain_ok = value == "OK";
+                let has_comment = comment.is_some_and(|c| !c.trim().is_empty());
+                (is_case && !plain_ok && !has_comment).then(|| id.to_owned())
+            })
+            .collect()
+    }
+}
+
+/// Writes a baseline for `report`: every case with its outcome, and for the others than
+/// OK a comment with the first reason (to be replaced by a human explanation).
+pub fn render(report: &SuiteReport, server: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Expected verdicts of the server suite: {server}, {} run.\n\
+         # Written by `wisp-conformance server --write-baseline`; each non-OK entry says why.",
+        report.mode
+    );
+    let _ = writeln!(out, "server: {server}\nmode: {}\ncases:", report.mode);
+    let width = report.cases.iter().map(|c| c.id.len()).max().unwrap_or(0) + 1;
+    for case in &report.cases {
+        let outcome = case.outcome();
+        let key = format!("{}:", case.id);
+        if outcome == "OK" {
+            let _ = writeln!(out, "  {key:<width$} OK");
+            continue;
+        }
+        let why = case
+            .error
+            .clone()
+            .or_else(|| case.reasons.first().cloned())
+            .or_else(|| case.close.as_ref().map(|c| format!("close: {}", c.note)))
+            .unwrap_or_default();
+        let mut why: String = why.replace(['\n', '#'], " ");
+        if why.chars().count() > 140 {
+            why = why.chars().take(137).collect::<String>() + "...";
+        }
+        let _ = writeln!(out, "  {key:<width$} {outcome:<28} # {why}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_parse_and_print() {
+        let e = Expected::parse("OK / non-strict").unwrap();
+        assert_eq!(e.verdict, Verdict::Ok);
+        assert_eq!(e.close, Some(Verdict::NonStrict));
+        assert_eq!(e.to_string(), "OK / NON-STRICT");
+        assert_eq!(
+            Expected::parse("UNSUPPORTED").unwrap().to_string(),
+            "UNSUPPORTED"
+        );
+        assert!(Expected::parse("ERROR").is_err());
+        assert!(Expected::parse("fine").is_err());
+    }
+
+    #[test]
+    fn uncommented_non_ok_entries_are_found() {
+        let src = "server: x\nmode: v1\ncases:\n  a.b: OK\n  a.c: FAILED   # why\n  a.d: OK / NON-STRICT\n";
+        let b = Baseline::parse(Path::new("t.yaml"), src).unwrap();
+        assert_eq!(b.uncommented(), vec!["a.d".to_owned()]);
+        assert!(Baseline::parse(Path::new("t.yaml"), "server: x\nmode: v3\ncases: {}\n").is_err());
+        assert!(
+            Baseline::parse(
+                Path::new("t.yaml"),
+                "server: x\nmode: v1\ncases: {a: BAD}\n"
+            )
+            .is_err()
+        );
+    }
+}

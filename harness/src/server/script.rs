@@ -1,0 +1,722 @@
+//! Raw mode: the harness plays a case's `script` packet by packet over its own WebSocket,
+//! so it can send malformed input and check the exact packets the server answers with.
+//! Every wait is bounded; a timeout is a failure, never taken for a close.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use ed25519_dalek::Signer;
+use futures::{SinkExt, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+use tokio_websockets::Message;
+use wisp_client::proto::{
+    CertAuthClientRecord, CertAuthServerRecord, CloseReason, ExtensionId, InfoPacket, Packet,
+    PacketBody, PacketType, PasswordClientRecord, StreamType,
+};
+use wisp_mock_server::client_script::{ClientInfoRecord, ClientInfoSpec, ClientStep};
+use wisp_mock_server::frames::build;
+use wisp_mock_server::pattern::{describe, match_pattern};
+use wisp_mock_server::scenario::{Case, PacketSpec, Pattern, parse_version};
+use wisp_mock_server::values::{ExtName, StreamRef};
+
+use super::session::{self, Recorder, Ws};
+use super::{Body, CaseCtx, RunMode};
+
+/// How long a v2 handshake waits for an INFO after a CONTINUE(0) came first.
+const LEGACY_INFO_WAIT: Duration = Duration::from_millis(500);
+
+/// What one read produced.
+enum Incoming {
+    Packet(Bytes),
+    Text,
+    Ended(String),
+    Timeout,
+}
+
+/// (what the step wanted, what happened).
+type StepError = (String, String);
+type StepResult = Result<(), StepError>;
+
+/// The scripted client's connection and bookkeeping.
+pub(crate) struct RawClient<'a> {
+    ctx: &'a CaseCtx,
+    rec: Recorder,
+    ws: Option<Ws>,
+    ended: Option<String>,
+    aliases: HashMap<String, u32>,
+    used: BTreeSet<u32>,
+    sent: HashMap<u32, Vec<u8>>,
+    got: HashMap<u32, Vec<u8>>,
+    probes: u32,
+}
+
+/// Runs a case's script. A connection that cannot be opened is a connection error.
+pub(crate) async fn run_script(case: &Case, ctx: &CaseCtx, rec: &Recorder) -> Body {
+    let mut body = Body::default();
+    let opened = match session::open(
+        &ctx.config.url,
+        ctx.subprotocol.as_deref(),
+        ctx.step_timeout,
+    )
+    .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            rec.event(format!("connection error: {e}"));
+            body.conn_error = Some(e);
+            return body;
+        }
+    };
+    rec.event(match (&ctx.subprotocol, &opened.echoed) {
+        (Some(p), e) => format!("connected; offered Sec-WebSocket-Protocol {p:?}; echoed {e:?}"),
+        (None, e) => format!("connected; no Sec-WebSocket-Protocol offered; response has {e:?}"),
+    });
+    body.echoed = opened.echoed.clone();
+    let mut client = RawClient {
+        ctx,
+        rec: rec.clone(),
+        ws: Some(opened.ws),
+        ended: None,
+        aliases: HashMap::new(),
+        used: BTreeSet::new(),
+        sent: HashMap::new(),
+        got: HashMap::new(),
+        probes: 0,
+    };
+    for (i, step) in case.file.script.iter().enumerate() {
+        rec.set_step(Some(i));
+        if let Err((want, got)) = client.step(&step.value).await {
+            let failure = format!("step #{i}: expected {want}; got {got}");
+            rec.event(format!("FAILED: {failure}"));
+            body.failures.push(failure);
+            break;
+        }
+    }
+    rec.set_step(None);
+    // The CLOSE judge may still be waiting for its packet.
+    if let Some(judge) = &case.file.close {
+        let id = match &judge.stream {
+            StreamRef::Id(id) => Some(*id),
+            StreamRef::Alias(a) => client.aliases.get(a).copied(),
+        };
+        if let Some(id) = id {
+            let within = judge.within.map_or(Duration::from_secs(2), |d| d.0);
+            client.wait_close(id, within).await;
+        }
+    }
+    body.ids = client.aliases.clone();
+    if let Some(mut ws) = client.ws.take()
+        && client.ended.is_none()
+    {
+        let _ = tokio::time::timeout(Duration::from_millis(200), ws.close()).await;
+    }
+    body
+}
+
+impl RawClient<'_> {
+    async fn step(&mut self, step: &ClientStep) -> StepResult {
+        let bound = self.ctx.step_timeout;
+        match step {
+            ClientStep::Handshake => self.handshake().await,
+            ClientStep::Send(spec) => self.send_packet(spec).await,
+            ClientStep::SendRaw(hex) => {
+                self.note_ids(&hex.0);
+                self.send(Message::binary(hex.0.clone()), &hex.0, true)
+                    .await
+            }
+            ClientStep::SendText(t) => {
+                self.rec.event(format!("C->S TEXT frame {t:?}"));
+                self.send(Message::text(t.clone()), &[], false).await
+            }
+            ClientStep::SendInfo(info) => {
+                let server = self.rec.info();
+                if info.answer {
+                    let Some(server) = server else {
+                        return Err((
+                            "to answer the server's INFO".to_owned(),
+                            "no INFO has arrived".to_owned(),
+                        ));
+                    };
+                    return self.answer_info(&server, &info.omit).await;
+                }
+                let msg = self.client_info(info, server.as_ref())?;
+                self.send(Message::binary(msg.clone()), &msg, false).await
+            }
+            ClientStep::Expect(p) => self.expect(p).await,
+            ClientStep::ExpectNone(n) => self.expect_none(&n.pattern, n.duration.0).await,
+            ClientStep::ExpectNothing(d) => match self.recv(d.0).await {
+                Incoming::Timeout => {
+                    self.rec.event(format!("nothing arrived for {d}"));
+                    Ok(())
+                }
+                other => Err((format!("nothing for {d}"), self.got_text(other, d.0))),
+            },
+            ClientStep::ExpectEcho(e) => {
+                let id = self.resolve(&e.stream)?;
+                self.expect_echo(id, e.timeout.map_or(bound, |d| d.0)).await
+            }
+            ClientStep::ExpectEof => {
+                let deadline = Instant::now() + bound;
+                loop {
+                    match self.recv_until(deadline).await {
+                        Incoming::Packet(_) | Incoming::Text => continue,
+                        Incoming::Ended(_) => return Ok(()),
+                        Incoming::Timeout => {
+                            return Err((
+                                "the server to end the connection".to_owned(),
+                                format!("it was still open after {}ms", bound.as_millis()),
+                            ));
+                        }
+                    }
+                }
+            }
+            ClientStep::Alive => self.alive().await,
+            ClientStep::Pause(d) => {
+                self.rec.event(format!("pause {d}"));
+                tokio::time::sleep(d.0).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Records the stream id of a raw message, so later new streams do not reuse it.
+    fn note_ids(&mut self, msg: &[u8]) {
+        if msg.len() >= 5 {
+            let id = u32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]);
+            self.used.insert(id);
+        }
+    }
+
+    fn next_id(&mut self) -> u32 {
+        let id = self
+            .used
+            .iter()
+            .next_back()
+            .map_or(1, |m| m.saturating_add(1));
+        self.used.insert(id);
+        id
+    }
+
+    fn resolve(&self, stream: &StreamRef) -> Result<u32, StepError> {
+        match stream {
+            StreamRef::Id(id) => Ok(*id),
+            StreamRef::Alias(a) => self.aliases.get(a).copied().ok_or_else(|| {
+                (
+                    format!("stream {a}"),
+                    "the alias is not bound (no CONNECT was sent for it)".to_owned(),
+                )
+            }),
+        }
+    }
+
+    async fn send(&mut self, msg: Message, bytes: &[u8], raw: bool) -> StepResult {
+        if !bytes.is_empty() {
+            self.rec.sent(bytes, raw);
+        }
+        if let Some(why) = &self.ended {
+            return Err((
+                "to send".to_owned(),
+                format!("the connection had already ended ({why})"),
+            ));
+        }
+        let Some(ws) = self.ws.as_mut() else {
+            return Err(("to send".to_owned(), "no connection".to_owned()));
+        };
+        match tokio::time::timeout(self.ctx.step_timeout, ws.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                let why = format!("the send failed: {e}");
+                self.end(why.clone());
+                Err(("to send".to_owned(), why))
+            }
+            Err(_) => Err((
+                "to send".to_owned(),
+                format!(
+                    "the server did not take the message within {}ms",
+                    self.ctx.step_timeout.as_millis()
+                ),
+            )),
+        }
+    }
+
+    fn end(&mut self, why: String) {
+        if self.ended.is_none() {
+            self.rec.event(format!("connection ended: {why}"));
+            self.ended = Some(why);
+        }
+    }
+
+    async fn send_packet(&mut self, spec: &PacketSpec) -> StepResult {
+        if let (StreamRef::Alias(a), PacketType::CONNECT) = (&spec.stream, spec.packet_type.0)
+            && !self.aliases.contains_key(a)
+        {
+            let id = self.next_id();
+            self.aliases.insert(a.clone(), id);
+            self.rec.alias(a, id);
+        }
+        let built = build(spec, &self.aliases).map_err(|e| ("to send".to_owned(), e))?;
+        self.note_ids(&built.bytes);
+        let times = match spec.times {
+            None => 1,
+            Some(t) if t.uses_credit() => match self.rec.credit() {
+                Some(c) => t.count(c),
+                None => {
+                    return Err((
+                        format!("to send {t} packets"),
+                        "no CONTINUE(0) has arrived, so the credit is unknown".to_owned(),
+                    ));
+                }
+            },
+            Some(t) => t.count(0),
+        };
+        let (stream_id, data) = match Packet::decode(built.bytes.clone()) {
+            Ok(Packet {
+                stream_id,
+                body: PacketBody::Data(d),
+            }) => (stream_id, Some(d)),
+            _ => (0, None),
+        };
+        self.rec.sent(&built.bytes, false);
+        if times != 1 {
+            self.rec
+                .event(format!("... that packet {times} times in all"));
+        }
+        for _ in 0..times {
+            if let Some(d) = &data {
+                self.sent.entry(stream_id).or_default().extend_from_slice(d);
+            }
+            self.feed(Message::binary(built.bytes.clone())).await?;
+        }
+        self.flush().await
+    }
+
+    async fn feed(&mut self, msg: Message) -> StepResult {
+        if let Some(why) = &self.ended {
+            return Err((
+                "to send".to_owned(),
+                format!("the connection had already ended ({why})"),
+            ));
+        }
+        let Some(ws) = self.ws.as_mut() else {
+            return Err(("to send".to_owned(), "no connection".to_owned()));
+        };
+        match tokio::time::timeout(self.ctx.step_timeout, ws.feed(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                let why = format!("the send failed: {e}");
+                self.end(why.clone());
+                Err(("to send".to_owned(), why))
+            }
+            Err(_) => Err((
+                "to send".to_owned(),
+                "the server stopped reading (send timed out)".to_owned(),
+            )),
+        }
+    }
+
+    async fn flush(&mut self) -> StepResult {
+        let Some(ws) = self.ws.as_mut() else {
+            return Ok(());
+        };
+        match tokio::time::timeout(self.ctx.step_timeout, ws.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                let why = format!("the send failed: {e}");
+                self.end(why.clone());
+                Err(("to send".to_owned(), why))
+            }
+            Err(_) => Err((
+                "to send".to_owned(),
+                "the server stopped reading (flush timed out)".to_owned(),
+            )),
+        }
+    }
+
+    async fn recv(&mut self, bound: Duration) -> Incoming {
+        self.recv_until(Instant::now() + bound).await
+    }
+
+    /// Reads the next message before `deadline`, recording it.
+    async fn recv_until(&mut self, deadline: Instant) -> Incoming {
+        if let Some(why) = &self.ended {
+            return Incoming::Ended(why.clone());
+        }
+        let Some(ws) = self.ws.as_mut() else {
+            return Incoming::Ended("no connection".to_owned());
+        };
+        loop {
+            let next = match tokio::time::timeout_at(deadline, ws.next()).await {
+                Ok(n) => n,
+                Err(_) => return Incoming::Timeout,
+            };
+            match next {
+                Some(Ok(msg)) if msg.is_binary() => {
+                    let b = Bytes::from(msg.into_payload());
+                    self.rec.received(&b);
+                    if let Ok(Packet {
+                        stream_id,
+                        body: PacketBody::Data(d),
+                    }) = Packet::decode(b.clone())
+                    {
+                        self.got.entry(stream_id).or_default().extend_from_slice(&d);
+                    }
+                    return Incoming::Packet(b);
+                }
+                Some(Ok(msg)) if msg.is_text() => {
+                    let text = msg.as_text().unwrap_or_default().to_owned();
+                    self.rec.event(format!("S->C TEXT frame {text:?}"));
+                    return Incoming::Text;
+                }
+                Some(Ok(msg)) if msg.is_close() => {
+                    let why = match msg.as_close() {
+                        Some((code, "")) => format!("close frame, code {}", u16::from(code)),
+                        Some((code, r)) => format!("close frame, code {} {r:?}", u16::from(code)),
+                        None => "close frame".to_owned(),
+                    };
+                    self.end(format!("the server sent a WebSocket {why}"));
+                    return Incoming::Ended(self.ended.clone().unwrap_or_default());
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => {
+                    self.end(format!("WebSocket error: {e}"));
+                    return Incoming::Ended(self.ended.clone().unwrap_or_default());
+                }
+                None => {
+                    self.end("EOF without a close frame".to_owned());
+                    return Incoming::Ended(self.ended.clone().unwrap_or_default());
+                }
+            }
+        }
+    }
+
+    fn got_text(&self, incoming: Incoming, bound: Duration) -> String {
+        match incoming {
+            Incoming::Packet(b) => self.rec.describe(&b),
+            Incoming::Text => "a text frame".to_owned(),
+            Incoming::Ended(why) => format!("the connection ended ({why})"),
+            Incoming::Timeout => format!("nothing within {}ms (timeout)", bound.as_millis()),
+        }
+    }
+
+    fn skipped(p: &Pattern, b: &Bytes) -> bool {
+        b.first()
+            .is_some_and(|t| p.skip.iter().any(|s| s.0.0 == *t))
+    }
+
+    async fn expect(&mut self, p: &Pattern) -> StepResult {
+        let bound = p.timeout.map_or(self.ctx.step_timeout, |d| d.0);
+        let deadline = Instant::now() + bound;
+        let want = describe(p);
+        loop {
+            match self.recv_until(deadline).await {
+                Incoming::Packet(b) if Self::skipped(p, &b) => continue,
+                Incoming::Packet(b) => {
+                    return match match_pattern(p, &b, &self.aliases, None) {
+                        Ok(_) => Ok(()),
+                        Err(why) => Err((
+                            want,
+                            format!("{}: {}", self.rec.describe(&b), why.join("; ")),
+                        )),
+                    };
+                }
+                other => return Err((want, self.got_text(other, bound))),
+            }
+        }
+    }
+
+    async fn expect_none(&mut self, p: &Pattern, d: Duration) -> StepResult {
+        let deadline = Instant::now() + d;
+        loop {
+            match self.recv_until(deadline).await {
+                Incoming::Packet(b) => {
+                    if match_pattern(p, &b, &self.aliases, None).is_ok() {
+                        return Err((
+                            format!("no {} for {}ms", describe(p), d.as_millis()),
+                            self.rec.describe(&b),
+                        ));
+                    }
+                }
+                Incoming::Text => {}
+                Incoming::Ended(_) | Incoming::Timeout => return Ok(()),
+            }
+        }
+    }
+
+    async fn expect_echo(&mut self, id: u32, bound: Duration) -> StepResult {
+        let want_bytes = self.sent.get(&id).cloned().unwrap_or_default();
+        let want = format!(
+            "the {} bytes sent on stream {id} to come back",
+            want_bytes.len()
+        );
+        let deadline = Instant::now() + bound;
+        loop {
+            let got = self.got.get(&id).map_or(&[][..], Vec::as_slice);
+            let n = got.len().min(want_bytes.len());
+            if got[..n] != want_bytes[..n] {
+                let at = got
+                    .iter()
+                    .zip(&want_bytes)
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(n);
+                return Err((want, format!("the echoed bytes differ from offset {at}")));
+            }
+            if got.len() > want_bytes.len() {
+                return Err((
+                    want,
+                    format!("{} bytes came back, more than were sent", got.len()),
+                ));
+            }
+            if got.len() == want_bytes.len() {
+                return Ok(());
+            }
+            let have = got.len();
+            if let Some(c) = self.rec.close_on(id) {
+                return Err((
+                    want,
+                    format!("{have} bytes, then the stream was closed: {}", c.packet),
+                ));
+            }
+            match self.recv_until(deadline).await {
+                Incoming::Packet(_) | Incoming::Text => continue,
+                Incoming::Ended(why) => {
+                    return Err((
+                        want,
+                        format!("{have} bytes, then the connection ended ({why})"),
+                    ));
+                }
+                Incoming::Timeout => {
+                    return Err((
+                        want,
+                        format!("{have} bytes within {}ms (timeout)", bound.as_millis()),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Opens a fresh stream to the TCP echo and checks that a probe comes back.
+    async fn alive(&mut self) -> StepResult {
+        let want = "the connection to keep working (a new stream to the TCP echo echoes a probe)"
+            .to_owned();
+        self.probes += 1;
+        let id = self.next_id();
+        let echo = self.ctx.tcp_echo;
+        let probe = format!("alive-probe-{}", self.probes).into_bytes();
+        let connect = Packet::connect(id, StreamType::TCP, echo.ip().to_string(), echo.port());
+        let connect = connect.to_bytes();
+        self.rec.sent(&connect, false);
+        let data = Packet::data(id, probe.clone()).to_bytes();
+        self.rec.sent(&data, false);
+        let sent = async {
+            self.feed(Message::binary(connect)).await?;
+            self.feed(Message::binary(data)).await?;
+            self.flush().await
+        };
+        if let Err((_, got)) = sent.await {
+            return Err((want, got));
+        }
+        self.sent.entry(id).or_default().extend_from_slice(&probe);
+        if let Err((_, got)) = self.expect_echo(id, self.ctx.step_timeout).await {
+            return Err((want, got));
+        }
+        let close = Packet::close(id, CloseReason::VOLUNTARY).to_bytes();
+        self.rec.sent(&close, false);
+        let _ = self.send(Message::binary(close), &[], false).await;
+        Ok(())
+    }
+
+    /// Waits (at most `within`) until the server sends a CLOSE on `id`.
+    async fn wait_close(&mut self, id: u32, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.rec.close_on(id).is_none() {
+            match self.recv_until(deadline).await {
+                Incoming::Packet(_) | Incoming::Text => {}
+                Incoming::Ended(_) | Incoming::Timeout => return,
+            }
+        }
+    }
+
+    /// The next packet (text frames are passed over), or why none came.
+    async fn next_packet(
+        &mut self,
+        bound: Duration,
+        want: &str,
+    ) -> Result<(Bytes, Packet), StepError> {
+        let deadline = Instant::now() + bound;
+        loop {
+            match self.recv_until(deadline).await {
+                Incoming::Text => continue,
+                Incoming::Packet(b) => {
+                    return match Packet::decode(b.clone()) {
+                        Ok(p) => Ok((b, p)),
+                        Err(e) => Err((
+                            want.to_owned(),
+                            format!("a malformed packet ({e}): {}", self.rec.describe(&b)),
+                        )),
+                    };
+                }
+                other => return Err((want.to_owned(), self.got_text(other, bound))),
+            }
+        }
+    }
+
+    /// The run's handshake, tolerant of every deployed order.
+    async fn handshake(&mut self) -> StepResult {
+        let bound = self.ctx.step_timeout;
+        match self.ctx.version {
+            RunMode::V1 => {
+                let (b, p) = self.next_packet(bound, "CONTINUE(0)").await?;
+                match p.body {
+                    PacketBody::Continue { .. } if p.stream_id == 0 => Ok(()),
+                    _ => Err(("CONTINUE(0)".to_owned(), self.rec.describe(&b))),
+                }
+            }
+            RunMode::V2 => {
+                let want = "INFO or CONTINUE on stream 0";
+                let (b, p) = self.next_packet(bound, want).await?;
+                match p.body {
+                    PacketBody::Info(info) if p.stream_id == 0 => {
+                        self.answer_info(&info, &[]).await?;
+                        self.await_continue().await
+                    }
+                    PacketBody::Continue { .. } if p.stream_id == 0 => {
+                        // Drafts 1–3: an INFO may follow at once.
+                        match self.recv(LEGACY_INFO_WAIT).await {
+                            Incoming::Packet(b) => match Packet::decode(b.clone()) {
+                                Ok(Packet {
+                                    stream_id: 0,
+                                    body: PacketBody::Info(info),
+                                }) => self.answer_info(&info, &[]).await,
+                                _ => Err((
+                                    "an INFO after CONTINUE(0), or nothing".to_owned(),
+                                    self.rec.describe(&b),
+                                )),
+                            },
+                            Incoming::Timeout => {
+                                self.rec.event("no INFO: the server speaks v1".to_owned());
+                                Ok(())
+                            }
+                            other => Err((
+                                "an INFO after CONTINUE(0), or nothing".to_owned(),
+                                self.got_text(other, LEGACY_INFO_WAIT),
+                            )),
+                        }
+                    }
+                    _ => Err((want.to_owned(), self.rec.describe(&b))),
+                }
+            }
+        }
+    }
+
+    async fn await_continue(&mut self) -> StepResult {
+        let want = "CONTINUE(0) after the client INFO";
+        let (b, p) = self.next_packet(self.ctx.step_timeout, want).await?;
+        match p.body {
+            PacketBody::Continue { .. } if p.stream_id == 0 => Ok(()),
+            PacketBody::Close { reason } if p.stream_id == 0 => Err((
+                want.to_owned(),
+                format!("the server rejected the handshake: CLOSE(0) reason {reason}"),
+            )),
+            _ => Err((want.to_owned(), self.rec.describe(&b))),
+        }
+    }
+
+    /// Answers the server's INFO with the records of what it offered.
+    async fn answer_info(&mut self, server: &InfoPacket, omit: &[ExtName]) -> StepResult {
+        let mut records = Vec::new();
+        for r in &server.extensions {
+            if omit.iter().any(|o| o.0 == r.id) {
+                continue;
+            }
+            match r.id {
+                ExtensionId::UDP => records.push(ClientInfoRecord::Udp),
+                ExtensionId::MOTD => records.push(ClientInfoRecord::Motd),
+                ExtensionId::PASSWORD if self.ctx.password.is_some() => {
+                    records.push(ClientInfoRecord::Password(
+                        wisp_mock_server::client_script::ClientPasswordRecord {
+                            credentials: self.ctx.connect_password,
+                        },
+                    ))
+                }
+                ExtensionId::CERT_AUTH if self.ctx.key.is_some() => records.push(
+                    ClientInfoRecord::CertAuth(wisp_mock_server::client_script::ClientCertRecord {
+                        key: self.ctx.connect_key,
+                    }),
+                ),
+                _ => {}
+            }
+        }
+        let spec = ClientInfoSpec {
+            answer: false,
+            omit: Vec::new(),
+            version: None,
+            extensions: records,
+        };
+        let msg = self.client_info(&spec, Some(server))?;
+        self.send(Message::binary(msg.clone()), &msg, false).await
+    }
+
+    /// Builds a client INFO.
+    fn client_info(
+        &self,
+        spec: &ClientInfoSpec,
+        server: Option<&InfoPacket>,
+    ) -> Result<Bytes, StepError> {
+        let fail = |why: String| ("to build the client INFO".to_owned(), why);
+        let (major, minor) =
+            parse_version(spec.version.as_deref().unwrap_or("2.0")).map_err(fail)?;
+        let mut out = BytesMut::new();
+        out.put_u8(PacketType::INFO.0);
+        out.put_u32_le(0);
+        out.put_u8(major);
+        out.put_u8(minor);
+        for r in &spec.extensions {
+            let (id, data, len): (u8, Bytes, Option<u32>) = match r {
+                ClientInfoRecord::Udp => (ExtensionId::UDP.0, Bytes::new(), None),
+                ClientInfoRecord::Motd => (ExtensionId::MOTD.0, Bytes::new(), None),
+                ClientInfoRecord::StreamConfirmation => {
+                    (ExtensionId::STREAM_CONFIRMATION.0, Bytes::new(), None)
+                }
+                ClientInfoRecord::Password(p) => {
+                    let (username, password, layout) = self
+                        .ctx
+                        .password_for(p.credentials)
+                        .ok_or_else(|| fail("no credentials for the password record".to_owned()))?;
+                    let data = PasswordClientRecord { username, password }
+                        .encode(layout)
+                        .map_err(|e| fail(e.to_string()))?;
+                    (ExtensionId::PASSWORD.0, data, None)
+                }
+                ClientInfoRecord::CertAuth(c) => {
+                    let key = self
+                        .ctx
+                        .key_for(c.key)
+                        .ok_or_else(|| fail("no key for the certificate record".to_owned()))?;
+                    let record = server
+                        .and_then(|i| i.extension(ExtensionId::CERT_AUTH))
+                        .ok_or_else(|| {
+                            fail("the server sent no certificate challenge".to_owned())
+                        })?;
+                    let server_rec = CertAuthServerRecord::decode(&record.data).map_err(|e| {
+                        fail(format!("the server's certificate record: {}", e.reason))
+                    })?;
+                    let signature = key.sign(&server_rec.challenge);
+                    let data = CertAuthClientRecord {
+                        algorithm: wisp_client::proto::CERT_ALGORITHM_ED25519,
+                        key_hash: Sha256::digest(key.verifying_key().as_bytes()).into(),
+                        signature: Bytes::copy_from_slice(&signature.to_bytes()),
+                    }
+                    .encode();
+                    (ExtensionId::CERT_AUTH.0, data, None)
+                }
+                ClientInfoRecord::Raw(raw) => (raw.id, raw.hex.0.clone(), raw.len),
+            };
+            out.put_u8(id);
+            out.put_u32_le(len.unwrap_or_else(|| u32::try_from(data.len()).unwrap_or(u32::MAX)));
+            out.put_slice(&data);
+        }
+        Ok(out.freeze())
+    }
+}

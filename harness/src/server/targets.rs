@@ -1,0 +1,195 @@
+//! The destinations the server under test connects to on the harness's behalf: a TCP
+//! echo, a UDP echo, a port that refuses, a TCP sink that never reads, a TCP discard
+//! (reads and drops) and a banner (writes one line, then closes). They bind the address
+//! given (loopback by default) and live as long as the [`Targets`] value.
+
+use std::net::{IpAddr, SocketAddr};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::task::{JoinHandle, JoinSet};
+use wisp_mock_server::Placeholders;
+
+/// Largest UDP payload over IPv4.
+const MAX_DATAGRAM: usize = 65_507;
+
+/// What the banner target writes before it closes the connection.
+pub const BANNER: &[u8] = b"wisp-conformance banner\n";
+
+/// The running targets.
+#[derive(Debug)]
+pub struct Targets {
+    /// Echoes every byte on every connection.
+    pub tcp_echo: SocketAddr,
+    /// Sends every datagram back to its sender.
+    pub udp_echo: SocketAddr,
+    /// Nothing listens here: a connect is refused.
+    pub refused: SocketAddr,
+    /// Accepts and never reads.
+    pub sink: SocketAddr,
+    /// Reads and drops everything.
+    pub discard: SocketAddr,
+    /// Writes [`BANNER`], then closes.
+    pub banner: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Targets {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Targets {
+    /// Binds every target on `ip` (port 0) and starts serving. Must run inside a tokio
+    /// runtime.
+    pub async fn start(ip: IpAddr) -> std::io::Result<Self> {
+        let mut tasks = Vec::new();
+        let (tcp_echo, t) = serve_tcp(ip, |mut s| async move {
+            let (mut r, mut w) = s.split();
+            if tokio::io::copy(&mut r, &mut w).await.is_ok() {
+                let _ = w.shutdown().await;
+            }
+        })
+        .await?;
+        tasks.push(t);
+        let (discard, t) = serve_tcp(ip, |mut s| async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+        })
+        .await?;
+        tasks.push(t);
+        let (banner, t) = serve_tcp(ip, |mut s| async move {
+            let _ = s.write_all(BANNER).await;
+            let _ = s.shutdown().await;
+        })
+        .await?;
+        tasks.push(t);
+        let (sink, t) = serve_tcp(ip, |s| async move {
+            // Hold the connection open without reading until the targets stop.
+            let _held = s;
+            std::future::pending::<()>().await;
+        })
+        .await?;
+        tasks.push(t);
+
+        let udp = UdpSocket::bind((ip, 0)).await?;
+        let udp_echo = udp.local_addr()?;
+        tasks.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; MAX_DATAGRAM];
+            loop {
+                // An error (an ICMP unreachable reported late) concerns one peer only.
+                if let Ok((len, peer)) = udp.recv_from(&mut buf).await {
+                    let _ = udp.send_to(&buf[..len], peer).await;
+                }
+            }
+        }));
+
+        // A port that was free a moment ago: connecting to it is refused.
+        let refused = TcpListener::bind((ip, 0)).await?.local_addr()?;
+        Ok(Self {
+            tcp_echo,
+            udp_echo,
+            refused,
+            sink,
+            discard,
+            banner,
+            tasks,
+        })
+    }
+
+    /// The placeholder values for case files, `blocked` included when configured.
+    pub fn placeholders(&self, blocked: Option<&(String, u16)>) -> Placeholders {
+        let mut p = Placeholders::default();
+        for (name, addr) in self.list() {
+            p.set(name, &addr.ip().to_string(), addr.port());
+        }
+        if let Some((host, port)) = blocked {
+            p.set("blocked", host, *port);
+        }
+        p
+    }
+
+    /// `(name, address)` of every target.
+    pub fn list(&self) -> [(&'static str, SocketAddr); 6] {
+        [
+            ("tcp_echo", self.tcp_echo),
+            ("udp_echo", self.udp_echo),
+            ("refused", self.refused),
+            ("sink", self.sink),
+            ("discard", self.discard),
+            ("banner", self.banner),
+        ]
+    }
+}
+
+async fn serve_tcp<F, Fut>(ip: IpAddr, handle: F) -> std::io::Result<(SocketAddr, JoinHandle<()>)>
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind((ip, 0)).await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        // The connections die with the accept task (JoinSet aborts them on drop).
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nodelay(true);
+                        conns.spawn(handle(stream));
+                    }
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+    });
+    Ok((addr, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn targets_behave() {
+        let t = Targets::start(IpAddr::V4(Ipv4Addr::LOCALHOST))
+            .await
+            .expect("targets start");
+        let mut echo = TcpStream::connect(t.tcp_echo).await.expect("echo");
+        echo.write_all(b"ping").await.expect("write");
+        let mut buf = [0u8; 4];
+        echo.read_exact(&mut buf).await.expect("read");
+        assert_eq!(&buf, b"ping");
+
+        let mut banner = TcpStream::connect(t.banner).await.expect("banner");
+        let mut got = Vec::new();
+        banner.read_to_end(&mut got).await.expect("read");
+        assert_eq!(got, BANNER);
+
+        let err = TcpStream::connect(t.refused).await.expect_err("refused");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+
+        let udp = UdpSocket::bind("127.0.0.1:0").await.expect("udp");
+        udp.send_to(b"dgram", t.udp_echo).await.expect("send");
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), udp.recv(&mut buf))
+            .await
+            .expect("in time")
+            .expect("recv");
+        assert_eq!(&buf[..n], b"dgram");
+
+        let p = t.placeholders(Some(&("10.0.0.1".to_owned(), 80)));
+        assert_eq!(
+            p.get("tcp_echo.port"),
+            Some(t.tcp_echo.port().to_string().as_str())
+        );
+        assert_eq!(p.get("blocked.host"), Some("10.0.0.1"));
+    }
+}
