@@ -338,11 +338,11 @@ impl ClientConnection {
     /// queued DATA then take turns, one packet each; CLOSE(0) comes last.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        let (msg, popped) = self.transmit.pop()?;
-        if let Some(id) = popped.writable
-            && self.streams.contains_key(&id)
-        {
-            self.events.push_back(Event::StreamWritable { id });
+        let msg = self.transmit.pop(self.config.max_queued_bytes)?;
+        while let Some(id) = self.transmit.next_writable() {
+            if self.streams.contains_key(&id) {
+                self.events.push_back(Event::StreamWritable { id });
+            }
         }
         Some(msg)
     }

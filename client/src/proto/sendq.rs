@@ -10,7 +10,10 @@
 //! Admission (see [`SendQueue::admits`]): a stream whose queue is empty may always queue one
 //! packet; more only while the total is under the limit. So every busy stream always has a
 //! packet waiting for its turn, and the total exceeds the limit by at most one packet per
-//! stream.
+//! stream. A refused stream is reported writable when its own queue drains, or when the
+//! total falls below half the limit: writers refill a queue that is still half full, so
+//! the queue (and the heap holding its packets) stays level instead of draining to empty
+//! and refilling, which makes the allocator return and re-fault megabytes per cycle.
 
 use std::collections::VecDeque;
 
@@ -31,13 +34,6 @@ struct StreamQueue {
     closed: bool,
 }
 
-/// What [`SendQueue::pop`] returns besides the packet.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Popped {
-    /// A stream whose refused writer may write again (its queue drained).
-    pub(crate) writable: Option<u32>,
-}
-
 /// The transmit queue of a connection. See the module documentation.
 #[derive(Debug, Default)]
 pub(crate) struct SendQueue {
@@ -48,6 +44,10 @@ pub(crate) struct SendQueue {
     turns: VecDeque<u32>,
     last: Option<Bytes>,
     bytes: usize,
+    /// Streams marked blocked (entries whose flag was cleared since are stale).
+    blocked: Vec<u32>,
+    /// Streams to report writable, for [`SendQueue::next_writable`].
+    writable: Vec<u32>,
 }
 
 impl SendQueue {
@@ -64,9 +64,24 @@ impl SendQueue {
     /// Remembers that stream `id` was refused, so [`SendQueue::pop`] reports it writable
     /// once its queue drains.
     pub(crate) fn mark_blocked(&mut self, id: u32) {
-        if let Some(q) = self.streams.get_mut(&id) {
-            q.blocked = true;
+        let Some(q) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if q.blocked {
+            return;
         }
+        q.blocked = true;
+        if self.blocked.len() >= 2 * self.streams.len().max(8) {
+            let streams = &self.streams;
+            self.blocked
+                .retain(|id| streams.get(id).is_some_and(|q| q.blocked));
+        }
+        self.blocked.push(id);
+    }
+
+    /// A stream whose refused writer may write again, reported once.
+    pub(crate) fn next_writable(&mut self) -> Option<u32> {
+        self.writable.pop()
     }
 
     /// Queues a control packet.
@@ -119,9 +134,8 @@ impl SendQueue {
         }
     }
 
-    /// The next packet to send.
-    pub(crate) fn pop(&mut self) -> Option<(Bytes, Popped)> {
-        let mut popped = Popped::default();
+    /// The next packet to send. `limit` is the admission limit (for the half-full wake-up).
+    pub(crate) fn pop(&mut self, limit: usize) -> Option<Bytes> {
         let msg = if let Some(msg) = self.control.pop_front() {
             msg
         } else {
@@ -141,7 +155,7 @@ impl SendQueue {
                     self.streams.remove(&id);
                 } else {
                     if std::mem::take(&mut q.blocked) {
-                        popped.writable = Some(id);
+                        self.writable.push(id);
                     }
                     if q.packets.capacity() > KEEP_CAPACITY {
                         q.packets = VecDeque::new();
@@ -151,7 +165,16 @@ impl SendQueue {
             }
         };
         self.bytes -= msg.len();
-        Some((msg, popped))
+        if self.bytes < limit / 2 && !self.blocked.is_empty() {
+            for id in self.blocked.drain(..) {
+                if let Some(q) = self.streams.get_mut(&id)
+                    && std::mem::take(&mut q.blocked)
+                {
+                    self.writable.push(id);
+                }
+            }
+        }
+        Some(msg)
     }
 }
 
@@ -164,8 +187,8 @@ mod tests {
     }
 
     fn drain(q: &mut SendQueue) -> Vec<String> {
-        std::iter::from_fn(|| q.pop())
-            .map(|(b, _)| String::from_utf8_lossy(&b).into_owned())
+        std::iter::from_fn(|| q.pop(usize::MAX))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
             .collect()
     }
 
@@ -204,8 +227,24 @@ mod tests {
         assert!(!q.admits(1, 4), "over the limit with a packet queued");
         assert!(q.admits(2, 4), "an empty queue always gets one packet");
         q.mark_blocked(1);
-        let (_, popped) = q.pop().unwrap();
-        assert_eq!(popped.writable, Some(1));
+        q.pop(0).unwrap();
+        assert_eq!(q.next_writable(), Some(1));
+        assert_eq!(q.next_writable(), None, "reported once");
+    }
+
+    #[test]
+    fn refused_streams_are_woken_when_the_queue_is_half_empty() {
+        let mut q = SendQueue::default();
+        for i in 0..4 {
+            q.push_stream(1, pkt(&format!("a{i}")));
+        }
+        assert!(!q.admits(1, 8));
+        q.mark_blocked(1);
+        q.pop(8).unwrap();
+        assert_eq!(q.next_writable(), None, "6 of 8 bytes still queued");
+        q.pop(8).unwrap();
+        q.pop(8).unwrap();
+        assert_eq!(q.next_writable(), Some(1), "below half the limit");
     }
 
     #[test]
