@@ -195,11 +195,11 @@ pub async fn connect_ours(
     target: &Target,
 ) -> Result<(wisp_client::ClientMux, JoinHandle<()>), String> {
     let url = format!("ws://{}{}", target.addr, target.path("wisp"));
-    let (mux, driver) =
-        wisp_client::ClientMux::connect(&url, None, wisp_client::MuxOptions::default())
-            .await
-            .map_err(err)?
-            .with_no_required_extensions();
+    let options = wisp_client::MuxOptions::default();
+    let (mux, driver) = wisp_client::ClientMux::connect(&url, None, options)
+        .await
+        .map_err(err)?
+        .with_no_required_extensions();
     let driver = tokio::spawn(async move {
         let _ = driver.await;
     });
@@ -337,7 +337,11 @@ async fn run_ours(
     drop(streams);
     let _ = mux.close().await;
     drop(mux);
-    let _ = tokio::time::timeout(Duration::from_secs(10), driver).await;
+    let t = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(10), driver).await;
+    if std::env::var_os("WISP_BENCH_DEBUG").is_some() {
+        eprintln!("ours: driver ended after {:?}: {closed:?}", t.elapsed());
+    }
     Ok(())
 }
 
