@@ -52,7 +52,10 @@ pub struct MuxOptions {
     pub stream_open_timeout: Option<Duration>,
     /// Writers block once this many bytes wait for the WebSocket; a stream with nothing
     /// queued may still queue one packet, so every busy stream keeps its turn (queued
-    /// streams send one packet each in turn). Default 4 MiB.
+    /// streams send one packet each in turn). Default 256 KiB: the kernel's socket buffer
+    /// holds the bulk, and a queue that fits the CPU cache is still cache-hot when the
+    /// WebSocket layer masks and sends it (with 4 MiB, masking alone took 30 % of the
+    /// client's CPU for 64 streams of 1 KiB writes).
     pub max_queued_bytes: usize,
     /// Bound on flushing and closing the WebSocket when the connection ends. Default 5 s.
     pub close_timeout: Duration,

@@ -102,7 +102,7 @@ impl Default for ConnectionConfig {
             max_payload_len: 64 * 1024 - 5,
             first_stream_id: 1,
             stream_open_timeout: Some(Duration::from_secs(30)),
-            max_queued_bytes: 4 * 1024 * 1024,
+            max_queued_bytes: 256 * 1024,
         }
     }
 }
