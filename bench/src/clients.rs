@@ -195,7 +195,13 @@ pub async fn connect_ours(
     target: &Target,
 ) -> Result<(wisp_client::ClientMux, JoinHandle<()>), String> {
     let url = format!("ws://{}{}", target.addr, target.path("wisp"));
-    let options = wisp_client::MuxOptions::default();
+    let mut options = wisp_client::MuxOptions::default();
+    if let Some(q) = std::env::var("WISP_BENCH_MAXQ")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options = options.max_queued_bytes(q);
+    }
     let (mux, driver) = wisp_client::ClientMux::connect(&url, None, options)
         .await
         .map_err(err)?
