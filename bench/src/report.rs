@@ -55,7 +55,7 @@ impl<'a> Index<'a> {
 
     /// Median MiB/s; raw is looked up in its one-stream runs for every series.
     fn median(&self, client: &str, streams: usize, size: usize, raw_streams: usize) -> f64 {
-        let s = if client == "raw" {
+        let s = if client.starts_with("raw") {
             raw_streams
         } else {
             streams
@@ -65,7 +65,7 @@ impl<'a> Index<'a> {
     }
 
     fn cell(&self, client: &str, streams: usize, size: usize, raw_streams: usize) -> String {
-        let s = if client == "raw" {
+        let s = if client.starts_with("raw") {
             raw_streams
         } else {
             streams
@@ -112,10 +112,14 @@ pub fn markdown(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "| streams | payload | {} | ours / wisp-mux | ours / raw | wisp-mux / raw |",
+        "| streams | payload | {} | ours / wisp-mux | ours / raw | wisp-mux / raw | ours / raw-default |",
         clients.join(" | ")
     );
-    let _ = writeln!(out, "|---|---|{}---|---|---|", "---|".repeat(clients.len()));
+    let _ = writeln!(
+        out,
+        "|---|---|{}---|---|---|---|",
+        "---|".repeat(clients.len())
+    );
     for &streams in &series {
         for &size in &sizes {
             let cells: Vec<String> = clients
@@ -178,7 +182,7 @@ pub fn markdown(report: &Report) -> String {
             "| client | streams | payload | worst window | median window |"
         );
         let _ = writeln!(out, "|---|---|---|---|---|");
-        for c in clients.iter().filter(|c| c.as_str() != "raw") {
+        for c in clients.iter().filter(|c| !c.starts_with("raw")) {
             for &streams in &multi {
                 for &size in &sizes {
                     let all: Vec<f64> = idx
@@ -206,7 +210,7 @@ pub fn markdown(report: &Report) -> String {
             "| client | busy streams | payload | probes | median ms | max ms | new_stream call median / max ms |"
         );
         let _ = writeln!(out, "|---|---|---|---|---|---|---|");
-        for c in clients.iter().filter(|c| c.as_str() != "raw") {
+        for c in clients.iter().filter(|c| !c.starts_with("raw")) {
             for &streams in &multi {
                 for &size in &sizes {
                     let runs = idx.runs(c, streams, size);
