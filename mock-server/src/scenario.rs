@@ -393,6 +393,11 @@ pub struct EchoAction {
     /// Bytes per write (default 32768).
     #[serde(default = "default_chunk")]
     pub chunk: usize,
+    /// At most this many bytes sent but not yet echoed per stream (default: no limit).
+    /// Keeps the DATA in flight within the server's buffer, so a bulk case does not also
+    /// test what happens when in-flight packets overshoot an absolute CONTINUE.
+    #[serde(default)]
+    pub window: Option<usize>,
     /// The echo target's host.
     pub host: String,
     /// The echo target's port.
@@ -1356,6 +1361,12 @@ fn validate_server_role(
                     return Err(err(
                         loc,
                         "`echo` needs 1 to 1024 `streams` and a non-zero `chunk`".to_owned(),
+                    ));
+                }
+                if echo.window.is_some_and(|w| w < echo.chunk) {
+                    return Err(err(
+                        loc,
+                        "`echo.window` must be at least `chunk`".to_owned(),
                     ));
                 }
             }

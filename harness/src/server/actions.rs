@@ -463,13 +463,23 @@ async fn run_echo(mux: &ClientMux, echo: &EchoAction, step: Duration) -> Result<
     }
     let len = echo.len;
     let chunk = echo.chunk;
+    let window = echo.window.unwrap_or(usize::MAX);
     let transfers = opened.into_iter().enumerate().map(|(i, stream)| async move {
         let id = stream.get_stream_id();
         let (mut read, mut write) = stream.into_split();
+        // How many bytes have come back, for the writer's window.
+        let (echoed_tx, mut echoed_rx) = tokio::sync::watch::channel(0usize);
         let writer = async {
             let mut sent = 0;
             while sent < len {
                 let n = chunk.min(len - sent);
+                let room = |got: &usize| sent + n - got.min(&sent) <= window;
+                if tokio::time::timeout(step, echoed_rx.wait_for(room)).await.is_err() {
+                    return Err(format!(
+                        "stream {i} (id {id}): no echo for {}ms with {sent} of {len} bytes sent",
+                        step.as_millis()
+                    ));
+                }
                 let mut buf = vec![0u8; n];
                 fill_at(i as u64 + 1, sent, &mut buf);
                 match tokio::time::timeout(step, write.send(Bytes::from(buf))).await {
@@ -511,6 +521,7 @@ async fn run_echo(mux: &ClientMux, echo: &EchoAction, step: Duration) -> Result<
                             ));
                         }
                         got += data.len();
+                        echoed_tx.send_replace(got);
                     }
                     Ok(Some(Err(e))) => {
                         return Err(format!(

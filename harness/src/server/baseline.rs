@@ -209,7 +209,7 @@ impl Baseline {
                 let id = id.trim();
                 let value = value.trim();
                 let is_case = self.cases.contains_key(id);
-                let plain_ok = value == "OK";
+                let plain_ok = value.split('/').all(|v| v.trim() == "OK");
                 let has_comment = comment.is_some_and(|c| !c.trim().is_empty());
                 (is_case && !plain_ok && !has_comment).then(|| id.to_owned())
             })
@@ -232,8 +232,8 @@ pub fn render(report: &SuiteReport, server: &str) -> String {
     for case in &report.cases {
         let outcome = case.outcome();
         let key = format!("{}:", case.id);
-        if outcome == "OK" {
-            let _ = writeln!(out, "  {key:<width$} OK");
+        if outcome.split('/').all(|v| v.trim() == "OK") {
+            let _ = writeln!(out, "  {key:<width$} {outcome}");
             continue;
         }
         let why = case
@@ -242,7 +242,7 @@ pub fn render(report: &SuiteReport, server: &str) -> String {
             .or_else(|| case.reasons.first().cloned())
             .or_else(|| case.close.as_ref().map(|c| format!("close: {}", c.note)))
             .unwrap_or_default();
-        let mut why: String = why.replace(['\n', '#'], " ");
+        let mut why: String = why.replace('\n', " ").replace('#', "");
         if why.chars().count() > 140 {
             why = why.chars().take(137).collect::<String>() + "...";
         }

@@ -1,0 +1,267 @@
+//! The server suite against real servers, one trial per server × mode, each compared
+//! with its committed baseline (`harness/baselines/<server>-<mode>.yaml`).
+//!
+//! ```text
+//! cargo test -p wisp-harness --test servers                 # every server × mode
+//! cargo test -p wisp-harness --test servers wisp-js         # the wisp-js runs
+//! WISP_BASELINES=write cargo test -p wisp-harness --test servers
+//!     # also write harness/baselines/<name>.yaml.new from the run, for review
+//! WISP_SERVERS_VERBOSE=1 cargo test -p wisp-harness --test servers wisp-mux
+//!     # print every run's table with the wire log of each case that is not OK
+//! ```
+//!
+//! A trial fails when a verdict differs from the baseline (an unexpected pass as much as
+//! an unexpected fail), when a case could not connect, when a baseline entry that is not
+//! OK has no comment saying why, or when the run's JUnit report does not validate against
+//! `harness/junit/surefire-testsuite.xsd`. The servers are installed on first use by
+//! `wisp_testkit::ensure_installed` (pinned wisp-python 0.9.0 and wisp-js 0.5.0); the
+//! wisp-mux 5.1.0 server runs in this process. Nothing is skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use wisp_harness::server::baseline::{self, Baseline};
+use wisp_harness::server::report::{self, Gate};
+use wisp_harness::server::{RunMode, SuiteConfig, run_suite};
+use wisp_harness::{Case, default_cases_dir, load_dir};
+use wisp_testkit::{RealServer, ServerKind, WispMuxConfig, WispMuxServer};
+
+/// The MOTD wisp-js is started with (so the MOTD cases run).
+const MOTD: &str = "wisp-conformance MOTD";
+/// The credentials the password-protected wisp-mux server is given.
+const CREDENTIALS: (&str, &str) = ("wisp", "conformance");
+/// A destination both wisp-python and wisp-js block by default (private addresses).
+const BLOCKED: (&str, u16) = ("10.0.0.1", 80);
+
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    PythonV1,
+    JsV1,
+    JsV2,
+    MuxV1,
+    MuxV2,
+}
+
+impl Target {
+    const ALL: [Target; 5] = [
+        Target::PythonV1,
+        Target::JsV1,
+        Target::JsV2,
+        Target::MuxV1,
+        Target::MuxV2,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Target::PythonV1 => "wisp-python-0.9.0-v1",
+            Target::JsV1 => "wisp-js-0.5.0-v1",
+            Target::JsV2 => "wisp-js-0.5.0-v2",
+            Target::MuxV1 => "wisp-mux-5.1.0-v1",
+            Target::MuxV2 => "wisp-mux-5.1.0-v2",
+        }
+    }
+
+    fn server_name(self) -> &'static str {
+        match self {
+            Target::PythonV1 => "wisp-python 0.9.0 (--allow-loopback --threads 1)",
+            Target::JsV1 | Target::JsV2 => "wisp-js 0.5.0 (allow_loopback_ips, wisp_motd)",
+            Target::MuxV1 => "wisp-mux 5.1.0 ServerMux (v1, buffer 128)",
+            Target::MuxV2 => {
+                "wisp-mux 5.1.0 ServerMux (v2, UDP, password wisp:conformance, buffer 128)"
+            }
+        }
+    }
+
+    fn mode(self) -> RunMode {
+        match self {
+            Target::PythonV1 | Target::JsV1 | Target::MuxV1 => RunMode::V1,
+            Target::JsV2 | Target::MuxV2 => RunMode::V2,
+        }
+    }
+}
+
+/// Keeps a server alive for the run.
+#[allow(dead_code)]
+enum Running {
+    Real(RealServer),
+    Mux(WispMuxServer),
+}
+
+impl Running {
+    fn url(&self) -> String {
+        match self {
+            Running::Real(s) => s.url(),
+            Running::Mux(s) => s.url(),
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        match self {
+            Running::Real(s) => s.log_tail(),
+            Running::Mux(_) => "(in-process wisp-mux server: no log)".to_owned(),
+        }
+    }
+}
+
+fn baselines_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("baselines")
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let (cases, errors) = load_dir(&default_cases_dir());
+    let mut trials = Vec::new();
+    if !errors.is_empty() {
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let text = text.join("\n");
+        trials.push(Trial::test("case-files-load", move || Err(text.into())));
+    }
+    let cases: Vec<Case> = cases.into_iter().filter(Case::is_server_role).collect();
+    trials.push(Trial::test("junit-validator-rejects-invalid-reports", || {
+        // The validator must be able to fail: a testcase without `name`, a bad time.
+        let bad = r#"<?xml version="1.0"?><testsuite name="x" tests="1" failures="0" errors="0" skipped="0"><testcase time="1.5s"/></testsuite>"#;
+        match validate_junit(bad) {
+            Err(e) if e.contains("name") || e.contains("time") => Ok(()),
+            Err(e) => Err(format!("rejected, but not for the missing name or bad time: {e}").into()),
+            Ok(()) => Err("an invalid report validated".into()),
+        }
+    }));
+    for target in Target::ALL {
+        let cases = cases.clone();
+        trials.push(
+            Trial::test(target.name(), move || run_target(target, &cases)).with_kind("server"),
+        );
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
+
+async fn start(target: Target) -> Result<Running, String> {
+    match target {
+        Target::PythonV1 => RealServer::start(ServerKind::WispPython)
+            .await
+            .map(Running::Real),
+        Target::JsV1 | Target::JsV2 => RealServer::start(ServerKind::WispJs {
+            motd: Some(MOTD.to_owned()),
+        })
+        .await
+        .map(Running::Real),
+        Target::MuxV1 => WispMuxServer::start(WispMuxConfig::default())
+            .await
+            .map(Running::Mux),
+        Target::MuxV2 => WispMuxServer::start(WispMuxConfig {
+            v2: true,
+            password: Some((CREDENTIALS.0.to_owned(), CREDENTIALS.1.to_owned())),
+            ..WispMuxConfig::default()
+        })
+        .await
+        .map(Running::Mux),
+    }
+}
+
+fn run_target(target: Target, cases: &[Case]) -> Result<(), Failed> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let baseline_path = baselines_dir().join(format!("{}.yaml", target.name()));
+    let baseline = Baseline::load(&baseline_path);
+    let (report, log) = runtime.block_on(async {
+        let server = start(target).await?;
+        let mut config = SuiteConfig::new(server.url(), target.mode());
+        config.cases_dir = default_cases_dir();
+        config.jobs = 8;
+        config.step_timeout = Duration::from_secs(5);
+        match target {
+            Target::PythonV1 | Target::JsV1 | Target::JsV2 => {
+                config.blocked = Some((BLOCKED.0.to_owned(), BLOCKED.1));
+            }
+            Target::MuxV2 => {
+                config.credentials = Some((CREDENTIALS.0.to_owned(), CREDENTIALS.1.to_owned()));
+            }
+            Target::MuxV1 => {}
+        }
+        let report = run_suite(cases, config, &mut |_, _, _| {}).await?;
+        Ok::<_, String>((report, server.log_tail()))
+    })?;
+    drop(runtime);
+
+    if std::env::var_os("WISP_BASELINES").is_some_and(|v| v == "write") {
+        let new = baseline_path.with_extension("yaml.new");
+        std::fs::write(&new, baseline::render(&report, target.server_name()))
+            .map_err(|e| format!("writing {}: {e}", new.display()))?;
+    }
+    if std::env::var_os("WISP_SERVERS_VERBOSE").is_some_and(|v| v == "1") {
+        eprintln!("{}", report::table(&report, true));
+    }
+    let baseline = baseline?;
+    let mut problems = Vec::new();
+    if baseline.mode != target.mode() {
+        problems.push(format!(
+            "{} describes a {} run, not {}",
+            baseline_path.display(),
+            baseline.mode,
+            target.mode()
+        ));
+    }
+    let gate = Gate::decide(&report, false, Some(&baseline), true);
+    for m in &gate.mismatches {
+        problems.push(format!("verdict drift: {m}"));
+    }
+    for id in &gate.errors {
+        problems.push(format!("{id}: connection or harness error"));
+    }
+    for id in baseline.uncommented() {
+        problems.push(format!(
+            "{}: {id} is not OK but has no `# why` comment",
+            baseline_path.display()
+        ));
+    }
+    if let Err(e) = validate_junit(&report::junit(&report, &gate)) {
+        problems.push(format!("the JUnit report does not validate: {e}"));
+    }
+    if problems.is_empty() {
+        eprintln!(
+            "{}: {} cases match the baseline in {:.1}s",
+            target.name(),
+            report.cases.len(),
+            report.duration.as_secs_f64()
+        );
+        return Ok(());
+    }
+    Err(format!(
+        "{} against {}:\n  {}\n\n{}\nserver log tail:\n{log}",
+        target.name(),
+        baseline_path.display(),
+        problems.join("\n  "),
+        report::table(&report, true)
+    )
+    .into())
+}
+
+/// Validates a JUnit XML document against the shipped XSD with the pinned `xmlschema`
+/// (installed into `.tools/venv` from `tools/wisp-python/requirements.txt`).
+fn validate_junit(xml: &str) -> Result<(), String> {
+    wisp_testkit::ensure_installed()?;
+    let python = wisp_testkit::workspace_root().join(".tools/venv/bin/python");
+    let xsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("junit/surefire-testsuite.xsd");
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let file = dir.path().join("junit.xml");
+    std::fs::write(&file, xml).map_err(|e| e.to_string())?;
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import sys, xmlschema; xmlschema.XMLSchema(sys.argv[1]).validate(sys.argv[2])",
+        ])
+        .arg(&xsd)
+        .arg(&file)
+        .output()
+        .map_err(|e| format!("running python: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
