@@ -108,6 +108,9 @@ pub struct Config {
     pub runtime: RuntimeMode,
     /// Bound on the drain after a run (every sent payload must arrive within it).
     pub drain_timeout: Duration,
+    /// How long a probe stream may take to open and deliver its first DATA before it
+    /// counts as not delivered.
+    pub probe_timeout: Duration,
 }
 
 impl Config {
@@ -126,6 +129,7 @@ impl Config {
             idle_streams: 10_000,
             runtime: RuntimeMode::Split,
             drain_timeout: Duration::from_secs(30),
+            probe_timeout: Duration::from_secs(10),
         }
     }
 
@@ -139,6 +143,7 @@ impl Config {
             window: Duration::from_millis(100),
             probes: 1,
             idle_streams: 500,
+            probe_timeout: Duration::from_secs(3),
             ..Self::full()
         }
     }
@@ -159,7 +164,7 @@ pub struct RunResult {
     /// (all bytes / streams)). Empty for one stream.
     pub window_min_share: Vec<f64>,
     /// Probe latencies: from the `new_stream` call to the server's receipt of the probe's
-    /// first DATA, in ms (`None`: the probe failed or took longer than 10 s).
+    /// first DATA, in ms (`None`: the probe failed or took longer than the probe bound).
     pub probe_ms: Vec<Option<f64>>,
     /// Probe `new_stream` call durations in ms.
     pub probe_open_call_ms: Vec<f64>,
@@ -329,7 +334,7 @@ pub fn run_once(
         // when the probe's first DATA arrived.
         let mut started = Vec::new();
         for rx in pending_probes {
-            match tokio::time::timeout(Duration::from_secs(10), rx).await {
+            match tokio::time::timeout(cfg.probe_timeout, rx).await {
                 Ok(Ok(Ok((id, t, answered)))) => started.push((id, t, answered)),
                 Ok(Ok(Err(e))) => {
                     result.failures.push(format!("probe open failed: {e}"));
@@ -343,7 +348,7 @@ pub fn run_once(
             result
                 .probe_open_call_ms
                 .push((answered - t).as_secs_f64() * 1e3);
-            let deadline = t + Duration::from_secs(10);
+            let deadline = t + cfg.probe_timeout;
             while !seen.contains_key(&id) {
                 match tokio::time::timeout_at(deadline.into(), reg.probes.recv()).await {
                     Ok(Some(p)) => {

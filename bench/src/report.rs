@@ -232,12 +232,14 @@ pub fn markdown(report: &Report) -> String {
                         size_name(size),
                         probes.len(),
                         if failed > 0 {
-                            format!(" ({failed} not delivered within 10 s)")
+                            format!(
+                                " ({failed} not delivered within the probe bound, 10 s in full mode)"
+                            )
                         } else {
                             String::new()
                         },
                         if failed > 0 {
-                            "> 10000".to_owned()
+                            "> bound".to_owned()
                         } else {
                             format!("{hi:.2}")
                         },
