@@ -128,6 +128,27 @@ fn main() {
             Ok(()) => Err("an invalid report validated".into()),
         }
     }));
+    trials.push(Trial::test("readme-interop-table-matches-baselines", || {
+        let runs: Vec<(String, _)> = Target::ALL
+            .iter()
+            .map(|t| {
+                let path = baselines_dir().join(format!("{}.yaml", t.name()));
+                Baseline::load(&path).map(|b| (t.name().to_owned(), b.by_family()))
+            })
+            .collect::<Result<_, _>>()?;
+        let table = report::family_matrix(&runs);
+        let readme_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let readme = std::fs::read_to_string(&readme_path).map_err(|e| e.to_string())?;
+        if readme.contains(&table) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} does not contain the interop table the baselines give; replace it with:\n\n{table}",
+                readme_path.display()
+            )
+            .into())
+        }
+    }));
     for target in Target::ALL {
         let cases = cases.clone();
         trials.push(

@@ -196,6 +196,17 @@ impl Baseline {
         out
     }
 
+    /// The expected outcomes grouped by family (the second ID segment), for interop
+    /// tables ([`super::report::family_matrix`]).
+    pub fn by_family(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (id, e) in &self.cases {
+            let family = id.split('.').nth(1).unwrap_or("").to_owned();
+            out.entry(family).or_default().push(e.to_string());
+        }
+        out
+    }
+
     /// IDs of entries that are not plain `OK` and carry no `# comment` on their line.
     pub fn uncommented(&self) -> Vec<String> {
         self.source
