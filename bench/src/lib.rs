@@ -111,6 +111,10 @@ pub struct Config {
     /// How long a probe stream may take to open and deliver its first DATA before it
     /// counts as not delivered.
     pub probe_timeout: Duration,
+    /// A run during which other processes used more than this many cores is repeated.
+    pub max_foreign_cpu: f64,
+    /// How often a disturbed run is repeated at most.
+    pub max_retries: u32,
 }
 
 impl Config {
@@ -130,6 +134,8 @@ impl Config {
             runtime: RuntimeMode::Split,
             drain_timeout: Duration::from_secs(30),
             probe_timeout: Duration::from_secs(10),
+            max_foreign_cpu: 0.25,
+            max_retries: 4,
         }
     }
 
@@ -144,6 +150,7 @@ impl Config {
             probes: 1,
             idle_streams: 500,
             probe_timeout: Duration::from_secs(3),
+            max_retries: 0,
             ..Self::full()
         }
     }
@@ -183,6 +190,11 @@ pub struct RunResult {
     pub client_cpu: f64,
     /// Busy fraction of the server thread while measuring (split runtime mode).
     pub server_cpu: f64,
+    /// Cores' worth of CPU that other processes (and interrupt work not charged to this
+    /// process) used while measuring: how disturbed the run was.
+    pub foreign_cpu: f64,
+    /// Earlier attempts of this run discarded because `foreign_cpu` was over the bound.
+    pub disturbed_attempts: u32,
 }
 
 /// CPU seconds (user + system) used so far by this process's threads whose name starts
@@ -209,6 +221,37 @@ pub fn thread_cpu_secs(prefix: &str) -> f64 {
         ticks += utime + stime;
     }
     ticks as f64 / 100.0
+}
+
+/// Busy CPU seconds of the whole machine (all cores, from `/proc/stat`) and of this process
+/// (from `/proc/self/stat`), so a run can tell how much CPU other processes took meanwhile.
+pub fn machine_and_own_cpu_secs() -> (f64, f64) {
+    let machine = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().next()?.to_owned();
+            let v: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal ...
+            let total: u64 = v.iter().take(8).sum();
+            let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+            Some((total - idle) as f64 / 100.0)
+        })
+        .unwrap_or(0.0);
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let close = stat.rfind(')')?;
+            let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) as f64 / 100.0)
+        })
+        .unwrap_or(0.0);
+    (machine, own)
 }
 
 /// Runs one (client, streams, size) measurement.
@@ -246,6 +289,8 @@ pub fn run_once(
         close_note: None,
         client_cpu: 0.0,
         server_cpu: 0.0,
+        foreign_cpu: 0.0,
+        disturbed_attempts: 0,
     };
     rts.main.block_on(async {
         let clients::Session {
@@ -283,6 +328,7 @@ pub fn run_once(
         tokio::time::sleep(cfg.warmup).await;
 
         let t0 = Instant::now();
+        let machine0 = machine_and_own_cpu_secs();
         let cpu0 = (
             thread_cpu_secs("bench-client"),
             thread_cpu_secs("bench-server"),
@@ -327,6 +373,9 @@ pub fn run_once(
         let elapsed = t0.elapsed().as_secs_f64();
         let bytes1 = stats.bytes.load(Ordering::Relaxed);
         result.client_cpu = (thread_cpu_secs("bench-client") - cpu0.0) / elapsed;
+        let machine1 = machine_and_own_cpu_secs();
+        result.foreign_cpu =
+            ((machine1.0 - machine0.0) - (machine1.1 - machine0.1)).max(0.0) / elapsed;
         result.server_cpu = (thread_cpu_secs("bench-server") - cpu0.1) / elapsed;
         result.mib_s = (bytes1 - bytes0) as f64 / elapsed / (1024.0 * 1024.0);
 
@@ -491,11 +540,30 @@ pub fn run(cfg: &Config, exe: Option<&std::path::Path>) -> Result<Report, String
                     if !kind.is_mux() && streams != cfg.streams[0] {
                         continue;
                     }
-                    n += 1;
-                    let token = format!("run{n}");
-                    let r = run_once(&rts, cfg, &server, kind, streams, size, &token);
+                    // On a shared machine another process can take a core mid-run; such a
+                    // run is repeated (up to `max_retries` times), and the count is kept.
+                    let mut disturbed = 0;
+                    let r = loop {
+                        n += 1;
+                        let token = format!("run{n}");
+                        let mut r = run_once(&rts, cfg, &server, kind, streams, size, &token);
+                        r.disturbed_attempts = disturbed;
+                        if r.foreign_cpu <= cfg.max_foreign_cpu
+                            || disturbed >= cfg.max_retries
+                            || !r.failures.is_empty()
+                        {
+                            break r;
+                        }
+                        eprintln!(
+                            "[{:>6.1}s] {} streams={streams} size={size}: other processes used {:.2} cores, repeating",
+                            start.elapsed().as_secs_f64(),
+                            r.client,
+                            r.foreign_cpu
+                        );
+                        disturbed += 1;
+                    };
                     eprintln!(
-                        "[{:>6.1}s] {:<8} streams={:<3} size={:<6} run={} {:>8.1} MiB/s cpu client {:.2} server {:.2}{}{}",
+                        "[{:>6.1}s] {:<8} streams={:<3} size={:<6} run={} {:>8.1} MiB/s cpu client {:.2} server {:.2} others {:.2}{}{}",
                         start.elapsed().as_secs_f64(),
                         r.client,
                         streams,
@@ -504,6 +572,7 @@ pub fn run(cfg: &Config, exe: Option<&std::path::Path>) -> Result<Report, String
                         r.mib_s,
                         r.client_cpu,
                         r.server_cpu,
+                        r.foreign_cpu,
                         if r.window_min_share.is_empty() {
                             String::new()
                         } else {

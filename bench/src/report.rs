@@ -166,6 +166,16 @@ pub fn markdown(report: &Report) -> String {
          `raw-default` uses tokio-websockets' defaults (8 KiB).\n"
     );
 
+    let repeated: u32 = report.runs.iter().map(|r| r.disturbed_attempts).sum();
+    let kept_disturbed = report.runs.iter().filter(|r| r.foreign_cpu > 0.25).count();
+    let _ = writeln!(
+        out,
+        "Shared machine: {repeated} attempts were discarded and repeated because other \
+         processes used more than 0.25 of a core during the measurement; {kept_disturbed} of \
+         the {} runs kept were still disturbed (all retries used).\n",
+        report.runs.len()
+    );
+
     let multi: Vec<usize> = series.iter().copied().filter(|&s| s > 1).collect();
     if !multi.is_empty() {
         let _ = writeln!(
