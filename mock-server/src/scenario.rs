@@ -1971,6 +1971,91 @@ expect:
         assert_eq!((errors[0].line, errors[0].column), (1, 5));
     }
 
+    const SERVER_CASE: &str = "\
+id: server.tcp.sample
+role: server
+title: t
+spec: s
+level: must
+description: d
+script:
+  - handshake
+  - send: {type: CONNECT, stream: s1, stream_type: tcp, host: \"${tcp_echo.host}\", port: ${tcp_echo.port}}
+  - send: {type: DATA, stream: s1, text: x, times: 2*credit}
+  - expect_echo: {stream: s1}
+close: {stream: s1, reason: 0x44, acceptable: [0x42]}
+";
+
+    fn load_server(src: &str) -> Result<Case, LoadError> {
+        load_case_str(
+            Path::new("/cases"),
+            Path::new("/cases/server/tcp/sample.yaml"),
+            src,
+        )
+    }
+
+    #[test]
+    fn server_case_loads_with_placeholders_filled_in() {
+        let case = load_server(SERVER_CASE).expect("loads");
+        assert!(case.is_server_role());
+        assert_eq!(case.family(), "tcp");
+        assert_eq!(case.file.script.len(), 4);
+        match &case.file.script[1].value {
+            ClientStep::Send(p) => {
+                assert_eq!(p.host.as_deref(), Some("127.0.0.1"));
+                assert_eq!(p.port, Some(9));
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut ph = Placeholders::default();
+        ph.set("tcp_echo", "127.0.0.2", 4242);
+        let real = load_case_str_with(
+            Path::new("/cases"),
+            Path::new("/cases/server/tcp/sample.yaml"),
+            &case.source,
+            &ph,
+        )
+        .expect("loads");
+        match &real.file.script[1].value {
+            ClientStep::Send(p) => assert_eq!(p.port, Some(4242)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn server_case_mistakes_are_load_errors() {
+        let e = load_server(&SERVER_CASE.replace("${tcp_echo.port}", "${nowhere.port}"))
+            .expect_err("unknown placeholder");
+        assert!(e.message.contains("unknown placeholder"), "{e}");
+        assert_eq!((e.line, e.column), (9, 89), "{e}");
+        let e = load_server(&SERVER_CASE.replace("stream: s1, text: x", "stream: s2, text: x"))
+            .expect_err("unbound alias");
+        assert!(e.message.contains("before a sent CONNECT"), "{e}");
+        let e = load_server(&format!("{SERVER_CASE}actions:\n  - sleep: 1ms\n")).expect_err("both");
+        assert!(e.message.contains("not both"), "{e}");
+        let e = load_server(&SERVER_CASE.replace("role: server\n", "")).expect_err("role");
+        assert!(e.message.contains("need `role: server`"), "{e}");
+        let e = load_case_str(
+            Path::new("/cases"),
+            Path::new("/cases/streams/sample.yaml"),
+            &SERVER_CASE.replace("server.tcp.sample", "streams.sample"),
+        )
+        .expect_err("outside cases/server");
+        assert!(e.message.contains("live under cases/server"), "{e}");
+        let e = load_server(&SERVER_CASE.replace("times: 2*credit", "times: 2*credits"))
+            .expect_err("bad times");
+        assert!(e.message.contains("times"), "{e}");
+    }
+
+    #[test]
+    fn server_role_keys_are_rejected_in_client_cases() {
+        let e = err_of(&format!("{GOOD}requires: [udp]\n"));
+        assert!(e.message.contains("server-role"), "{e}");
+        let src = GOOD.replace("credit: 128}", "credit: 128, times: credit}");
+        let e = err_of(&src);
+        assert!(e.message.contains("credit"), "{e}");
+    }
+
     #[test]
     fn broken_yaml_does_not_panic() {
         let e = err_of("id: [\n");

@@ -70,3 +70,57 @@ async fn serves_a_script_to_a_raw_websocket_client() {
 fn hex_bytes(s: &str) -> Vec<u8> {
     hex::decode(s.split_whitespace().collect::<String>()).expect("hex")
 }
+
+const SKIP_AND_TIMES: &str = r#"
+id: manual.skip
+title: skip and times
+spec: s
+level: must
+description: d
+client: {version: v1}
+server:
+  - send: {type: CONTINUE, stream: 0, credit: 4, times: 2}
+  - expect: {type: DATA, stream: 1, text: hi, skip: [CONTINUE]}
+expect: {handshake: ok}
+"#;
+
+#[tokio::test]
+async fn expect_skips_listed_types_and_send_repeats() {
+    let case = load_case_str(
+        Path::new("/cases"),
+        Path::new("/cases/manual/skip.yaml"),
+        SKIP_AND_TIMES,
+    )
+    .expect("case loads");
+    let server = MockServer::bind(
+        "127.0.0.1:0".parse().expect("addr"),
+        Script::from_case(&case),
+    )
+    .await
+    .expect("binds");
+    let uri = server.url().expect("url").parse().expect("uri");
+    let trace = server.trace();
+    let mock = tokio::spawn(server.run(tokio::time::Instant::now()));
+    let (mut ws, _) = ClientBuilder::from_uri(uri)
+        .connect()
+        .await
+        .expect("connects");
+    for _ in 0..2 {
+        let m = ws.next().await.expect("a message").expect("no error");
+        assert_eq!(m.as_payload().as_ref(), hex_bytes("03 00000000 04000000"));
+    }
+    // A CONTINUE from the client is passed over; the DATA after it matches.
+    ws.send(Message::binary(hex_bytes("03 01000000 01000000")))
+        .await
+        .expect("sends");
+    ws.send(Message::binary(hex_bytes("02 01000000 6869")))
+        .await
+        .expect("sends");
+    let outcome = mock.await.expect("mock task");
+    assert_eq!(outcome.result, Ok(()));
+    let rendered = trace.lock().expect("trace").render();
+    assert!(rendered.contains("(skipped)"), "{rendered}");
+    if let Some(idle) = outcome.idle {
+        idle.abort();
+    }
+}
