@@ -809,8 +809,13 @@ impl<R: TransportRead, W: TransportWrite> Future for Driver<R, W> {
             });
         }
         state.driver_waker = Some(cx.waker().clone());
+        // A writer on another worker thread may have queued a packet after `poll_write`
+        // emptied the queue but before the waker above was stored: its `wake_driver` found
+        // no waker. Unless the sink is what we wait for (packets still in `outgoing`), look
+        // again rather than sleep on a non-empty queue.
+        let queued_meanwhile = this.outgoing.is_empty() && state.conn.queued_bytes() > 0;
         drop(state);
-        if yield_now {
+        if yield_now || queued_meanwhile {
             cx.waker().wake_by_ref();
         }
         Poll::Pending
