@@ -111,6 +111,8 @@ pub struct Config {
     /// How long a probe stream may take to open and deliver its first DATA before it
     /// counts as not delivered.
     pub probe_timeout: Duration,
+    /// How long the client may take to close after a run (longer is noted, not a failure).
+    pub close_timeout: Duration,
     /// A run during which other processes used more than this many cores is repeated.
     pub max_foreign_cpu: f64,
     /// How often a disturbed run is repeated at most.
@@ -134,6 +136,7 @@ impl Config {
             runtime: RuntimeMode::Split,
             drain_timeout: Duration::from_secs(30),
             probe_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(15),
             max_foreign_cpu: 0.25,
             max_retries: 4,
         }
@@ -151,6 +154,7 @@ impl Config {
             idle_streams: 500,
             probe_timeout: Duration::from_secs(3),
             max_retries: 0,
+            close_timeout: Duration::from_secs(2),
             ..Self::full()
         }
     }
@@ -184,7 +188,7 @@ pub struct RunResult {
     /// How the WebSocket ended when it did not end with a close handshake (for example
     /// wisp-mux 5.1.0 drops the TCP connection): informational, not a failure.
     pub transport_end: Option<String>,
-    /// Set when closing the client after the run did not finish in 15 s (informational).
+    /// Set when closing the client after the run did not finish in time (informational).
     pub close_note: Option<String>,
     /// Busy fraction of the client thread(s) while measuring (split runtime mode).
     pub client_cpu: f64,
@@ -453,7 +457,7 @@ pub fn run_once(
             ));
         }
         let _ = release.send(());
-        match tokio::time::timeout(Duration::from_secs(15), done).await {
+        match tokio::time::timeout(cfg.close_timeout, done).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => result.failures.push(format!("client failed: {e}")),
             other => result.close_note = Some(format!("closing did not finish: {other:?}")),
