@@ -596,8 +596,9 @@ impl ClientMux {
 ///
 /// glibc raises its mmap threshold, and the trim threshold to twice that, when a block
 /// above the current mmap threshold is freed (mallopt(3), "dynamic mmap threshold"). Freeing
-/// one untouched block of the queue's size once per process therefore lets the heap keep a
-/// queue's worth of freed packets for reuse, without `unsafe` or a `mallopt` call. Other
+/// one untouched block of the queue's size (at least 4 MiB) once per process therefore lets
+/// the heap keep a queue's worth of freed packets for reuse (up to twice the block stays
+/// mapped instead of being trimmed), without `unsafe` or a `mallopt` call. Other
 /// allocators just allocate and free the block; nothing is written to it, so no page is
 /// touched either way.
 fn keep_freed_packets_in_the_heap(queue_bytes: usize) {
@@ -605,7 +606,9 @@ fn keep_freed_packets_in_the_heap(queue_bytes: usize) {
     const MAX: usize = 32 * 1024 * 1024;
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let block: Vec<u8> = Vec::with_capacity(queue_bytes.clamp(1024 * 1024, MAX - 4096));
+        // At least 4 MiB: besides the queue limit, every busy stream may have one packet
+        // queued (64 streams of 60 KiB writes: 3.75 MiB).
+        let block: Vec<u8> = Vec::with_capacity(queue_bytes.clamp(4 * 1024 * 1024, MAX - 4096));
         drop(std::hint::black_box(block));
     });
 }
