@@ -651,6 +651,19 @@ struct Driver<R, W> {
     close_timeout: Duration,
 }
 
+impl<R, W> Drop for Driver<R, W> {
+    /// A driver dropped before the connection ended (the actor future was never spawned,
+    /// or its task was aborted) can move nothing any more: end the connection, so every
+    /// stream and pending call sees [`WispError::MuxTaskEnded`] instead of waiting forever.
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        if state.conn.error().is_none() {
+            state.conn.handle_transport_closed(Some(WispError::MuxTaskEnded));
+            state.process_events();
+        }
+    }
+}
+
 impl<R: TransportRead, W: TransportWrite> Driver<R, W> {
     /// Reads what the transport has ready and feeds it to the connection. Returns whether
     /// the budget ran out.

@@ -537,3 +537,18 @@ async fn dropping_the_mux_and_every_stream_closes_the_websocket() {
     assert!(peer.recv_raw().await.is_none());
     driver.await.unwrap().unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_aborted_driver_ends_every_stream_instead_of_hanging() {
+    let (mut peer, mux, driver) = v1_session(8, MuxOptions::default()).await;
+    let mut s = mux.new_stream(StreamType::TCP, "h", 1).await.unwrap();
+    let _ = expect_connect(&mut peer).await;
+    driver.abort();
+    let _ = driver.await;
+    let err = s.next().await.unwrap().unwrap_err();
+    assert!(matches!(err, WispError::MuxTaskEnded), "{err:?}");
+    assert!(matches!(
+        mux.new_stream(StreamType::TCP, "h", 1).await,
+        Err(WispError::MuxTaskEnded)
+    ));
+}

@@ -376,6 +376,12 @@ fn credit_is_absolute_and_one_data_per_credit() {
     assert_eq!(conn.send_data(id, b"b").unwrap(), Some(1));
     assert_eq!(conn.send_data(id, b"c").unwrap(), None, "no credit left");
     assert!(conn.is_blocked(id));
+    let sent = transmitted(&mut conn);
+    let data: Vec<_> = sent
+        .iter()
+        .filter(|p| matches!(p.body, PacketBody::Data(_)))
+        .collect();
+    assert_eq!(data.len(), 2);
     conn.handle_message(cont(id, 3), now);
     assert!(matches!(events(&mut conn)[..], [Event::StreamWritable { id: w }] if w == id));
     assert_eq!(conn.credit(id), Some(3));
@@ -385,12 +391,6 @@ fn credit_is_absolute_and_one_data_per_credit() {
         Some(1),
         "CONTINUE replaces, it does not add"
     );
-    let sent = transmitted(&mut conn);
-    let data: Vec<_> = sent
-        .iter()
-        .filter(|p| matches!(p.body, PacketBody::Data(_)))
-        .collect();
-    assert_eq!(data.len(), 2);
 }
 
 /// A stream that writes faster than the link cannot crowd out the others: queued DATA
@@ -726,4 +726,95 @@ fn state_machine_never_panics_on_arbitrary_input() {
             let _ = events(&mut conn);
         }
     }
+}
+
+#[test]
+fn required_extensions_survive_a_downgrade() {
+    let now = Instant::now();
+    let mut config = offer_all();
+    config.required = vec![ExtensionId::UDP, ExtensionId::MOTD];
+    let mut conn = ClientConnection::new(v2(config), now);
+    conn.handle_message(cont(0, 128), now);
+    conn.handle_timeout(now + ConnectionConfig::default().legacy_info_wait);
+    assert!(
+        matches!(conn.error(), Some(WispError::ExtensionsNotSupported(ids)) if ids == &vec![4]),
+        "UDP is implied by v1.2, MOTD is not: {:?}",
+        conn.error()
+    );
+    assert_eq!(
+        transmitted(&mut conn),
+        vec![Packet::close(0, CloseReason::EXTENSIONS_INCOMPATIBLE)]
+    );
+
+    let mut config = offer_all();
+    config.required = vec![ExtensionId::UDP];
+    let mut conn = ClientConnection::new(v2(config), now);
+    conn.handle_message(cont(0, 128), now);
+    conn.handle_timeout(now + ConnectionConfig::default().legacy_info_wait);
+    assert!(conn.negotiated().unwrap().downgraded, "requiring only UDP is met by v1");
+}
+
+#[test]
+fn a_malformed_record_of_an_extension_not_offered_is_skipped() {
+    let now = Instant::now();
+    let mut conn = ClientConnection::new(v2(offer_all()), now);
+    conn.handle_message(
+        server_info(vec![
+            (ExtensionId::UDP, Bytes::new()),
+            (ExtensionId::CERT_AUTH, Bytes::from_static(&[1])),
+        ]),
+        now,
+    );
+    conn.handle_message(cont(0, 8), now);
+    assert!(conn.is_established());
+    assert_eq!(conn.negotiated().unwrap().extensions, vec![NegotiatedExtension::Udp]);
+}
+
+#[test]
+fn a_malformed_record_of_an_offered_extension_is_rejected_with_close_04() {
+    let now = Instant::now();
+    let config = V2Config {
+        cert_auth: Some(Some(SigningKey::from_bytes(&[5; 32]))),
+        ..V2Config::default()
+    };
+    let mut conn = ClientConnection::new(v2(config), now);
+    conn.handle_message(server_info(vec![(ExtensionId::CERT_AUTH, Bytes::from_static(&[1]))]), now);
+    assert!(matches!(conn.error(), Some(WispError::MalformedExtension(_))));
+    assert_eq!(
+        transmitted(&mut conn),
+        vec![Packet::close(0, CloseReason::EXTENSIONS_INCOMPATIBLE)]
+    );
+}
+
+#[test]
+fn udp_datagrams_are_never_split() {
+    let now = Instant::now();
+    let mut conn = ClientConnection::new(
+        ConnectionConfig {
+            max_payload_len: 4,
+            ..v1()
+        },
+        now,
+    );
+    conn.handle_message(cont(0, 10), now);
+    let id = conn.open_stream(StreamType::UDP, "h", 53, now).unwrap();
+    assert_eq!(conn.send_data(id, b"0123456789").unwrap(), Some(10));
+}
+
+#[test]
+fn continue_counts_packets_still_queued_against_the_new_credit() {
+    let now = Instant::now();
+    let mut conn = established_v1(8, now);
+    let id = conn.open_stream(StreamType::TCP, "h", 1, now).unwrap();
+    for _ in 0..5 {
+        assert_eq!(conn.send_data(id, b"x").unwrap(), Some(1));
+    }
+    // None of the five DATA packets has left the client when the server says it can take
+    // 6 more: only 1 more may be queued, or the server would receive 10.
+    conn.handle_message(cont(id, 6), now);
+    assert_eq!(conn.credit(id), Some(1));
+    let sent = transmitted(&mut conn);
+    assert_eq!(sent.len(), 6, "CONNECT and five DATA");
+    conn.handle_message(cont(id, 6), now);
+    assert_eq!(conn.credit(id), Some(6), "with the queue drained the full value applies");
 }

@@ -385,7 +385,7 @@ impl ClientConnection {
             Phase::AwaitLateInfo { credit, deadline } => {
                 let credit = *credit;
                 if now >= *deadline {
-                    self.establish_v1(credit, true);
+                    self.downgrade(credit);
                 } else if self.handshake_deadline.is_some_and(|d| now >= d) {
                     self.fail(WispError::HandshakeTimedOut);
                 }
@@ -574,14 +574,20 @@ impl ClientConnection {
                     });
                 }
                 ExtensionId::CERT_AUTH => {
-                    let server = match CertAuthServerRecord::decode(&record.data) {
-                        Ok(s) => s,
-                        Err(e) => return self.fail(e.into()),
-                    };
-                    cert_required = server.required;
                     let Some(Some(key)) = &v2.cert_auth else {
+                        // Not used by this client: only its `required` flag matters (to
+                        // read a later CLOSE 0x04 as "authentication required").
+                        cert_required = record.data.first().is_some_and(|b| *b != 0);
                         continue;
                     };
+                    let server = match CertAuthServerRecord::decode(&record.data) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            self.reject(CloseReason::EXTENSIONS_INCOMPATIBLE);
+                            return self.fail(e.into());
+                        }
+                    };
+                    cert_required = server.required;
                     if server.algorithms & CERT_ALGORITHM_ED25519 == 0 {
                         cert_unusable_mask = Some(server.algorithms);
                         continue;
@@ -642,6 +648,30 @@ impl ClientConnection {
         };
     }
 
+    /// A v2 handshake answered as v1: settle on v1, unless the client requires an extension
+    /// v1 cannot provide (everything but UDP, which v1.2 makes mandatory). A server that
+    /// pretends to be v1 must not get around required authentication that way.
+    fn downgrade(&mut self, credit: u32) {
+        let missing: Vec<ExtensionId> = self
+            .config
+            .v2
+            .as_ref()
+            .map(|v2| {
+                v2.required
+                    .iter()
+                    .copied()
+                    .filter(|id| *id != ExtensionId::UDP)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if missing.is_empty() {
+            self.establish_v1(credit, true);
+        } else {
+            self.reject(CloseReason::EXTENSIONS_INCOMPATIBLE);
+            self.fail(WispError::missing(missing));
+        }
+    }
+
     fn establish_v1(&mut self, credit: u32, downgraded: bool) {
         self.negotiated = Some(Negotiated {
             version: WispVersion::V1,
@@ -673,9 +703,13 @@ impl ClientConnection {
                         self.events.push_back(Event::StreamOpened { id });
                     }
                     StreamPhase::Open if stream.stream_type.is_flow_controlled() => {
-                        // CONTINUE replaces the credit; it does not add to it.
-                        stream.credit = buffer_remaining;
-                        if was_blocked && buffer_remaining > 0 {
+                        // CONTINUE replaces the credit; it does not add to it. Packets still
+                        // in this client's queue were charged to the old credit but reach
+                        // the server after this CONTINUE, so they count against the new one.
+                        let queued = self.transmit.queued_packets(id);
+                        stream.credit = buffer_remaining
+                            .saturating_sub(u32::try_from(queued).unwrap_or(u32::MAX));
+                        if was_blocked && stream.credit > 0 {
                             self.events.push_back(Event::StreamWritable { id });
                         }
                     }
@@ -780,7 +814,12 @@ impl ClientConnection {
         if flow {
             stream.credit -= 1;
         }
-        let n = data.len().min(self.config.max_payload_len.max(1));
+        // A UDP DATA is one datagram: it is never split.
+        let n = if flow {
+            data.len().min(self.config.max_payload_len.max(1))
+        } else {
+            data.len()
+        };
         self.transmit.push_stream(id, encode_data(id, &data[..n]));
         Ok(Some(n))
     }

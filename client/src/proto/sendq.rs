@@ -61,6 +61,11 @@ impl SendQueue {
         self.bytes < limit || self.streams.get(&id).is_none_or(|q| q.packets.is_empty())
     }
 
+    /// Packets of stream `id` queued and not yet taken by [`SendQueue::pop`].
+    pub(crate) fn queued_packets(&self, id: u32) -> usize {
+        self.streams.get(&id).map_or(0, |q| q.packets.len())
+    }
+
     /// Remembers that stream `id` was refused, so [`SendQueue::pop`] reports it writable
     /// once its queue drains.
     pub(crate) fn mark_blocked(&mut self, id: u32) {
