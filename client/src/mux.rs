@@ -658,7 +658,9 @@ impl<R, W> Drop for Driver<R, W> {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
         if state.conn.error().is_none() {
-            state.conn.handle_transport_closed(Some(WispError::MuxTaskEnded));
+            state
+                .conn
+                .handle_transport_closed(Some(WispError::MuxTaskEnded));
             state.process_events();
         }
     }

@@ -751,7 +751,10 @@ fn required_extensions_survive_a_downgrade() {
     let mut conn = ClientConnection::new(v2(config), now);
     conn.handle_message(cont(0, 128), now);
     conn.handle_timeout(now + ConnectionConfig::default().legacy_info_wait);
-    assert!(conn.negotiated().unwrap().downgraded, "requiring only UDP is met by v1");
+    assert!(
+        conn.negotiated().unwrap().downgraded,
+        "requiring only UDP is met by v1"
+    );
 }
 
 #[test]
@@ -767,7 +770,10 @@ fn a_malformed_record_of_an_extension_not_offered_is_skipped() {
     );
     conn.handle_message(cont(0, 8), now);
     assert!(conn.is_established());
-    assert_eq!(conn.negotiated().unwrap().extensions, vec![NegotiatedExtension::Udp]);
+    assert_eq!(
+        conn.negotiated().unwrap().extensions,
+        vec![NegotiatedExtension::Udp]
+    );
 }
 
 #[test]
@@ -778,8 +784,14 @@ fn a_malformed_record_of_an_offered_extension_is_rejected_with_close_04() {
         ..V2Config::default()
     };
     let mut conn = ClientConnection::new(v2(config), now);
-    conn.handle_message(server_info(vec![(ExtensionId::CERT_AUTH, Bytes::from_static(&[1]))]), now);
-    assert!(matches!(conn.error(), Some(WispError::MalformedExtension(_))));
+    conn.handle_message(
+        server_info(vec![(ExtensionId::CERT_AUTH, Bytes::from_static(&[1]))]),
+        now,
+    );
+    assert!(matches!(
+        conn.error(),
+        Some(WispError::MalformedExtension(_))
+    ));
     assert_eq!(
         transmitted(&mut conn),
         vec![Packet::close(0, CloseReason::EXTENSIONS_INCOMPATIBLE)]
@@ -816,5 +828,9 @@ fn continue_counts_packets_still_queued_against_the_new_credit() {
     let sent = transmitted(&mut conn);
     assert_eq!(sent.len(), 6, "CONNECT and five DATA");
     conn.handle_message(cont(id, 6), now);
-    assert_eq!(conn.credit(id), Some(6), "with the queue drained the full value applies");
+    assert_eq!(
+        conn.credit(id),
+        Some(6),
+        "with the queue drained the full value applies"
+    );
 }
