@@ -58,9 +58,18 @@
 //!   CONTINUE (drafts 4–5), and CONTINUE then INFO (drafts 1–3, wisp-mux 5.x; the client waits
 //!   [`MuxOptions::legacy_info_wait`] for that INFO). A server that only sends CONTINUE is v1:
 //!   [`ClientMux::was_downgraded`] is then true. A late INFO on a v1 connection is ignored.
+//! - **Required extensions.** Extensions required with
+//!   [`extensions::WispV2Handshake::with_required_extension`] are checked on the server's INFO
+//!   before the client INFO is sent, and also when the server answers as v1 (only UDP is
+//!   implied by v1): a missing one sends CLOSE(0, 0x04) and fails with
+//!   [`WispError::ExtensionsNotSupported`].
 //! - **Flow control.** Each TCP stream starts with the handshake credit; one DATA packet takes
-//!   one credit on every write path; a CONTINUE sets (not adds to) the credit. UDP is never
-//!   flow-controlled. Payloads longer than [`MuxOptions::max_payload_len`] are split.
+//!   one credit on every write path; a CONTINUE sets (not adds to) the credit, minus the
+//!   stream's packets still queued in the client. UDP is never flow-controlled and a UDP
+//!   datagram is never split. TCP payloads longer than [`MuxOptions::max_payload_len`] are
+//!   split.
+//! - **Fairness.** Busy streams take turns one packet at a time on the WebSocket, and a new
+//!   stream's CONNECT goes ahead of queued data.
 //! - **Close.** Dropping both halves of an open stream sends CLOSE 0x02. Data that arrived
 //!   before a CLOSE is read before the end of the stream. CLOSE reasons are an open code
 //!   space ([`proto::CloseReason`]): unknown values are kept, never fatal. CLOSE on stream 0 or
