@@ -25,6 +25,7 @@ use std::path::PathBuf;
 pub mod runner;
 pub mod select;
 pub mod server;
+mod stream_check;
 
 pub use runner::{CaseReport, run_case};
 pub use select::{Filter, FilterError};

@@ -23,13 +23,28 @@ use wisp_client::{ClientMux, MuxOptions, MuxStream, StreamEnd, WispError};
 use tokio::net::TcpListener;
 use wisp_mock_server::replay::{Script, ScriptOutcome, serve};
 use wisp_mock_server::scenario::{
-    Action, Case, ClientExtension, ClientSpec, ClosedBy, Level, ReadUntil, Verdict, VersionSel,
-    parse_version,
+    Action, Case, ClientExtension, ClientSpec, Level, ReadUntil, Verdict, VersionSel, parse_version,
 };
 use wisp_mock_server::trace::payload_summary;
 use wisp_mock_server::trace::{SharedTrace, Trace};
 use wisp_mock_server::values::{ErrorSet, OkOrError, extension_label};
 use wisp_testkit::vtime::{Tracked, tracked_pair};
+
+use crate::stream_check::{Seen, Wording, check_stream};
+
+/// How the client suite words the stream checks' failures.
+const CLIENT_WORDING: Wording = Wording {
+    reason: "close reason is",
+    error: "error is",
+    open_sep: ": ",
+    closed_by: |got, _, want| {
+        format!(
+            "ended by {}, expected {want:?}",
+            got.map(|c| format!("{c:?}"))
+                .unwrap_or_else(|| "nobody (still open)".to_owned())
+        )
+    },
+};
 
 /// The result of running one case.
 #[derive(Clone, Debug)]
@@ -734,91 +749,21 @@ async fn check_outcome(case: &Case, state: &mut ClientState, failures: &mut Vec<
         let Some(want) = expect.streams.get(alias) else {
             continue;
         };
-        let who = format!("stream {alias}");
-        if let Some(t) = &want.data_text
-            && slot.data != t.as_bytes()
-        {
-            failures.push(format!(
-                "{who}: read {}, expected {t:?}",
-                payload_summary(&slot.data)
-            ));
-        }
-        if let Some(h) = &want.data_hex
-            && slot.data != h.0
-        {
-            failures.push(format!(
-                "{who}: read {}, expected hex {}",
-                payload_summary(&slot.data),
-                hex_string(&h.0)
-            ));
-        }
-        if let Some(n) = want.data_len
-            && slot.data.len() != n
-        {
-            failures.push(format!(
-                "{who}: read {} bytes, expected {n}",
-                slot.data.len()
-            ));
-        }
-        let closed_by = match &end {
-            Some(StreamEnd::Closed {
-                initiator: Initiator::Remote,
-                ..
-            }) => Some(ClosedBy::Server),
-            Some(StreamEnd::Closed {
-                initiator: Initiator::Local,
-                ..
-            }) => Some(ClosedBy::Client),
-            Some(StreamEnd::ConnectionEnded(_)) => Some(ClosedBy::Connection),
-            _ if slot.dropped.is_some() => Some(ClosedBy::Client),
-            _ => None,
+        let seen = Seen {
+            opened: slot.stream.is_some(),
+            data: &slot.data,
+            open_error: slot.open_error.as_ref(),
+            read_error: slot.read_error.as_ref(),
+            end: end.as_ref(),
+            dropped: slot.dropped.is_some(),
         };
-        if let Some(c) = want.closed_by
-            && closed_by != Some(c)
-        {
-            failures.push(format!(
-                "{who}: ended by {}, expected {c:?}",
-                closed_by
-                    .map(|c| format!("{c:?}"))
-                    .unwrap_or_else(|| "nobody (still open)".to_owned())
-            ));
-        }
-        if let Some(r) = want.reason {
-            let got = end.as_ref().and_then(|e| e.reason());
-            if got != Some(r.0) {
-                failures.push(format!(
-                    "{who}: close reason is {}, expected {}",
-                    got.map(|g| g.to_string())
-                        .unwrap_or_else(|| "none".to_owned()),
-                    r.0
-                ));
-            }
-        }
-        if let Some(spec) = &want.error {
-            let err = slot
-                .open_error
-                .clone()
-                .or_else(|| slot.read_error.clone())
-                .or_else(|| end.as_ref().and_then(|e| e.error().cloned()));
-            match err {
-                Some(e) if spec.matches(&e) => {}
-                Some(e) => failures.push(format!(
-                    "{who}: error is {}, expected {spec}",
-                    error_text(&e)
-                )),
-                None => failures.push(format!("{who}: no error, expected {spec}")),
-            }
-        }
-        if let Some(open) = want.open {
-            let is_open = slot.stream.is_some() && end.is_none() && slot.open_error.is_none();
-            if is_open != open {
-                failures.push(format!(
-                    "{who}: is {}, expected {}",
-                    if is_open { "open" } else { "ended" },
-                    if open { "open" } else { "ended" }
-                ));
-            }
-        }
+        check_stream(
+            &format!("stream {alias}"),
+            want,
+            &seen,
+            &CLIENT_WORDING,
+            failures,
+        );
     }
     state.log.extend(summary);
 
@@ -863,10 +808,6 @@ async fn check_outcome(case: &Case, state: &mut ClientState, failures: &mut Vec<
             failures.push(format!("mux result is {got}, expected {want}"));
         }
     }
-}
-
-fn hex_string(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[cfg(test)]

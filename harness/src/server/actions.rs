@@ -16,8 +16,10 @@ use wisp_client::extensions::{
 use wisp_client::proto::{CloseReason, Initiator, StreamType};
 use wisp_client::transport::TransportExt;
 use wisp_client::{ClientMux, MuxOptions, MuxStream, StreamEnd, WispError};
-use wisp_mock_server::scenario::{Action, Case, ClosedBy, EchoAction, ReadUntil};
+use wisp_mock_server::scenario::{Action, Case, EchoAction, ReadUntil};
 use wisp_mock_server::trace::payload_summary;
+
+use crate::stream_check::{Seen, Wording, check_stream};
 
 use super::session::{self, Recorder, RecordingTransport};
 use super::{Body, CaseCtx, RunMode};
@@ -313,6 +315,20 @@ fn describe_end(end: &StreamEnd) -> String {
     }
 }
 
+/// How the server suite words the stream checks' failures.
+const SERVER_WORDING: Wording = Wording {
+    reason: "close reason",
+    error: "error",
+    open_sep: " ",
+    closed_by: |_, end, want| {
+        format!(
+            "{}, expected it to be ended by the {}",
+            end.map_or("still open".to_owned(), describe_end),
+            format!("{want:?}").to_lowercase()
+        )
+    },
+};
+
 fn check_streams(case: &Case, streams: &BTreeMap<String, Slot>, body: &mut Body) {
     for (alias, want) in &case.file.expect.streams {
         let who = format!("stream {alias}");
@@ -324,88 +340,15 @@ fn check_streams(case: &Case, streams: &BTreeMap<String, Slot>, body: &mut Body)
             Some(end) => end.clone(),
             None => slot.stream.as_ref().and_then(MuxStream::end),
         };
-        if let Some(t) = &want.data_text
-            && slot.data != t.as_bytes()
-        {
-            body.failures.push(format!(
-                "{who}: read {}, expected {t:?}",
-                payload_summary(&slot.data)
-            ));
-        }
-        if let Some(h) = &want.data_hex
-            && slot.data != h.0
-        {
-            body.failures.push(format!(
-                "{who}: read {}, expected hex {}",
-                payload_summary(&slot.data),
-                hex::encode(&h.0)
-            ));
-        }
-        if let Some(n) = want.data_len
-            && slot.data.len() != n
-        {
-            body.failures.push(format!(
-                "{who}: read {} bytes, expected {n}",
-                slot.data.len()
-            ));
-        }
-        let closed_by = match &end {
-            Some(StreamEnd::Closed {
-                initiator: Initiator::Remote,
-                ..
-            }) => Some(ClosedBy::Server),
-            Some(StreamEnd::Closed {
-                initiator: Initiator::Local,
-                ..
-            }) => Some(ClosedBy::Client),
-            Some(StreamEnd::ConnectionEnded(_)) => Some(ClosedBy::Connection),
-            _ if slot.dropped.is_some() => Some(ClosedBy::Client),
-            _ => None,
+        let seen = Seen {
+            opened: slot.stream.is_some(),
+            data: &slot.data,
+            open_error: None,
+            read_error: slot.read_error.as_ref(),
+            end: end.as_ref(),
+            dropped: slot.dropped.is_some(),
         };
-        if let Some(c) = want.closed_by
-            && closed_by != Some(c)
-        {
-            body.failures.push(format!(
-                "{who}: {}, expected it to be ended by the {}",
-                end.as_ref().map_or("still open".to_owned(), describe_end),
-                format!("{c:?}").to_lowercase()
-            ));
-        }
-        if let Some(r) = want.reason {
-            let got = end.as_ref().and_then(StreamEnd::reason);
-            if got != Some(r.0) {
-                body.failures.push(format!(
-                    "{who}: close reason {}, expected {}",
-                    got.map_or("none".to_owned(), |g| g.to_string()),
-                    r.0
-                ));
-            }
-        }
-        if let Some(spec) = &want.error {
-            let err = slot
-                .read_error
-                .clone()
-                .or_else(|| end.as_ref().and_then(|e| e.error().cloned()));
-            match err {
-                Some(e) if spec.matches(&e) => {}
-                Some(e) => body
-                    .failures
-                    .push(format!("{who}: error {}, expected {spec}", error_text(&e))),
-                None => body
-                    .failures
-                    .push(format!("{who}: no error, expected {spec}")),
-            }
-        }
-        if let Some(open) = want.open {
-            let is_open = slot.stream.is_some() && end.is_none();
-            if is_open != open {
-                body.failures.push(format!(
-                    "{who} is {}, expected {}",
-                    if is_open { "open" } else { "ended" },
-                    if open { "open" } else { "ended" }
-                ));
-            }
-        }
+        check_stream(&who, want, &seen, &SERVER_WORDING, &mut body.failures);
     }
 }
 
