@@ -21,7 +21,7 @@ use wisp_mock_server::trace::payload_summary;
 
 use crate::stream_check::{Seen, Wording, check_stream};
 
-use super::session::{self, Recorder, RecordingTransport};
+use super::session::{Recorder, RecordingTransport};
 use super::{Body, CaseCtx, RunMode};
 
 /// One stream a case opened.
@@ -62,20 +62,10 @@ fn handshake(ctx: &CaseCtx) -> Option<WispV2Handshake> {
 pub(crate) async fn run_actions(case: &Case, ctx: &CaseCtx, rec: &Recorder) -> Body {
     let mut body = Body::default();
     let step = ctx.step_timeout;
-    let opened = match session::open(&ctx.config.url, ctx.subprotocol.as_deref(), step).await {
-        Ok(o) => o,
-        Err(e) => {
-            rec.event(format!("connection error: {e}"));
-            body.conn_error = Some(e);
-            return body;
-        }
+    let Some(ws) = ctx.connect(rec, &mut body).await else {
+        return body;
     };
-    rec.event(match (&ctx.subprotocol, &opened.echoed) {
-        (Some(p), e) => format!("connected; offered Sec-WebSocket-Protocol {p:?}; echoed {e:?}"),
-        (None, e) => format!("connected; no Sec-WebSocket-Protocol offered; response has {e:?}"),
-    });
-    body.echoed = opened.echoed.clone();
-    let (rx, tx) = RecordingTransport::new(opened.ws, rec.clone()).split_fast();
+    let (rx, tx) = RecordingTransport::new(ws, rec.clone()).split_fast();
     let options = MuxOptions::default()
         .handshake_timeout(Some(step))
         .legacy_info_wait(Duration::from_millis(500))

@@ -314,6 +314,35 @@ impl CaseCtx {
         Ok(ctx)
     }
 
+    /// Opens the case's connection and records it, with the subprotocol the server echoed
+    /// (`None`: it could not be opened, and `body.conn_error` says why).
+    pub(crate) async fn connect(&self, rec: &Recorder, body: &mut Body) -> Option<session::Ws> {
+        let opened = match session::open(
+            &self.config.url,
+            self.subprotocol.as_deref(),
+            self.step_timeout,
+        )
+        .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                rec.event(format!("connection error: {e}"));
+                body.conn_error = Some(e);
+                return None;
+            }
+        };
+        rec.event(match (&self.subprotocol, &opened.echoed) {
+            (Some(p), e) => {
+                format!("connected; offered Sec-WebSocket-Protocol {p:?}; echoed {e:?}")
+            }
+            (None, e) => {
+                format!("connected; no Sec-WebSocket-Protocol offered; response has {e:?}")
+            }
+        });
+        body.echoed = opened.echoed;
+        Some(opened.ws)
+    }
+
     /// The credentials a [`Secret`] stands for.
     pub(crate) fn password_for(&self, s: Secret) -> Option<(String, String, PasswordLayout)> {
         let configured = self.config.credentials.clone();

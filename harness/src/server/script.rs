@@ -21,7 +21,7 @@ use wisp_mock_server::pattern::{describe, match_pattern};
 use wisp_mock_server::scenario::{Case, PacketSpec, Pattern, parse_version};
 use wisp_mock_server::values::{ExtName, StreamRef};
 
-use super::session::{self, Recorder, Ws};
+use super::session::{Recorder, Ws};
 use super::{Body, CaseCtx, RunMode};
 
 /// How long a v2 handshake waits for an INFO after a CONTINUE(0) came first.
@@ -55,29 +55,13 @@ pub(crate) struct RawClient<'a> {
 /// Runs a case's script. A connection that cannot be opened is a connection error.
 pub(crate) async fn run_script(case: &Case, ctx: &CaseCtx, rec: &Recorder) -> Body {
     let mut body = Body::default();
-    let opened = match session::open(
-        &ctx.config.url,
-        ctx.subprotocol.as_deref(),
-        ctx.step_timeout,
-    )
-    .await
-    {
-        Ok(o) => o,
-        Err(e) => {
-            rec.event(format!("connection error: {e}"));
-            body.conn_error = Some(e);
-            return body;
-        }
+    let Some(ws) = ctx.connect(rec, &mut body).await else {
+        return body;
     };
-    rec.event(match (&ctx.subprotocol, &opened.echoed) {
-        (Some(p), e) => format!("connected; offered Sec-WebSocket-Protocol {p:?}; echoed {e:?}"),
-        (None, e) => format!("connected; no Sec-WebSocket-Protocol offered; response has {e:?}"),
-    });
-    body.echoed = opened.echoed.clone();
     let mut client = RawClient {
         ctx,
         rec: rec.clone(),
-        ws: Some(opened.ws),
+        ws: Some(ws),
         ended: None,
         aliases: HashMap::new(),
         used: BTreeSet::new(),
