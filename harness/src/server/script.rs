@@ -10,6 +10,7 @@ use ed25519_dalek::Signer;
 use futures::{SinkExt, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
+use tokio::time::error::Elapsed;
 use tokio_websockets::Message;
 use wisp_client::proto::{
     CertAuthClientRecord, CertAuthServerRecord, CloseReason, ExtensionId, InfoPacket, Packet,
@@ -199,29 +200,44 @@ impl RawClient<'_> {
         if !bytes.is_empty() {
             self.rec.sent(bytes, raw);
         }
+        let step = self.ctx.step_timeout;
+        let done = tokio::time::timeout(step, self.sink()?.send(msg)).await;
+        self.sent(done, || {
+            format!(
+                "the server did not take the message within {}ms",
+                step.as_millis()
+            )
+        })
+    }
+
+    /// The connection to send on, or why there is none.
+    fn sink(&mut self) -> Result<&mut Ws, StepError> {
         if let Some(why) = &self.ended {
             return Err((
                 "to send".to_owned(),
                 format!("the connection had already ended ({why})"),
             ));
         }
-        let Some(ws) = self.ws.as_mut() else {
-            return Err(("to send".to_owned(), "no connection".to_owned()));
-        };
-        match tokio::time::timeout(self.ctx.step_timeout, ws.send(msg)).await {
+        self.ws
+            .as_mut()
+            .ok_or_else(|| ("to send".to_owned(), "no connection".to_owned()))
+    }
+
+    /// What a send, feed or flush bounded by the step timeout came to; a failed one ends
+    /// the connection, one that timed out is a failure worded by `timed_out`.
+    fn sent(
+        &mut self,
+        done: Result<Result<(), tokio_websockets::Error>, Elapsed>,
+        timed_out: impl FnOnce() -> String,
+    ) -> StepResult {
+        match done {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 let why = format!("the send failed: {e}");
                 self.end(why.clone());
                 Err(("to send".to_owned(), why))
             }
-            Err(_) => Err((
-                "to send".to_owned(),
-                format!(
-                    "the server did not take the message within {}ms",
-                    self.ctx.step_timeout.as_millis()
-                ),
-            )),
+            Err(_) => Err(("to send".to_owned(), timed_out())),
         }
     }
 
@@ -277,45 +293,20 @@ impl RawClient<'_> {
     }
 
     async fn feed(&mut self, msg: Message) -> StepResult {
-        if let Some(why) = &self.ended {
-            return Err((
-                "to send".to_owned(),
-                format!("the connection had already ended ({why})"),
-            ));
-        }
-        let Some(ws) = self.ws.as_mut() else {
-            return Err(("to send".to_owned(), "no connection".to_owned()));
-        };
-        match tokio::time::timeout(self.ctx.step_timeout, ws.feed(msg)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                let why = format!("the send failed: {e}");
-                self.end(why.clone());
-                Err(("to send".to_owned(), why))
-            }
-            Err(_) => Err((
-                "to send".to_owned(),
-                "the server stopped reading (send timed out)".to_owned(),
-            )),
-        }
+        let done = tokio::time::timeout(self.ctx.step_timeout, self.sink()?.feed(msg)).await;
+        self.sent(done, || {
+            "the server stopped reading (send timed out)".to_owned()
+        })
     }
 
     async fn flush(&mut self) -> StepResult {
         let Some(ws) = self.ws.as_mut() else {
             return Ok(());
         };
-        match tokio::time::timeout(self.ctx.step_timeout, ws.flush()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                let why = format!("the send failed: {e}");
-                self.end(why.clone());
-                Err(("to send".to_owned(), why))
-            }
-            Err(_) => Err((
-                "to send".to_owned(),
-                "the server stopped reading (flush timed out)".to_owned(),
-            )),
-        }
+        let done = tokio::time::timeout(self.ctx.step_timeout, ws.flush()).await;
+        self.sent(done, || {
+            "the server stopped reading (flush timed out)".to_owned()
+        })
     }
 
     async fn recv(&mut self, bound: Duration) -> Incoming {
