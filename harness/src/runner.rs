@@ -30,7 +30,7 @@ use wisp_mock_server::trace::{SharedTrace, Trace};
 use wisp_mock_server::values::{ErrorSet, OkOrError, extension_label};
 use wisp_testkit::vtime::{Tracked, tracked_pair};
 
-use crate::stream_check::{Seen, Wording, check_stream};
+use crate::stream_check::{Seen, Wording, check_stream, error_text};
 
 /// How the client suite words the stream checks' failures.
 const CLIENT_WORDING: Wording = Wording {
@@ -238,10 +238,6 @@ fn describe_extension(e: &NegotiatedExtension) -> String {
         } => format!("cert_auth(required={required}, algorithms=0x{algorithms:02x})"),
         other => extension_label(other.id()),
     }
-}
-
-fn error_text(e: &WispError) -> String {
-    format!("{} ({e})", e.name())
 }
 
 fn check_error(

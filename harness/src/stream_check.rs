@@ -1,6 +1,7 @@
 //! The per-stream expectation checks (`expect.streams`) shared by the client suite
 //! ([`crate::runner`]) and the server suite ([`crate::server`]). The two suites word a few
-//! failures differently; [`Wording`] keeps each one's text.
+//! failures differently; [`Wording`] keeps each one's text. [`error_text`] is how both
+//! show an error.
 
 use wisp_client::proto::Initiator;
 use wisp_client::{StreamEnd, WispError};
@@ -36,7 +37,8 @@ pub(crate) struct Wording {
     pub closed_by: fn(Option<ClosedBy>, Option<&StreamEnd>, ClosedBy) -> String,
 }
 
-fn error_text(e: &WispError) -> String {
+/// An error as the reports show it: its name, then its message.
+pub(crate) fn error_text(e: &WispError) -> String {
     format!("{} ({e})", e.name())
 }
 

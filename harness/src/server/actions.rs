@@ -19,7 +19,7 @@ use wisp_client::{ClientMux, MuxOptions, MuxStream, StreamEnd, WispError};
 use wisp_mock_server::scenario::{Action, Case, EchoAction, ReadUntil};
 use wisp_mock_server::trace::payload_summary;
 
-use crate::stream_check::{Seen, Wording, check_stream};
+use crate::stream_check::{Seen, Wording, check_stream, error_text};
 
 use super::session::{Recorder, RecordingTransport};
 use super::{Body, CaseCtx, RunMode};
@@ -32,10 +32,6 @@ struct Slot {
     data: Vec<u8>,
     read_error: Option<WispError>,
     dropped: Option<Option<StreamEnd>>,
-}
-
-fn error_text(e: &WispError) -> String {
-    format!("{} ({e})", e.name())
 }
 
 /// The v2 handshake the case asks for (`None`: v1).
