@@ -190,6 +190,11 @@ pub struct RunResult {
     pub transport_end: Option<String>,
     /// Set when closing the client after the run did not finish in time (informational).
     pub close_note: Option<String>,
+    /// Set when a comparison client (not ours) did not open its streams in time: a
+    /// defect of that client (wisp-mux 5.1.0 starves stream opens while other streams
+    /// write), reported in the run's notes, not a failure of the benchmark. For our
+    /// client it is a failure.
+    pub stall_note: Option<String>,
     /// Busy fraction of the client thread(s) while measuring (split runtime mode).
     pub client_cpu: f64,
     /// Busy fraction of the server thread while measuring (split runtime mode).
@@ -291,6 +296,7 @@ pub fn run_once(
         failures: Vec::new(),
         transport_end: None,
         close_note: None,
+        stall_note: None,
         client_cpu: 0.0,
         server_cpu: 0.0,
         foreign_cpu: 0.0,
@@ -323,9 +329,12 @@ pub fn run_once(
             _ => {
                 stop.stop();
                 let outcome = tokio::time::timeout(Duration::from_secs(5), done).await;
-                result
-                    .failures
-                    .push(format!("streams did not open ({outcome:?})"));
+                let note = format!("streams did not open within 30 s ({outcome:?})");
+                if kind == clients::Kind::Ours {
+                    result.failures.push(note);
+                } else {
+                    result.stall_note = Some(note);
+                }
                 return;
             }
         };
@@ -567,7 +576,7 @@ pub fn run(cfg: &Config, exe: Option<&std::path::Path>) -> Result<Report, String
                         disturbed += 1;
                     };
                     eprintln!(
-                        "[{:>6.1}s] {:<8} streams={:<3} size={:<6} run={} {:>8.1} MiB/s cpu client {:.2} server {:.2} others {:.2}{}{}",
+                        "[{:>6.1}s] {:<8} streams={:<3} size={:<6} run={} {:>8.1} MiB/s cpu client {:.2} server {:.2} others {:.2}{}{}{}",
                         start.elapsed().as_secs_f64(),
                         r.client,
                         streams,
@@ -592,7 +601,11 @@ pub fn run(cfg: &Config, exe: Option<&std::path::Path>) -> Result<Report, String
                             String::new()
                         } else {
                             format!(" FAILURES: {:?}", r.failures)
-                        }
+                        },
+                        r.stall_note
+                            .as_deref()
+                            .map(|n| format!(" STALLED (a defect of this client): {n}"))
+                            .unwrap_or_default()
                     );
                     runs.push(r);
                 }

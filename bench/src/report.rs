@@ -292,17 +292,18 @@ pub fn markdown(report: &Report) -> String {
     let _ = writeln!(out, "\n### Integrity\n");
     let _ = writeln!(
         out,
-        "| client | runs | payloads lost | integrity errors | failures |"
+        "| client | runs | payloads lost | integrity errors | failures | stalled runs |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
     for c in &clients {
         let runs: Vec<&RunResult> = report.runs.iter().filter(|r| &r.client == c).collect();
         let lost: u64 = runs.iter().map(|r| r.lost).sum();
         let errors: u64 = runs.iter().map(|r| r.errors).sum();
         let failures: usize = runs.iter().map(|r| r.failures.len()).sum();
+        let stalled = runs.iter().filter(|r| r.stall_note.is_some()).count();
         let _ = writeln!(
             out,
-            "| {c} | {} | {lost} | {errors} | {failures} |",
+            "| {c} | {} | {lost} | {errors} | {failures} | {stalled} |",
             runs.len()
         );
     }
