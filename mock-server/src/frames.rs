@@ -1,17 +1,20 @@
 //! Builders that turn a structured [`PacketSpec`] into the bytes of one WebSocket message.
 //!
-//! Standard packets are encoded with the client crate's codec (as h2-support reuses h2's);
-//! INFO is written field by field here so records can carry a wrong length, and unknown
-//! packet types and trailing bytes are appended by hand. Golden vectors from the protocol
+//! Standard packets are encoded with the client crate's codec (as h2-support reuses h2's),
+//! and INFO records with the encoders of each extension's module (`wisp_client::proto::ext`);
+//! only what the codec refuses to build is written here: a record whose length lies, unknown
+//! packet types and trailing bytes. Golden vectors from the protocol
 //! reference (§1.4, §4.4, §8) pin the output, so a bug shared by the codec and the mock
 //! cannot pass unseen.
 
 use std::collections::HashMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use wisp_client::proto::ext::{confirm, udp};
 use wisp_client::proto::{
-    CertAuthServerRecord, CloseReason, ConnectPacket, Packet, PacketBody, PacketType,
-    PasswordServerRecord, StreamType,
+    CertAuthServerRecord, CloseReason, ConnectPacket, ExtensionId, ExtensionRecord,
+    MotdServerRecord, Packet, PacketBody, PacketType, PasswordServerRecord, StreamType,
+    WispVersion, encode_header, encode_record,
 };
 
 use crate::scenario::{Challenge, PacketSpec, ServerExtension, parse_version};
@@ -92,19 +95,16 @@ pub fn build(spec: &PacketSpec, aliases: &HashMap<String, u32>) -> Result<Built,
         }
         PacketType::INFO => {
             let (major, minor) = parse_version(spec.version.as_deref().unwrap_or("2.0"))?;
-            out.put_u8(PacketType::INFO.0);
-            out.put_u32_le(stream_id);
-            out.put_u8(major);
-            out.put_u8(minor);
+            encode_header(PacketType::INFO, stream_id, &mut out);
+            WispVersion { major, minor }.encode(&mut out);
             for ext in &spec.extensions {
-                let (id, data, len) = match ext {
-                    ServerExtension::Udp => (1u8, Bytes::new(), None),
+                let (record, declared_len) = match ext {
+                    ServerExtension::Udp => (udp::record(), None),
                     ServerExtension::Password(p) => (
-                        2,
                         PasswordServerRecord {
                             required: p.required,
                         }
-                        .encode(),
+                        .record(),
                         None,
                     ),
                     ServerExtension::CertAuth(c) => {
@@ -121,23 +121,22 @@ pub fn build(spec: &PacketSpec, aliases: &HashMap<String, u32>) -> Result<Built,
                             algorithms: c.algorithms,
                             challenge: bytes,
                         };
-                        (3, record.encode(), None)
+                        (record.record(), None)
                     }
                     ServerExtension::Motd(text) => {
-                        (4, Bytes::copy_from_slice(text.as_bytes()), None)
+                        (MotdServerRecord { text: text.clone() }.record(), None)
                     }
-                    ServerExtension::StreamConfirmation => (5, Bytes::new(), None),
-                    ServerExtension::Raw(r) => (r.id, r.hex.0.clone(), r.len),
+                    ServerExtension::StreamConfirmation => (confirm::record(), None),
+                    ServerExtension::Raw(r) => (
+                        ExtensionRecord::new(ExtensionId(r.id), r.hex.0.clone()),
+                        r.len,
+                    ),
                 };
-                out.put_u8(id);
-                let len = len.unwrap_or_else(|| u32::try_from(data.len()).unwrap_or(u32::MAX));
-                out.put_u32_le(len);
-                out.put_slice(&data);
+                encode_record(record.id, &record.data, declared_len, &mut out);
             }
         }
         other => {
-            out.put_u8(other.0);
-            out.put_u32_le(stream_id);
+            encode_header(other, stream_id, &mut out);
             out.put_slice(&payload());
         }
     }

@@ -18,131 +18,21 @@
 //! timer from [`ClientConnection::poll_timeout`].
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use ed25519_dalek::{Signer, SigningKey};
-use sha2::{Digest, Sha256};
 
-use super::codec::{CloseReason, Packet, PacketBody, PacketType, StreamType, encode_data};
-use super::idmap::IdMap;
-use super::info::{
-    CERT_ALGORITHM_ED25519, CertAuthClientRecord, CertAuthServerRecord, ExtensionId,
-    ExtensionRecord, InfoPacket, PasswordClientRecord, PasswordLayout, PasswordServerRecord,
-    WispVersion,
+use crate::codec::{CloseReason, Packet, PacketBody, StreamType, encode_data};
+use crate::error::{
+    Error, Misuse, PeerIncompatible, PeerMisbehaved, Rejection, TransportError, Wait,
+    close_reason_for,
 };
-use super::sendq::SendQueue;
-use crate::error::WispError;
-
-/// Credentials and layout for the password extension.
-#[derive(Clone)]
-pub struct PasswordOffer {
-    /// Username and password; `None` offers the extension without credentials (the
-    /// server's `required` flag is still learnt).
-    pub credentials: Option<(String, String)>,
-    /// The record layout to send.
-    pub layout: PasswordLayout,
-}
-
-impl std::fmt::Debug for PasswordOffer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PasswordOffer")
-            .field("username", &self.credentials.as_ref().map(|c| &c.0))
-            .field("layout", &self.layout)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What the client offers in a v2 handshake.
-#[derive(Clone, Debug, Default)]
-pub struct V2Config {
-    /// Offer UDP streams (0x01).
-    pub udp: bool,
-    /// Offer password authentication (0x02).
-    pub password: Option<PasswordOffer>,
-    /// Offer certificate authentication (0x03) with this key (`Some(None)`: offered without
-    /// a key).
-    pub cert_auth: Option<Option<SigningKey>>,
-    /// Offer the MOTD extension (0x04).
-    pub motd: bool,
-    /// Offer stream-open confirmation (0x05).
-    pub stream_confirmation: bool,
-    /// Extensions the server must advertise; checked from its INFO before the client INFO
-    /// is sent.
-    pub required: Vec<ExtensionId>,
-}
-
-/// Tunables of a client connection.
-#[derive(Clone, Debug)]
-pub struct ConnectionConfig {
-    /// `None` speaks Wisp v1; `Some` asks for v2 with these extensions.
-    pub v2: Option<V2Config>,
-    /// Bound on the whole handshake (`None`: no bound).
-    pub handshake_timeout: Option<Duration>,
-    /// After a CONTINUE(0) arrives first in a v2 handshake, how long to wait for the INFO
-    /// that draft 1–3 servers (wisp-mux 5.x) send next before settling on v1.
-    pub legacy_info_wait: Duration,
-    /// Largest DATA payload this client sends; longer writes are split.
-    pub max_payload_len: usize,
-    /// The first stream id to allocate (ids then increase by one and are never reused).
-    pub first_stream_id: u32,
-    /// Bound on waiting for a stream-open confirmation.
-    pub stream_open_timeout: Option<Duration>,
-    /// Writes block once this many bytes are queued for the transport (except the first
-    /// packet of a stream with nothing queued; see [`ClientConnection::poll_transmit`]).
-    pub max_queued_bytes: usize,
-}
-
-impl Default for ConnectionConfig {
-    fn default() -> Self {
-        Self {
-            v2: None,
-            handshake_timeout: Some(Duration::from_secs(10)),
-            legacy_info_wait: Duration::from_millis(200),
-            max_payload_len: 64 * 1024 - 5,
-            first_stream_id: 1,
-            stream_open_timeout: Some(Duration::from_secs(30)),
-            max_queued_bytes: 256 * 1024,
-        }
-    }
-}
-
-/// An extension both sides agreed on, with what the server said about it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum NegotiatedExtension {
-    /// UDP streams are allowed.
-    Udp,
-    /// Password authentication was used.
-    Password {
-        /// Whether the server required it.
-        required: bool,
-    },
-    /// Certificate authentication was used.
-    CertAuth {
-        /// Whether the server required it.
-        required: bool,
-        /// The server's algorithm mask.
-        algorithms: u8,
-    },
-    /// The server's message of the day (non-UTF-8 bytes replaced).
-    Motd(String),
-    /// Stream-open confirmation is active.
-    StreamConfirmation,
-}
-
-impl NegotiatedExtension {
-    /// The extension id.
-    pub fn id(&self) -> ExtensionId {
-        match self {
-            Self::Udp => ExtensionId::UDP,
-            Self::Password { .. } => ExtensionId::PASSWORD,
-            Self::CertAuth { .. } => ExtensionId::CERT_AUTH,
-            Self::Motd(_) => ExtensionId::MOTD,
-            Self::StreamConfirmation => ExtensionId::STREAM_CONFIRMATION,
-        }
-    }
-}
+use crate::ext::{ExtensionId, NegotiatedExtension, WispV2Handshake, confirm, motd};
+use crate::idmap::IdMap;
+use crate::info::{InfoPacket, WispVersion};
+use crate::negotiate;
+use crate::options::MuxOptions;
+use crate::sendq::SendQueue;
 
 /// The outcome of a successful handshake.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,10 +56,7 @@ impl Negotiated {
 
     /// The MOTD, if the extension was agreed.
     pub fn motd(&self) -> Option<&str> {
-        self.extensions.iter().find_map(|e| match e {
-            NegotiatedExtension::Motd(m) => Some(m.as_str()),
-            _ => None,
-        })
+        motd::message(&self.extensions)
     }
 }
 
@@ -182,9 +69,9 @@ pub enum Initiator {
     Remote,
 }
 
-/// Something the driver must pass on to the application.
+/// Something the driver must pass on to the application. Exhaustive on purpose: a driver
+/// handles every event.
 #[derive(Clone, Debug)]
-#[non_exhaustive]
 pub enum Event {
     /// The server confirmed a stream (stream-open confirmation).
     StreamOpened {
@@ -196,7 +83,7 @@ pub enum Event {
         /// The stream.
         id: u32,
         /// Why.
-        error: WispError,
+        error: Error,
     },
     /// Data for a stream, in arrival order.
     StreamData {
@@ -220,7 +107,7 @@ pub enum Event {
         initiator: Initiator,
     },
     /// The connection ended; every stream still open ends with it.
-    ConnectionClosed(WispError),
+    ConnectionClosed(Error),
 }
 
 /// The handshake or connection phase.
@@ -230,7 +117,7 @@ enum Phase {
     AwaitContinue,
     AwaitLateInfo { credit: u32, deadline: Instant },
     Established,
-    Closed(WispError),
+    Closed(Error),
 }
 
 #[derive(Debug)]
@@ -249,7 +136,9 @@ struct StreamState {
 /// The sans-IO Wisp client connection. See the module documentation.
 #[derive(Debug)]
 pub struct ClientConnection {
-    config: ConnectionConfig,
+    /// `None`: Wisp v1.
+    handshake: Option<WispV2Handshake>,
+    options: MuxOptions,
     phase: Phase,
     handshake_deadline: Option<Instant>,
     negotiated: Option<Negotiated>,
@@ -263,12 +152,14 @@ pub struct ClientConnection {
 }
 
 impl ClientConnection {
-    /// A connection that starts its handshake at `now` (the server speaks first).
-    pub fn new(config: ConnectionConfig, now: Instant) -> Self {
-        let first = config.first_stream_id.max(1);
+    /// A connection that starts its handshake at `now` (the server speaks first). `None`
+    /// speaks Wisp v1; `Some` asks for v2 with these extensions.
+    pub fn new(handshake: Option<WispV2Handshake>, options: MuxOptions, now: Instant) -> Self {
+        let first = options.first_stream_id.max(1);
         Self {
-            handshake_deadline: config.handshake_timeout.map(|t| now + t),
-            config,
+            handshake_deadline: options.handshake_timeout.map(|t| now + t),
+            handshake,
+            options,
             phase: Phase::AwaitFirst,
             negotiated: None,
             auth_unanswered: false,
@@ -280,9 +171,9 @@ impl ClientConnection {
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &ConnectionConfig {
-        &self.config
+    /// The options.
+    pub fn options(&self) -> &MuxOptions {
+        &self.options
     }
 
     /// Whether the handshake has completed and the connection is usable.
@@ -299,7 +190,7 @@ impl ClientConnection {
     }
 
     /// The error that ended the connection, once it has ended.
-    pub fn error(&self) -> Option<&WispError> {
+    pub fn error(&self) -> Option<&Error> {
         match &self.phase {
             Phase::Closed(e) => Some(e),
             _ => None,
@@ -338,7 +229,7 @@ impl ClientConnection {
     /// queued DATA then take turns, one packet each; CLOSE(0) comes last.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        let msg = self.transmit.pop(self.config.max_queued_bytes)?;
+        let msg = self.transmit.pop(self.options.max_queued_bytes)?;
         while let Some(id) = self.transmit.next_writable() {
             if self.streams.contains_key(&id) {
                 self.events.push_back(Event::StreamWritable { id });
@@ -379,7 +270,7 @@ impl ClientConnection {
         match &self.phase {
             Phase::AwaitFirst | Phase::AwaitContinue => {
                 if self.handshake_deadline.is_some_and(|d| now >= d) {
-                    self.fail(WispError::HandshakeTimedOut);
+                    self.fail(Error::TimedOut(Wait::Handshake));
                 }
             }
             Phase::AwaitLateInfo { credit, deadline } => {
@@ -387,7 +278,7 @@ impl ClientConnection {
                 if now >= *deadline {
                     self.downgrade(credit);
                 } else if self.handshake_deadline.is_some_and(|d| now >= d) {
-                    self.fail(WispError::HandshakeTimedOut);
+                    self.fail(Error::TimedOut(Wait::Handshake));
                 }
             }
             Phase::Established => {
@@ -401,22 +292,17 @@ impl ClientConnection {
                     .collect();
                 for id in expired {
                     self.streams.remove(&id);
-                    self.transmit
-                        .push_close(id, Packet::close(id, CloseReason::VOLUNTARY).to_bytes());
-                    self.events.push_back(Event::StreamOpenFailed {
-                        id,
-                        error: WispError::StreamOpenTimedOut,
-                    });
+                    self.fail_stream_open(id, Error::TimedOut(Wait::StreamOpen));
                 }
             }
             Phase::Closed(_) => {}
         }
     }
 
-    /// Handles the end of the transport: EOF (`None`) or a transport error.
-    pub fn handle_transport_closed(&mut self, error: Option<WispError>) {
+    /// Handles the end of the transport: EOF, a transport error, or the driver giving up.
+    pub fn handle_transport_closed(&mut self, error: TransportError) {
         if !matches!(self.phase, Phase::Closed(_)) {
-            self.fail(error.unwrap_or(WispError::WsImplSocketClosed));
+            self.fail(Error::Transport(error));
         }
     }
 
@@ -427,7 +313,7 @@ impl ClientConnection {
         }
         let packet = match Packet::decode(msg) {
             Ok(p) => p,
-            Err(e) => return self.fail(WispError::MalformedPacket(e)),
+            Err(e) => return self.fail(e.into()),
         };
         match self.phase {
             Phase::AwaitFirst | Phase::AwaitContinue | Phase::AwaitLateInfo { .. } => {
@@ -442,12 +328,12 @@ impl ClientConnection {
         let stream_id = packet.stream_id;
         match packet.body {
             PacketBody::Continue { buffer_remaining } if stream_id == 0 => match self.phase {
-                Phase::AwaitFirst if self.config.v2.is_some() => {
+                Phase::AwaitFirst if self.handshake.is_some() => {
                     // Drafts 1-3 (wisp-mux 5.x) send CONTINUE then INFO; a v1 server sends
                     // only CONTINUE. Wait briefly for an INFO before settling on v1.
                     self.phase = Phase::AwaitLateInfo {
                         credit: buffer_remaining,
-                        deadline: now + self.config.legacy_info_wait,
+                        deadline: now + self.options.legacy_info_wait,
                     };
                 }
                 Phase::AwaitFirst => self.establish_v1(buffer_remaining, false),
@@ -460,7 +346,7 @@ impl ClientConnection {
                 }
                 _ => self.ignored_packets += 1,
             },
-            PacketBody::Info(info) if stream_id == 0 => match (&self.phase, &self.config.v2) {
+            PacketBody::Info(info) if stream_id == 0 => match (&self.phase, &self.handshake) {
                 (Phase::AwaitFirst, Some(_)) => self.handle_server_info(info, None),
                 (Phase::AwaitLateInfo { credit, .. }, Some(_)) => {
                     let credit = *credit;
@@ -474,172 +360,50 @@ impl ClientConnection {
                 self.fail(error);
             }
             PacketBody::Data(_) | PacketBody::Continue { .. } | PacketBody::Close { .. } => {
-                let packet_type = match packet.body {
-                    PacketBody::Data(_) => PacketType::DATA,
-                    PacketBody::Continue { .. } => PacketType::CONTINUE,
-                    _ => PacketType::CLOSE,
-                };
-                self.fail(WispError::UnexpectedHandshakePacket {
-                    packet_type: packet_type.0,
-                    stream_id,
-                });
+                self.fail(Error::PeerMisbehaved(
+                    PeerMisbehaved::UnexpectedHandshakePacket {
+                        packet_type: packet.packet_type(),
+                        stream_id,
+                    },
+                ));
             }
             _ => self.ignored_packets += 1,
         }
     }
 
     /// Maps a CLOSE(0) received during the handshake to the error the application sees.
-    fn handshake_close_error(&self, reason: CloseReason) -> WispError {
-        match reason {
-            CloseReason::PASSWORD_AUTH_FAILED => WispError::PasswordExtensionCredsInvalid,
-            CloseReason::CERT_AUTH_FAILED => WispError::CertAuthExtensionSigInvalid,
-            CloseReason::AUTH_REQUIRED => WispError::AuthRequired(reason),
+    fn handshake_close_error(&self, reason: CloseReason) -> Error {
+        Error::Rejected(match reason {
+            CloseReason::PASSWORD_AUTH_FAILED => Rejection::PasswordInvalid,
+            CloseReason::CERT_AUTH_FAILED => Rejection::CertSignatureInvalid,
+            CloseReason::AUTH_REQUIRED => Rejection::AuthRequired(reason),
             // Deployed servers send 0x04 where the spec now has 0xC2.
             CloseReason::EXTENSIONS_INCOMPATIBLE if self.auth_unanswered => {
-                WispError::AuthRequired(reason)
+                Rejection::AuthRequired(reason)
             }
-            CloseReason::EXTENSIONS_INCOMPATIBLE => WispError::ExtensionsIncompatible,
-            other => WispError::HandshakeRejected(other),
-        }
+            CloseReason::EXTENSIONS_INCOMPATIBLE => Rejection::ExtensionsIncompatible,
+            other => Rejection::Handshake(other),
+        })
     }
 
     /// Draft 6: check the server's INFO, answer with the client INFO at once. With
     /// `credit` (the server already sent CONTINUE(0), drafts 1–3) the connection is then
     /// established; otherwise the CONTINUE(0) or CLOSE(0) is awaited.
     fn handle_server_info(&mut self, info: InfoPacket, credit: Option<u32>) {
-        let Some(v2) = self.config.v2.clone() else {
+        let Some(handshake) = &self.handshake else {
             return;
         };
-        if info.version.major != WispVersion::V2.major {
-            self.reject(CloseReason::EXTENSIONS_INCOMPATIBLE);
-            return self.fail(WispError::IncompatibleProtocolVersion(
-                info.version,
-                WispVersion::V2,
-            ));
-        }
-        let missing: Vec<ExtensionId> = v2
-            .required
-            .iter()
-            .copied()
-            .filter(|id| info.extension(*id).is_none())
-            .collect();
-        if !missing.is_empty() {
-            self.reject(CloseReason::EXTENSIONS_INCOMPATIBLE);
-            return self.fail(WispError::missing(missing));
-        }
-
-        let mut records = Vec::new();
-        let mut agreed = Vec::new();
-        let mut seen = Vec::new();
-        let mut password_required = false;
-        let mut password_answered = false;
-        let mut cert_required = false;
-        let mut cert_answered = false;
-        let mut cert_unusable_mask = None;
-        for record in &info.extensions {
-            if seen.contains(&record.id) {
-                continue;
-            }
-            seen.push(record.id);
-            let empty = |id| ExtensionRecord {
-                id,
-                data: Bytes::new(),
-            };
-            match record.id {
-                ExtensionId::UDP if v2.udp => {
-                    records.push(empty(ExtensionId::UDP));
-                    agreed.push(NegotiatedExtension::Udp);
-                }
-                ExtensionId::PASSWORD => {
-                    let server = PasswordServerRecord::decode(&record.data);
-                    password_required = server.required;
-                    let Some(offer) = &v2.password else { continue };
-                    let Some((username, password)) = &offer.credentials else {
-                        continue;
-                    };
-                    let client = PasswordClientRecord {
-                        username: username.clone(),
-                        password: password.clone(),
-                    };
-                    match client.encode(offer.layout) {
-                        Ok(data) => records.push(ExtensionRecord {
-                            id: ExtensionId::PASSWORD,
-                            data,
-                        }),
-                        Err(e) => return self.fail(WispError::InvalidArgument(e.to_string())),
-                    }
-                    password_answered = true;
-                    agreed.push(NegotiatedExtension::Password {
-                        required: server.required,
-                    });
-                }
-                ExtensionId::CERT_AUTH => {
-                    let Some(Some(key)) = &v2.cert_auth else {
-                        // Not used by this client: only its `required` flag matters (to
-                        // read a later CLOSE 0x04 as "authentication required").
-                        cert_required = record.data.first().is_some_and(|b| *b != 0);
-                        continue;
-                    };
-                    let server = match CertAuthServerRecord::decode(&record.data) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            self.reject(CloseReason::EXTENSIONS_INCOMPATIBLE);
-                            return self.fail(e.into());
-                        }
-                    };
-                    cert_required = server.required;
-                    if server.algorithms & CERT_ALGORITHM_ED25519 == 0 {
-                        cert_unusable_mask = Some(server.algorithms);
-                        continue;
-                    }
-                    let signature = key.sign(&server.challenge);
-                    let key_hash: [u8; 32] = Sha256::digest(key.verifying_key().as_bytes()).into();
-                    let client = CertAuthClientRecord {
-                        algorithm: CERT_ALGORITHM_ED25519,
-                        key_hash,
-                        signature: Bytes::copy_from_slice(&signature.to_bytes()),
-                    };
-                    records.push(ExtensionRecord {
-                        id: ExtensionId::CERT_AUTH,
-                        data: client.encode(),
-                    });
-                    cert_answered = true;
-                    agreed.push(NegotiatedExtension::CertAuth {
-                        required: server.required,
-                        algorithms: server.algorithms,
-                    });
-                }
-                ExtensionId::MOTD if v2.motd => {
-                    records.push(empty(ExtensionId::MOTD));
-                    agreed.push(NegotiatedExtension::Motd(
-                        String::from_utf8_lossy(&record.data).into_owned(),
-                    ));
-                }
-                ExtensionId::STREAM_CONFIRMATION if v2.stream_confirmation => {
-                    records.push(empty(ExtensionId::STREAM_CONFIRMATION));
-                    agreed.push(NegotiatedExtension::StreamConfirmation);
-                }
-                // Unknown ids and extensions this client did not offer are skipped.
-                _ => {}
-            }
-        }
-        let authenticated = password_answered || cert_answered;
-        if let Some(mask) = cert_unusable_mask {
-            let cert_demanded =
-                v2.required.contains(&ExtensionId::CERT_AUTH) || (cert_required && !authenticated);
-            if cert_demanded {
-                self.reject(CloseReason::EXTENSIONS_INCOMPATIBLE);
-                return self.fail(WispError::CertAuthExtensionCertTypeInvalid(mask));
-            }
-        }
-        self.auth_unanswered = (password_required || cert_required) && !authenticated;
-
+        let agreement = match negotiate::answer(handshake, &info) {
+            Ok(a) => a,
+            Err(e) => return self.fail(e),
+        };
+        self.auth_unanswered = agreement.auth_unanswered;
         self.transmit
-            .push_control(Packet::info(InfoPacket::new(WispVersion::V2, records)).to_bytes());
+            .push_control(Packet::info(agreement.info).to_bytes());
         self.negotiated = Some(Negotiated {
             version: info.version,
             downgraded: false,
-            extensions: agreed,
+            extensions: agreement.agreed,
             initial_credit: credit.unwrap_or(0),
         });
         self.phase = match credit {
@@ -652,23 +416,15 @@ impl ClientConnection {
     /// v1 cannot provide (everything but UDP, which v1.2 makes mandatory). A server that
     /// pretends to be v1 must not get around required authentication that way.
     fn downgrade(&mut self, credit: u32) {
-        let missing: Vec<ExtensionId> = self
-            .config
-            .v2
+        let missing = self
+            .handshake
             .as_ref()
-            .map(|v2| {
-                v2.required
-                    .iter()
-                    .copied()
-                    .filter(|id| *id != ExtensionId::UDP)
-                    .collect()
-            })
+            .map(negotiate::missing_on_v1)
             .unwrap_or_default();
         if missing.is_empty() {
             self.establish_v1(credit, true);
         } else {
-            self.reject(CloseReason::EXTENSIONS_INCOMPATIBLE);
-            self.fail(WispError::missing(missing));
+            self.fail(PeerIncompatible::MissingExtensions(missing).into());
         }
     }
 
@@ -677,7 +433,7 @@ impl ClientConnection {
             version: WispVersion::V1,
             downgraded,
             // Wisp v1.2 makes UDP mandatory.
-            extensions: vec![NegotiatedExtension::Udp],
+            extensions: crate::ext::implied_by_v1(),
             initial_credit: credit,
         });
         self.phase = Phase::Established;
@@ -719,7 +475,7 @@ impl ClientConnection {
                 }
             }
             PacketBody::Close { reason } if id == 0 => {
-                self.fail(WispError::ClosedByServer(reason));
+                self.fail(Rejection::Connection(reason).into());
             }
             PacketBody::Close { reason } => {
                 let removed = self.streams.remove(&id);
@@ -733,7 +489,7 @@ impl ClientConnection {
                         ..
                     }) => self.events.push_back(Event::StreamOpenFailed {
                         id,
-                        error: WispError::StreamRefused(reason),
+                        error: Rejection::StreamOpen(reason).into(),
                     }),
                     Some(_) => self.events.push_back(Event::StreamClosed {
                         id,
@@ -757,22 +513,19 @@ impl ClientConnection {
         host: &str,
         port: u16,
         now: Instant,
-    ) -> Result<u32, WispError> {
+    ) -> Result<u32, Error> {
         self.check_usable()?;
-        let negotiated = self.negotiated.as_ref().ok_or(WispError::MuxTaskEnded)?;
+        let negotiated = self.negotiated.as_ref().ok_or(Misuse::Handshaking)?;
         if stream_type == StreamType::UDP && !negotiated.has(ExtensionId::UDP) {
-            return Err(WispError::missing([ExtensionId::UDP]));
+            return Err(Misuse::NotNegotiated(ExtensionId::UDP).into());
         }
-        let confirm =
-            negotiated.has(ExtensionId::STREAM_CONFIRMATION) && stream_type.is_flow_controlled();
+        let confirm = confirm::confirms(&negotiated.extensions, stream_type.is_flow_controlled());
         let credit = negotiated.initial_credit;
-        let id = self
-            .next_stream_id
-            .ok_or(WispError::MaxStreamCountReached)?;
+        let id = self.next_stream_id.ok_or(Misuse::StreamIdsExhausted)?;
         self.next_stream_id = id.checked_add(1);
         let phase = if confirm {
             StreamPhase::Opening {
-                deadline: self.config.stream_open_timeout.map(|t| now + t),
+                deadline: self.options.stream_open_timeout.map(|t| now + t),
             }
         } else {
             StreamPhase::Open
@@ -794,12 +547,9 @@ impl ClientConnection {
     /// bytes it took. `Ok(None)` means the stream cannot send now (no credit, not yet
     /// confirmed, or the transport queue is full); an event or a drained queue will say when
     /// to retry. An empty `data` sends an empty DATA packet.
-    pub fn send_data(&mut self, id: u32, data: &[u8]) -> Result<Option<usize>, WispError> {
+    pub fn send_data(&mut self, id: u32, data: &[u8]) -> Result<Option<usize>, Error> {
         self.check_usable()?;
-        let stream = self
-            .streams
-            .get_mut(&id)
-            .ok_or(WispError::StreamAlreadyClosed)?;
+        let stream = self.streams.get_mut(&id).ok_or(Misuse::StreamClosed)?;
         if matches!(stream.phase, StreamPhase::Opening { .. }) {
             return Ok(None);
         }
@@ -807,7 +557,7 @@ impl ClientConnection {
         if flow && stream.credit == 0 {
             return Ok(None);
         }
-        if !self.transmit.admits(id, self.config.max_queued_bytes) {
+        if !self.transmit.admits(id, self.options.max_queued_bytes) {
             self.transmit.mark_blocked(id);
             return Ok(None);
         }
@@ -816,7 +566,7 @@ impl ClientConnection {
         }
         // A UDP DATA is one datagram: it is never split.
         let n = if flow {
-            data.len().min(self.config.max_payload_len.max(1))
+            data.len().min(self.options.payload_limit())
         } else {
             data.len()
         };
@@ -831,7 +581,7 @@ impl ClientConnection {
             Some(s) => {
                 matches!(s.phase, StreamPhase::Opening { .. })
                     || (s.stream_type.is_flow_controlled() && s.credit == 0)
-                    || !self.transmit.admits(id, self.config.max_queued_bytes)
+                    || !self.transmit.admits(id, self.options.max_queued_bytes)
             }
             None => false,
         }
@@ -846,14 +596,14 @@ impl ClientConnection {
 
     /// Whether the transport queue is over its limit.
     pub fn is_queue_full(&self) -> bool {
-        self.transmit.bytes() >= self.config.max_queued_bytes
+        self.transmit.bytes() >= self.options.max_queued_bytes
     }
 
     /// Closes a stream with `reason`: queues its CLOSE and forgets it.
-    pub fn close_stream(&mut self, id: u32, reason: CloseReason) -> Result<(), WispError> {
+    pub fn close_stream(&mut self, id: u32, reason: CloseReason) -> Result<(), Error> {
         self.check_usable()?;
         if self.streams.remove(&id).is_none() {
-            return Err(WispError::StreamAlreadyClosed);
+            return Err(Misuse::StreamClosed.into());
         }
         self.transmit
             .push_close(id, Packet::close(id, reason).to_bytes());
@@ -874,23 +624,56 @@ impl ClientConnection {
             // After the DATA already queued, like every other write before the close.
             self.transmit.push_last(Packet::close(0, reason).to_bytes());
         }
-        self.fail(WispError::ClosedLocally);
+        self.fail(Error::ClosedLocally);
     }
 
-    fn check_usable(&self) -> Result<(), WispError> {
+    /// Fails the connection unless every id in `required` was negotiated: the client sends
+    /// CLOSE(0, 0x04) and the connection ends with
+    /// [`PeerIncompatible::MissingExtensions`], which is returned.
+    pub fn require_extensions(&mut self, required: &[ExtensionId]) -> Result<(), Error> {
+        let negotiated = self.negotiated.as_ref().ok_or(Misuse::Handshaking)?;
+        let missing: Vec<ExtensionId> = required
+            .iter()
+            .copied()
+            .filter(|id| !negotiated.has(*id))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let error = Error::from(PeerIncompatible::MissingExtensions(missing));
+        self.fail(error.clone());
+        Err(error)
+    }
+
+    fn check_usable(&self) -> Result<(), Error> {
         match &self.phase {
             Phase::Established => Ok(()),
-            Phase::Closed(_) => Err(WispError::MuxTaskEnded),
-            _ => Err(WispError::MuxTaskEnded),
+            Phase::Closed(_) => Err(Misuse::ConnectionEnded.into()),
+            Phase::AwaitFirst | Phase::AwaitContinue | Phase::AwaitLateInfo { .. } => {
+                Err(Misuse::Handshaking.into())
+            }
         }
     }
 
-    /// Queues CLOSE(0, reason): the client rejects the handshake.
-    fn reject(&mut self, reason: CloseReason) {
-        self.transmit.push_last(Packet::close(0, reason).to_bytes());
+    /// Ends the open of stream `id` (already forgotten) with `error`, sending the CLOSE
+    /// [`close_reason_for`] gives.
+    fn fail_stream_open(&mut self, id: u32, error: Error) {
+        if let Some(reason) = close_reason_for(&error) {
+            self.transmit
+                .push_close(id, Packet::close(id, reason).to_bytes());
+        }
+        self.events.push_back(Event::StreamOpenFailed { id, error });
     }
 
-    fn fail(&mut self, error: WispError) {
+    /// Ends the connection with `error`, sending the CLOSE(0) [`close_reason_for`] gives
+    /// (after everything already queued).
+    fn fail(&mut self, error: Error) {
+        if matches!(self.phase, Phase::Closed(_)) {
+            return;
+        }
+        if let Some(reason) = close_reason_for(&error) {
+            self.transmit.push_last(Packet::close(0, reason).to_bytes());
+        }
         self.streams.clear();
         self.events
             .push_back(Event::ConnectionClosed(error.clone()));

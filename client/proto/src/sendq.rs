@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::idmap::IdMap;
+use crate::idmap::IdMap;
 
 /// Queues larger than this are freed when they drain, so a stream that once had a burst
 /// queued does not keep the buffer while idle.

@@ -1,4 +1,4 @@
-//! Maps keyed by stream id, with a cheap hash.
+//! Maps keyed by stream id, with a cheap hash (shared with the driver in `wisp-client`).
 //!
 //! Every write and every received packet looks its stream up (in the connection, the
 //! transmit queue and the stream slots), so std's SipHash, built to resist collision
@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// A `HashMap` keyed by stream id.
-pub(crate) type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+pub type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
 
 /// The hasher of [`IdMap`]: one multiply per `u32` key.
 #[derive(Default, Clone, Copy, Debug)]
-pub(crate) struct IdHasher(u64);
+pub struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {

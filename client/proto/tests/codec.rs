@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use rstest::rstest;
-use wisp_client::proto::{
+use wisp_proto::{
     CertAuthClientRecord, CertAuthServerRecord, CloseReason, DecodeErrorKind, ExtensionId,
     ExtensionRecord, InfoPacket, Packet, PacketBody, PacketType, PasswordClientRecord,
     PasswordLayout, PasswordServerRecord, StreamType, WispVersion,

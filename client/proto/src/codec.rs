@@ -12,7 +12,7 @@ use std::fmt;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::info::InfoPacket;
+use crate::info::InfoPacket;
 
 /// Length of the common header: packet type (1) and stream id (4).
 pub const HEADER_LEN: usize = 5;
@@ -398,8 +398,7 @@ impl Packet {
 
     /// Appends the encoding of this packet to `out`.
     pub fn encode(&self, out: &mut impl BufMut) {
-        out.put_u8(self.packet_type().0);
-        out.put_u32_le(self.stream_id);
+        encode_header(self.packet_type(), self.stream_id, out);
         match &self.body {
             PacketBody::Connect(c) => {
                 out.put_u8(c.stream_type.0);
@@ -425,8 +424,15 @@ impl Packet {
 /// Encodes a DATA packet straight from a payload slice: one allocation, one copy.
 pub fn encode_data(stream_id: u32, payload: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(HEADER_LEN + payload.len());
-    out.put_u8(PacketType::DATA.0);
-    out.put_u32_le(stream_id);
+    encode_header(PacketType::DATA, stream_id, &mut out);
     out.put_slice(payload);
     out.freeze()
+}
+
+/// Appends the common header of every packet: the type byte and the little-endian stream id.
+/// What follows is the type's payload; builders of deliberately malformed packets (a test
+/// peer) write it themselves.
+pub fn encode_header(packet_type: PacketType, stream_id: u32, out: &mut impl BufMut) {
+    out.put_u8(packet_type.0);
+    out.put_u32_le(stream_id);
 }

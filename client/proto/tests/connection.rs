@@ -7,13 +7,96 @@ use bytes::Bytes;
 use ed25519_dalek::{Signature, SigningKey, Verifier};
 use rstest::rstest;
 use sha2::{Digest, Sha256};
-use wisp_client::WispError;
-use wisp_client::proto::{
-    CertAuthClientRecord, CertAuthServerRecord, ClientConnection, CloseReason, ConnectionConfig,
-    Event, ExtensionId, ExtensionRecord, InfoPacket, Initiator, NegotiatedExtension, Packet,
-    PacketBody, PasswordClientRecord, PasswordLayout, PasswordOffer, StreamType, V2Config,
-    WispVersion,
+use wisp_proto::ext::{
+    CertAuthExtensionBuilder, MotdExtensionBuilder, PasswordExtensionBuilder,
+    StreamConfirmationExtensionBuilder, UdpExtensionBuilder, WispV2Handshake,
 };
+use wisp_proto::{
+    CertAuthClientRecord, CertAuthServerRecord, ClientConnection, CloseReason, Error, Event,
+    ExtensionId, ExtensionRecord, InfoPacket, Initiator, Malformed, Misuse, MuxOptions,
+    NegotiatedExtension, Packet, PacketBody, PacketType, PasswordClientRecord, PasswordLayout,
+    PeerIncompatible, PeerMisbehaved, Rejection, StreamType, Wait, WispVersion,
+};
+
+/// Every tunable and the v2 offer in one flat struct, so each test states only what it
+/// changes.
+#[derive(Clone)]
+struct ConnectionConfig {
+    v2: Option<V2Config>,
+    handshake_timeout: Option<Duration>,
+    legacy_info_wait: Duration,
+    max_payload_len: usize,
+    first_stream_id: u32,
+    stream_open_timeout: Option<Duration>,
+    max_queued_bytes: usize,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        let o = MuxOptions::default();
+        Self {
+            v2: None,
+            handshake_timeout: o.handshake_timeout,
+            legacy_info_wait: o.legacy_info_wait,
+            max_payload_len: o.max_payload_len,
+            first_stream_id: o.first_stream_id,
+            stream_open_timeout: o.stream_open_timeout,
+            max_queued_bytes: o.max_queued_bytes,
+        }
+    }
+}
+
+/// The v2 offer, one field per extension.
+#[derive(Clone, Default)]
+struct V2Config {
+    udp: bool,
+    password: Option<PasswordOffer>,
+    cert_auth: Option<Option<SigningKey>>,
+    motd: bool,
+    stream_confirmation: bool,
+    required: Vec<ExtensionId>,
+}
+
+#[derive(Clone)]
+struct PasswordOffer {
+    credentials: Option<(String, String)>,
+    layout: PasswordLayout,
+}
+
+impl From<V2Config> for WispV2Handshake {
+    fn from(c: V2Config) -> Self {
+        let mut h = WispV2Handshake::empty();
+        if c.udp {
+            h.add_extension(UdpExtensionBuilder);
+        }
+        if let Some(p) = c.password {
+            h.add_extension(PasswordExtensionBuilder::new_client(p.credentials).layout(p.layout));
+        }
+        if let Some(key) = c.cert_auth {
+            h.add_extension(CertAuthExtensionBuilder::new_client(key));
+        }
+        if c.motd {
+            h.add_extension(MotdExtensionBuilder);
+        }
+        if c.stream_confirmation {
+            h.add_extension(StreamConfirmationExtensionBuilder);
+        }
+        c.required
+            .into_iter()
+            .fold(h, |h, id| h.with_required_extension(id))
+    }
+}
+
+fn connect(config: ConnectionConfig, now: Instant) -> ClientConnection {
+    let options = MuxOptions::default()
+        .handshake_timeout(config.handshake_timeout)
+        .legacy_info_wait(config.legacy_info_wait)
+        .max_payload_len(config.max_payload_len)
+        .first_stream_id(config.first_stream_id)
+        .stream_open_timeout(config.stream_open_timeout)
+        .max_queued_bytes(config.max_queued_bytes);
+    ClientConnection::new(config.v2.map(Into::into), options, now)
+}
 
 fn v1() -> ConnectionConfig {
     ConnectionConfig::default()
@@ -76,7 +159,7 @@ fn client_info(packets: &[Packet]) -> &InfoPacket {
 
 /// An established v1 connection with `credit`.
 fn established_v1(credit: u32, now: Instant) -> ClientConnection {
-    let mut conn = ClientConnection::new(v1(), now);
+    let mut conn = connect(v1(), now);
     conn.handle_message(cont(0, credit), now);
     assert!(conn.is_established());
     conn
@@ -85,7 +168,7 @@ fn established_v1(credit: u32, now: Instant) -> ClientConnection {
 #[test]
 fn v1_handshake_takes_the_credit_from_continue_zero() {
     let now = Instant::now();
-    let mut conn = ClientConnection::new(v1(), now);
+    let mut conn = connect(v1(), now);
     assert!(conn.is_handshaking());
     conn.handle_message(cont(0, 128), now);
     let n = conn.negotiated().unwrap();
@@ -102,7 +185,7 @@ fn v1_handshake_takes_the_credit_from_continue_zero() {
 #[test]
 fn v1_client_ignores_info() {
     let now = Instant::now();
-    let mut conn = ClientConnection::new(v1(), now);
+    let mut conn = connect(v1(), now);
     conn.handle_message(server_info(vec![]), now);
     assert!(conn.is_handshaking());
     conn.handle_message(cont(0, 16), now);
@@ -119,7 +202,7 @@ fn v1_client_ignores_info() {
 #[test]
 fn draft6_client_info_lists_only_extensions_both_sides_have() {
     let now = Instant::now();
-    let mut conn = ClientConnection::new(v2(offer_all()), now);
+    let mut conn = connect(v2(offer_all()), now);
     conn.handle_message(
         server_info(vec![
             (ExtensionId(0xf3), Bytes::from_static(b"unknown")),
@@ -147,7 +230,7 @@ fn draft6_client_info_lists_only_extensions_both_sides_have() {
 #[test]
 fn draft4_info_then_immediate_continue() {
     let now = Instant::now();
-    let mut conn = ClientConnection::new(v2(offer_all()), now);
+    let mut conn = connect(v2(offer_all()), now);
     // Both arrive before the client had a chance to answer; the order still works.
     conn.handle_message(server_info(vec![(ExtensionId::UDP, Bytes::new())]), now);
     conn.handle_message(cont(0, 32), now);
@@ -158,7 +241,7 @@ fn draft4_info_then_immediate_continue() {
 #[test]
 fn old_draft_continue_then_info_negotiates_v2() {
     let now = Instant::now();
-    let mut conn = ClientConnection::new(v2(offer_all()), now);
+    let mut conn = connect(v2(offer_all()), now);
     conn.handle_message(cont(0, 10), now);
     assert!(conn.is_handshaking(), "waits briefly for a drafts 1-3 INFO");
     conn.handle_message(server_info(vec![(ExtensionId::UDP, Bytes::new())]), now);
@@ -173,7 +256,7 @@ fn old_draft_continue_then_info_negotiates_v2() {
 #[test]
 fn continue_first_without_info_downgrades_after_the_wait() {
     let now = Instant::now();
-    let mut conn = ClientConnection::new(v2(offer_all()), now);
+    let mut conn = connect(v2(offer_all()), now);
     conn.handle_message(cont(0, 128), now);
     let deadline = conn.poll_timeout().unwrap();
     assert_eq!(deadline, now + ConnectionConfig::default().legacy_info_wait);
@@ -194,7 +277,7 @@ fn continue_first_without_info_downgrades_after_the_wait() {
 #[case::v2(Some(V2Config::default()))]
 fn a_silent_server_times_the_handshake_out(#[case] config: Option<V2Config>) {
     let now = Instant::now();
-    let mut conn = ClientConnection::new(
+    let mut conn = connect(
         ConnectionConfig {
             v2: config,
             handshake_timeout: Some(Duration::from_secs(3)),
@@ -204,10 +287,13 @@ fn a_silent_server_times_the_handshake_out(#[case] config: Option<V2Config>) {
     );
     assert_eq!(conn.poll_timeout(), Some(now + Duration::from_secs(3)));
     conn.handle_timeout(now + Duration::from_secs(3));
-    assert!(matches!(conn.error(), Some(WispError::HandshakeTimedOut)));
+    assert!(matches!(
+        conn.error(),
+        Some(Error::TimedOut(Wait::Handshake))
+    ));
     assert!(matches!(
         events(&mut conn)[..],
-        [Event::ConnectionClosed(WispError::HandshakeTimedOut)]
+        [Event::ConnectionClosed(Error::TimedOut(Wait::Handshake))]
     ));
 }
 
@@ -216,10 +302,12 @@ fn missing_required_extensions_are_refused_before_the_client_info() {
     let now = Instant::now();
     let mut config = offer_all();
     config.required = vec![ExtensionId::UDP, ExtensionId::PASSWORD, ExtensionId::MOTD];
-    let mut conn = ClientConnection::new(v2(config), now);
+    let mut conn = connect(v2(config), now);
     conn.handle_message(server_info(vec![(ExtensionId::UDP, Bytes::new())]), now);
     match conn.error() {
-        Some(WispError::ExtensionsNotSupported(ids)) => assert_eq!(ids, &vec![2, 4]),
+        Some(Error::PeerIncompatible(PeerIncompatible::MissingExtensions(ids))) => {
+            assert_eq!(ids, &vec![ExtensionId::PASSWORD, ExtensionId::MOTD])
+        }
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(
@@ -234,14 +322,14 @@ fn missing_required_extensions_are_refused_before_the_client_info() {
 #[case::major_3(3)]
 fn other_major_versions_are_incompatible(#[case] major: u8) {
     let now = Instant::now();
-    let mut conn = ClientConnection::new(v2(offer_all()), now);
+    let mut conn = connect(v2(offer_all()), now);
     conn.handle_message(
         server_info_version(WispVersion { major, minor: 0 }, vec![]),
         now,
     );
     assert!(matches!(
         conn.error(),
-        Some(WispError::IncompatibleProtocolVersion(found, WispVersion::V2)) if found.major == major
+        Some(Error::PeerIncompatible(PeerIncompatible::Version { found })) if found.major == major
     ));
     assert_eq!(
         transmitted(&mut conn),
@@ -264,7 +352,7 @@ fn password_config(layout: PasswordLayout, creds: bool) -> V2Config {
 #[case::draft5(PasswordLayout::Draft5)]
 fn password_record_uses_the_chosen_layout(#[case] layout: PasswordLayout) {
     let now = Instant::now();
-    let mut conn = ClientConnection::new(v2(password_config(layout, true)), now);
+    let mut conn = connect(v2(password_config(layout, true)), now);
     conn.handle_message(
         server_info(vec![(ExtensionId::PASSWORD, Bytes::from_static(&[1]))]),
         now,
@@ -280,29 +368,34 @@ fn password_record_uses_the_chosen_layout(#[case] layout: PasswordLayout) {
 }
 
 #[rstest]
-#[case::c0(0xc0, "PasswordExtensionCredsInvalid", true)]
-#[case::c1(0xc1, "CertAuthExtensionSigInvalid", true)]
-#[case::c2(0xc2, "AuthRequired", false)]
-#[case::deployed_04_when_auth_unanswered(0x04, "AuthRequired", false)]
-#[case::plain_04(0x04, "ExtensionsIncompatible", true)]
-#[case::unassigned(0x99, "HandshakeRejected", true)]
+#[case::c0(0xc0, Rejection::PasswordInvalid, true)]
+#[case::c1(0xc1, Rejection::CertSignatureInvalid, true)]
+#[case::c2(0xc2, Rejection::AuthRequired(CloseReason::AUTH_REQUIRED), false)]
+#[case::deployed_04_when_auth_unanswered(
+    0x04,
+    Rejection::AuthRequired(CloseReason::EXTENSIONS_INCOMPATIBLE),
+    false
+)]
+#[case::plain_04(0x04, Rejection::ExtensionsIncompatible, true)]
+#[case::unassigned(0x99, Rejection::Handshake(CloseReason(0x99)), true)]
 fn handshake_close_reasons_become_typed_errors(
     #[case] reason: u8,
-    #[case] name: &str,
+    #[case] expected: Rejection,
     #[case] with_creds: bool,
 ) {
     let now = Instant::now();
-    let mut conn =
-        ClientConnection::new(v2(password_config(PasswordLayout::Draft6, with_creds)), now);
+    let mut conn = connect(v2(password_config(PasswordLayout::Draft6, with_creds)), now);
     conn.handle_message(
         server_info(vec![(ExtensionId::PASSWORD, Bytes::from_static(&[1]))]),
         now,
     );
     conn.handle_message(Packet::close(0, CloseReason(reason)).to_bytes(), now);
-    let err = conn.error().expect("the handshake failed");
-    assert_eq!(err.name(), name);
-    if name == "AuthRequired" || name == "HandshakeRejected" {
-        assert_eq!(err.close_reason(), Some(CloseReason(reason)));
+    match conn.error().expect("the handshake failed") {
+        Error::Rejected(r) => {
+            assert_eq!(*r, expected);
+            assert_eq!(r.reason(), CloseReason(reason));
+        }
+        other => panic!("expected {expected:?}, got {other:?}"),
     }
 }
 
@@ -315,7 +408,7 @@ fn cert_auth_signs_the_raw_challenge_with_the_key_hash() {
         cert_auth: Some(Some(key.clone())),
         ..V2Config::default()
     };
-    let mut conn = ClientConnection::new(v2(config), now);
+    let mut conn = connect(v2(config), now);
     let server = CertAuthServerRecord {
         required: true,
         algorithms: 1,
@@ -345,7 +438,7 @@ fn cert_auth_with_an_algorithm_the_client_lacks() {
         cert_auth: Some(Some(SigningKey::from_bytes(&[1; 32]))),
         ..V2Config::default()
     };
-    let mut conn = ClientConnection::new(v2(config), now);
+    let mut conn = connect(v2(config), now);
     let server = CertAuthServerRecord {
         required: true,
         algorithms: 0b10,
@@ -357,7 +450,9 @@ fn cert_auth_with_an_algorithm_the_client_lacks() {
     );
     assert!(matches!(
         conn.error(),
-        Some(WispError::CertAuthExtensionCertTypeInvalid(0b10))
+        Some(Error::PeerIncompatible(PeerIncompatible::NoCertAlgorithm(
+            0b10
+        )))
     ));
     assert_eq!(
         transmitted(&mut conn),
@@ -399,7 +494,7 @@ fn credit_is_absolute_and_one_data_per_credit() {
 #[test]
 fn busy_streams_take_turns_on_the_wire() {
     let now = Instant::now();
-    let mut conn = ClientConnection::new(
+    let mut conn = connect(
         ConnectionConfig {
             max_queued_bytes: 16,
             ..v1()
@@ -455,7 +550,7 @@ fn udp_streams_are_not_flow_controlled() {
 #[test]
 fn writes_are_split_at_the_maximum_payload() {
     let now = Instant::now();
-    let mut conn = ClientConnection::new(
+    let mut conn = connect(
         ConnectionConfig {
             max_payload_len: 4,
             ..v1()
@@ -476,7 +571,7 @@ fn streams_ids_are_sequential_and_exhaust_at_u32_max() {
         .collect();
     assert_eq!(ids, vec![1, 2, 3]);
 
-    let mut conn = ClientConnection::new(
+    let mut conn = connect(
         ConnectionConfig {
             first_stream_id: u32::MAX,
             ..v1()
@@ -490,19 +585,19 @@ fn streams_ids_are_sequential_and_exhaust_at_u32_max() {
     );
     assert!(matches!(
         conn.open_stream(StreamType::TCP, "h", 1, now),
-        Err(WispError::MaxStreamCountReached)
+        Err(Error::Misuse(Misuse::StreamIdsExhausted))
     ));
 }
 
 #[test]
 fn udp_needs_the_negotiated_extension() {
     let now = Instant::now();
-    let mut conn = ClientConnection::new(v2(V2Config::default()), now);
+    let mut conn = connect(v2(V2Config::default()), now);
     conn.handle_message(server_info(vec![(ExtensionId::UDP, Bytes::new())]), now);
     conn.handle_message(cont(0, 1), now);
     assert!(matches!(
         conn.open_stream(StreamType::UDP, "h", 1, now),
-        Err(WispError::ExtensionsNotSupported(ids)) if ids == vec![1]
+        Err(Error::Misuse(Misuse::NotNegotiated(ExtensionId::UDP)))
     ));
 }
 
@@ -520,7 +615,7 @@ fn stream_close_in_both_directions() {
     );
     assert!(matches!(
         conn.close_stream(a, CloseReason::VOLUNTARY),
-        Err(WispError::StreamAlreadyClosed)
+        Err(Error::Misuse(Misuse::StreamClosed))
     ));
 
     conn.handle_message(Packet::data(b, &b"last words"[..]).to_bytes(), now);
@@ -551,13 +646,13 @@ fn close_on_stream_zero_ends_the_connection() {
     );
     assert!(matches!(
         events(&mut conn)[..],
-        [Event::ConnectionClosed(WispError::ClosedByServer(
-            CloseReason::SERVER_STREAM_THROTTLED
+        [Event::ConnectionClosed(Error::Rejected(
+            Rejection::Connection(CloseReason::SERVER_STREAM_THROTTLED)
         ))]
     ));
     assert!(matches!(
         conn.open_stream(StreamType::TCP, "h", 1, now),
-        Err(WispError::MuxTaskEnded)
+        Err(Error::Misuse(Misuse::ConnectionEnded))
     ));
 }
 
@@ -591,20 +686,25 @@ fn malformed_packets_end_the_connection(#[case] wire: &str) {
         Bytes::from(hex::decode(wire.replace(' ', "")).unwrap()),
         now,
     );
-    assert!(matches!(conn.error(), Some(WispError::MalformedPacket(_))));
+    assert!(matches!(
+        conn.error(),
+        Some(Error::Malformed(Malformed::Packet(_)))
+    ));
 }
 
 #[test]
 fn data_for_a_stream_during_the_handshake_is_a_typed_error() {
     let now = Instant::now();
-    let mut conn = ClientConnection::new(v1(), now);
+    let mut conn = connect(v1(), now);
     conn.handle_message(Packet::data(3, &b"x"[..]).to_bytes(), now);
     assert!(matches!(
         conn.error(),
-        Some(WispError::UnexpectedHandshakePacket {
-            packet_type: 2,
-            stream_id: 3
-        })
+        Some(Error::PeerMisbehaved(
+            PeerMisbehaved::UnexpectedHandshakePacket {
+                packet_type: PacketType::DATA,
+                stream_id: 3
+            }
+        ))
     ));
 }
 
@@ -613,7 +713,7 @@ fn confirmed(now: Instant) -> ClientConnection {
         stream_confirmation: true,
         ..V2Config::default()
     };
-    let mut conn = ClientConnection::new(
+    let mut conn = connect(
         ConnectionConfig {
             stream_open_timeout: Some(Duration::from_secs(2)),
             ..v2(config)
@@ -656,7 +756,9 @@ fn stream_confirmation_refusal_and_timeout() {
     assert!(matches!(
         &events(&mut conn)[..],
         [Event::StreamOpenFailed {
-            error: WispError::StreamRefused(CloseReason::SERVER_STREAM_BLOCKED_ADDRESS),
+            error: Error::Rejected(Rejection::StreamOpen(
+                CloseReason::SERVER_STREAM_BLOCKED_ADDRESS
+            )),
             ..
         }]
     ));
@@ -666,7 +768,7 @@ fn stream_confirmation_refusal_and_timeout() {
     conn.handle_timeout(now + Duration::from_secs(2));
     assert!(matches!(
         &events(&mut conn)[..],
-        [Event::StreamOpenFailed { id, error: WispError::StreamOpenTimedOut }] if *id == silent
+        [Event::StreamOpenFailed { id, error: Error::TimedOut(Wait::StreamOpen) }] if *id == silent
     ));
     assert_eq!(
         transmitted(&mut conn),
@@ -683,7 +785,7 @@ fn local_close_with_reason_queues_close_zero() {
         transmitted(&mut conn),
         vec![Packet::close(0, CloseReason::VOLUNTARY)]
     );
-    assert!(matches!(conn.error(), Some(WispError::ClosedLocally)));
+    assert!(matches!(conn.error(), Some(Error::ClosedLocally)));
 }
 
 /// Random messages in every phase never panic the state machine.
@@ -698,7 +800,7 @@ fn state_machine_never_panics_on_arbitrary_input() {
     };
     for round in 0..300 {
         let now = Instant::now();
-        let mut conn = ClientConnection::new(
+        let mut conn = connect(
             if round % 2 == 0 {
                 v1()
             } else {
@@ -733,11 +835,15 @@ fn required_extensions_survive_a_downgrade() {
     let now = Instant::now();
     let mut config = offer_all();
     config.required = vec![ExtensionId::UDP, ExtensionId::MOTD];
-    let mut conn = ClientConnection::new(v2(config), now);
+    let mut conn = connect(v2(config), now);
     conn.handle_message(cont(0, 128), now);
     conn.handle_timeout(now + ConnectionConfig::default().legacy_info_wait);
     assert!(
-        matches!(conn.error(), Some(WispError::ExtensionsNotSupported(ids)) if ids == &vec![4]),
+        matches!(
+            conn.error(),
+            Some(Error::PeerIncompatible(PeerIncompatible::MissingExtensions(ids)))
+                if ids == &vec![ExtensionId::MOTD]
+        ),
         "UDP is implied by v1.2, MOTD is not: {:?}",
         conn.error()
     );
@@ -748,7 +854,7 @@ fn required_extensions_survive_a_downgrade() {
 
     let mut config = offer_all();
     config.required = vec![ExtensionId::UDP];
-    let mut conn = ClientConnection::new(v2(config), now);
+    let mut conn = connect(v2(config), now);
     conn.handle_message(cont(0, 128), now);
     conn.handle_timeout(now + ConnectionConfig::default().legacy_info_wait);
     assert!(
@@ -760,7 +866,7 @@ fn required_extensions_survive_a_downgrade() {
 #[test]
 fn a_malformed_record_of_an_extension_not_offered_is_skipped() {
     let now = Instant::now();
-    let mut conn = ClientConnection::new(v2(offer_all()), now);
+    let mut conn = connect(v2(offer_all()), now);
     conn.handle_message(
         server_info(vec![
             (ExtensionId::UDP, Bytes::new()),
@@ -783,14 +889,14 @@ fn a_malformed_record_of_an_offered_extension_is_rejected_with_close_04() {
         cert_auth: Some(Some(SigningKey::from_bytes(&[5; 32]))),
         ..V2Config::default()
     };
-    let mut conn = ClientConnection::new(v2(config), now);
+    let mut conn = connect(v2(config), now);
     conn.handle_message(
         server_info(vec![(ExtensionId::CERT_AUTH, Bytes::from_static(&[1]))]),
         now,
     );
     assert!(matches!(
         conn.error(),
-        Some(WispError::MalformedExtension(_))
+        Some(Error::Malformed(Malformed::Extension(_)))
     ));
     assert_eq!(
         transmitted(&mut conn),
@@ -801,7 +907,7 @@ fn a_malformed_record_of_an_offered_extension_is_rejected_with_close_04() {
 #[test]
 fn udp_datagrams_are_never_split() {
     let now = Instant::now();
-    let mut conn = ClientConnection::new(
+    let mut conn = connect(
         ConnectionConfig {
             max_payload_len: 4,
             ..v1()
