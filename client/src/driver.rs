@@ -93,7 +93,8 @@ impl<R: TransportRead, W: TransportWrite> Driver<R, W> {
             let state = self.shared.lock();
             let flushed =
                 self.outgoing.is_empty() && !self.needs_flush && state.conn.queued_bytes() == 0;
-            if !state.conn.is_handshaking() && flushed {
+            // A connection that failed is not done: the driver runs on to its end above.
+            if state.conn.is_established() && flushed {
                 Poll::Ready(Ok(()))
             } else {
                 Poll::Pending
