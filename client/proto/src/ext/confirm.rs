@@ -20,10 +20,7 @@ pub fn record() -> ExtensionRecord {
 /// Whether streams of a connection that negotiated `extensions` wait for their confirmation:
 /// flow-controlled (TCP) streams do, UDP streams never do.
 pub fn confirms(extensions: &[NegotiatedExtension], flow_controlled: bool) -> bool {
-    flow_controlled
-        && extensions
-            .iter()
-            .any(|e| *e == NegotiatedExtension::StreamConfirmation)
+    flow_controlled && extensions.contains(&NegotiatedExtension::StreamConfirmation)
 }
 
 impl Extension for StreamConfirmationExtensionBuilder {
