@@ -130,7 +130,8 @@ impl WispError {
         self.into()
     }
 
-    /// The close reason the variant carries, if any.
+    /// The close reason the variant carries, if any: the one the server sent (not the one
+    /// this client sent, which [`crate::proto::close_reason_for`] decides).
     pub fn close_reason(&self) -> Option<CloseReason> {
         match self {
             Self::AuthRequired(r)
@@ -140,7 +141,24 @@ impl WispError {
             Self::PasswordExtensionCredsInvalid => Some(CloseReason::PASSWORD_AUTH_FAILED),
             Self::CertAuthExtensionSigInvalid => Some(CloseReason::CERT_AUTH_FAILED),
             Self::ExtensionsIncompatible => Some(CloseReason::EXTENSIONS_INCOMPATIBLE),
-            _ => None,
+            Self::WsImplSocketClosed
+            | Self::WsImplError(_)
+            | Self::MalformedPacket(_)
+            | Self::MalformedExtension(_)
+            | Self::UnexpectedHandshakePacket { .. }
+            | Self::IncompatibleProtocolVersion(..)
+            | Self::ExtensionsNotSupported(_)
+            | Self::CertAuthExtensionCertTypeInvalid(_)
+            | Self::HandshakeTimedOut
+            | Self::MaxStreamCountReached
+            | Self::StreamAlreadyClosed
+            | Self::StreamOpenTimedOut
+            | Self::MuxTaskEnded
+            | Self::MuxMessageFailedToSend
+            | Self::MuxMessageFailedToRecv
+            | Self::MuxTaskFailed(_)
+            | Self::ClosedLocally
+            | Self::InvalidArgument(_) => None,
         }
     }
 

@@ -21,11 +21,12 @@
 //!
 //! # Where things live
 //!
-//! - [`codec`](Packet): packets, open `u8` code spaces ([`PacketType`], [`StreamType`],
-//!   [`CloseReason`]), [`DecodeError`].
-//! - [`info`](InfoPacket): the INFO packet and its record framing.
+//! - [`Packet`], [`DecodeError`] and the open `u8` code spaces ([`PacketType`],
+//!   [`StreamType`], [`CloseReason`]): the codec.
+//! - [`InfoPacket`] and [`encode_record`]: INFO and its record framing.
 //! - [`ext`]: one module per extension (its id, both records, its negotiation rule and the
-//!   value a connection exposes) and the registry that lists them.
+//!   value a connection exposes) and the registry that lists them; [`WispV2Handshake`] is
+//!   what the client offers.
 //! - [`ClientConnection`]: the handshake and stream state machine.
 //! - [`Error`]: what went wrong, by who is to blame, and [`close_reason_for`], the one place
 //!   that decides which CLOSE the client sends for an error.
