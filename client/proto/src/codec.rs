@@ -422,6 +422,7 @@ impl Packet {
 }
 
 /// Encodes a DATA packet straight from a payload slice: one allocation, one copy.
+#[inline]
 pub fn encode_data(stream_id: u32, payload: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(HEADER_LEN + payload.len());
     encode_header(PacketType::DATA, stream_id, &mut out);
@@ -432,6 +433,7 @@ pub fn encode_data(stream_id: u32, payload: &[u8]) -> Bytes {
 /// Appends the common header of every packet: the type byte and the little-endian stream id.
 /// What follows is the type's payload; builders of deliberately malformed packets (a test
 /// peer) write it themselves.
+#[inline]
 pub fn encode_header(packet_type: PacketType, stream_id: u32, out: &mut impl BufMut) {
     out.put_u8(packet_type.0);
     out.put_u32_le(stream_id);

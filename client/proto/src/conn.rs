@@ -177,11 +177,13 @@ impl ClientConnection {
     }
 
     /// Whether the handshake has completed and the connection is usable.
+    #[inline]
     pub fn is_established(&self) -> bool {
         matches!(self.phase, Phase::Established)
     }
 
     /// Whether the handshake is still running.
+    #[inline]
     pub fn is_handshaking(&self) -> bool {
         matches!(
             self.phase,
@@ -190,6 +192,7 @@ impl ClientConnection {
     }
 
     /// The error that ended the connection, once it has ended.
+    #[inline]
     pub fn error(&self) -> Option<&Error> {
         match &self.phase {
             Phase::Closed(e) => Some(e),
@@ -221,6 +224,7 @@ impl ClientConnection {
     }
 
     /// Bytes queued for the transport and not yet taken by `poll_transmit`.
+    #[inline]
     pub fn queued_bytes(&self) -> usize {
         self.transmit.bytes()
     }
@@ -228,6 +232,7 @@ impl ClientConnection {
     /// The next WebSocket binary message to send. Control packets come first; streams with
     /// queued DATA then take turns, one packet each; CLOSE(0) comes last.
     #[must_use]
+    #[inline]
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
         let msg = self.transmit.pop(self.options.max_queued_bytes)?;
         while let Some(id) = self.transmit.next_writable() {
@@ -240,6 +245,7 @@ impl ClientConnection {
 
     /// The next event for the application.
     #[must_use]
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
@@ -547,6 +553,7 @@ impl ClientConnection {
     /// bytes it took. `Ok(None)` means the stream cannot send now (no credit, not yet
     /// confirmed, or the transport queue is full); an event or a drained queue will say when
     /// to retry. An empty `data` sends an empty DATA packet.
+    #[inline]
     pub fn send_data(&mut self, id: u32, data: &[u8]) -> Result<Option<usize>, Error> {
         self.check_usable()?;
         let stream = self.streams.get_mut(&id).ok_or(Misuse::StreamClosed)?;
@@ -576,6 +583,7 @@ impl ClientConnection {
 
     /// Whether `send_data` on `id` would currently be refused for lack of credit,
     /// confirmation or queue space.
+    #[inline]
     pub fn is_blocked(&self, id: u32) -> bool {
         match self.streams.get(&id) {
             Some(s) => {
@@ -595,6 +603,7 @@ impl ClientConnection {
     }
 
     /// Whether the transport queue is over its limit.
+    #[inline]
     pub fn is_queue_full(&self) -> bool {
         self.transmit.bytes() >= self.options.max_queued_bytes
     }

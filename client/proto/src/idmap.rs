@@ -17,6 +17,7 @@ pub type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
 pub struct IdHasher(u64);
 
 impl Hasher for IdHasher {
+    #[inline]
     fn finish(&self) -> u64 {
         self.0
     }
@@ -28,6 +29,7 @@ impl Hasher for IdHasher {
         }
     }
 
+    #[inline]
     fn write_u32(&mut self, n: u32) {
         self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }

@@ -99,6 +99,7 @@ impl MuxOptions {
     }
 
     /// The largest DATA payload actually sent (a configured 0 counts as 1).
+    #[inline]
     pub fn payload_limit(&self) -> usize {
         self.max_payload_len.max(1)
     }
