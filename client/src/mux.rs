@@ -251,7 +251,8 @@ impl ClientMux {
     }
 
     /// Closes the connection without a CLOSE packet: every stream ends, the WebSocket is
-    /// closed, and the driver future completes.
+    /// closed, and the driver future completes. On a connection that is already over, fails
+    /// with [`WispError::MuxTaskEnded`].
     pub async fn close(&self) -> Result<(), WispError> {
         self.close_inner(None)
     }
