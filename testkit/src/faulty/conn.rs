@@ -500,6 +500,11 @@ impl Connection {
                 .await;
             return;
         }
+        let kind = if kind == StreamType::UDP {
+            "UDP"
+        } else {
+            "TCP"
+        };
         self.log(format!(
             "stream {id}: CONNECT {kind} {}:{}",
             connect.host, connect.port
