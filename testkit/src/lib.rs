@@ -31,6 +31,7 @@ use std::path::PathBuf;
 
 pub mod faulty;
 mod install;
+mod net;
 mod server;
 mod targets;
 mod upgrade;

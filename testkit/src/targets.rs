@@ -10,8 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::task::{JoinHandle, JoinSet};
 
-/// Largest UDP payload over IPv4.
-const MAX_DATAGRAM: usize = 65_507;
+use crate::net::MAX_DATAGRAM;
 
 /// A TCP server on `127.0.0.1` that echoes every byte it receives on every
 /// connection, and half-closes its side once the peer has half-closed.

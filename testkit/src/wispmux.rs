@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 use std::io::{self, Cursor};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use fastwebsockets::FragmentCollectorRead;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{sleep, timeout};
 use wisp_mux::extensions::ProtocolExtensionBuilder;
@@ -18,6 +18,7 @@ use wisp_mux::extensions::password::{PasswordProtocolExtension, PasswordProtocol
 use wisp_mux::extensions::udp::UdpProtocolExtensionBuilder;
 use wisp_mux::{CloseReason, ConnectPacket, MuxStream, ServerMux, StreamType};
 
+use crate::net::{MAX_DATAGRAM, connected_udp};
 use crate::upgrade;
 
 /// Time a client gets to send its complete upgrade request.
@@ -28,8 +29,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes read from an upstream TCP socket per DATA packet at most (the
 /// capacity of tokio's `BufReader`, which epoxy-server reads through).
 const TCP_READ_CHUNK: usize = 8 * 1024;
-/// Largest UDP payload.
-const MAX_DATAGRAM: usize = 65_507;
 /// Pause after a failed `accept` (for example when out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -346,11 +345,11 @@ async fn tcp_stream(connect: ConnectPacket, stream: MuxStream) {
 
 /// Binds a UDP socket connected to the target: one DATA ⇔ one datagram.
 async fn udp_stream(connect: ConnectPacket, stream: MuxStream) {
-    let target = (
+    let (host, port) = (
         connect.destination_hostname.as_str(),
         connect.destination_port,
     );
-    let socket = match timeout(CONNECT_TIMEOUT, connected_udp(target)).await {
+    let socket = match timeout(CONNECT_TIMEOUT, connected_udp(host, port)).await {
         Ok(Ok(socket)) => socket,
         Ok(Err(_)) | Err(_) => {
             let _ = stream.close(CloseReason::ServerStreamUnreachable).await;
@@ -381,21 +380,4 @@ async fn udp_stream(connect: ConnectPacket, stream: MuxStream) {
         Err(_) => CloseReason::Unexpected,
     };
     let _ = closer.close(reason).await;
-}
-
-/// Resolves `target`, binds the unspecified address of the same family and
-/// connects the socket to the first address.
-async fn connected_udp(target: (&str, u16)) -> io::Result<UdpSocket> {
-    let addr = tokio::net::lookup_host(target)
-        .await?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
-    let local: SocketAddr = if addr.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = UdpSocket::bind(local).await?;
-    socket.connect(addr).await?;
-    Ok(socket)
 }

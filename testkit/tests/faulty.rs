@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use http::{HeaderName, HeaderValue, Uri};
+use http::Uri;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
+use tokio_websockets::{ClientBuilder, Message};
 use wisp_client::extensions::{
     MotdExtensionBuilder, PasswordExtensionBuilder, UdpExtensionBuilder, WispV2Handshake,
 };
@@ -31,7 +31,8 @@ use wisp_testkit::faulty::{
 };
 use wisp_testkit::{FullBacklogTarget, TcpEcho, UdpEcho, refused_port};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+mod support;
+use support::{Ws, ws_connect};
 
 /// Bound on one whole test.
 const TEST_BOUND: Duration = Duration::from_secs(60);
@@ -65,20 +66,7 @@ fn host_port(addr: SocketAddr) -> (String, u16) {
 /// Opens a WebSocket, offering `subprotocol`; returns it with the echoed
 /// `Sec-WebSocket-Protocol`.
 async fn raw(server: &FaultyServer, subprotocol: Option<&str>) -> (Ws, Option<String>) {
-    let uri: Uri = server.url().parse().unwrap();
-    let mut builder = ClientBuilder::from_uri(uri);
-    if let Some(protocol) = subprotocol {
-        builder = builder
-            .add_header(
-                HeaderName::from_static("sec-websocket-protocol"),
-                HeaderValue::from_str(protocol).unwrap(),
-            )
-            .unwrap();
-    }
-    let (ws, response) = timeout(STEP, builder.connect())
-        .await
-        .expect("WebSocket upgrade timed out")
-        .unwrap_or_else(|e| panic!("WebSocket upgrade to {}: {e}", server.url()));
+    let (ws, response) = ws_connect(&server.url(), subprotocol).await;
     let echoed = response
         .headers()
         .get("sec-websocket-protocol")
@@ -182,8 +170,8 @@ async fn open(session: &Session, kind: StreamType, addr: SocketAddr) -> MuxStrea
         .expect("opening a stream")
 }
 
-/// Sends `payload` on `stream` and reads the same number of bytes back.
-async fn echo_once(stream: &mut MuxStream, payload: &'static [u8]) -> Vec<u8> {
+/// Sends `payload` on `stream` and checks that the same bytes come back.
+async fn assert_echoes(stream: &mut MuxStream, payload: &'static [u8]) {
     stream.send(Bytes::from_static(payload)).await.unwrap();
     let mut got = Vec::new();
     while got.len() < payload.len() {
@@ -194,7 +182,7 @@ async fn echo_once(stream: &mut MuxStream, payload: &'static [u8]) -> Vec<u8> {
             .expect("stream error");
         got.extend_from_slice(&chunk);
     }
-    got
+    assert_eq!(got, payload);
 }
 
 /// Sends `total` bytes (a counting pattern) in 64 KiB writes while reading
@@ -346,10 +334,7 @@ async fn password_is_accepted_in_both_record_layouts() {
             let s = session(&server, Some(handshake)).await;
             assert_eq!(s.mux.motd(), Some("welcome"));
             let mut stream = open(&s, StreamType::TCP, echo.addr()).await;
-            assert_eq!(
-                echo_once(&mut stream, b"authenticated").await,
-                b"authenticated"
-            );
+            assert_echoes(&mut stream, b"authenticated").await;
             s.mux.close().await.unwrap();
         }
         assert!(server.log().iter().any(|l| l.contains("Draft5 layout")));
@@ -402,7 +387,7 @@ async fn continue_first_order_sends_continue_then_info() {
         assert_eq!(s.mux.version(), WispVersion::V2);
         assert!(!s.mux.was_downgraded());
         let mut stream = open(&s, StreamType::TCP, echo.addr()).await;
-        assert_eq!(echo_once(&mut stream, b"older order").await, b"older order");
+        assert_echoes(&mut stream, b"older order").await;
     })
     .await;
 }
@@ -439,7 +424,7 @@ async fn crash_on_drops_every_connection_and_refuses_new_ones() {
         let victim = session(&server, None).await;
         let bystander = session(&server, v2_udp()).await;
         let mut stream = open(&victim, StreamType::TCP, echo.addr()).await;
-        assert_eq!(echo_once(&mut stream, b"still fine").await, b"still fine");
+        assert_echoes(&mut stream, b"still fine").await;
 
         stream.send(Bytes::from_static(b"CRASH now")).await.unwrap();
         // Both connections end, without a Wisp CLOSE for the stream.
@@ -479,7 +464,7 @@ async fn freeze_on_stops_answers_and_upgrades_but_accepts_tcp() {
         let bystander = session(&server, None).await;
         let mut frozen_stream = open(&trigger, StreamType::TCP, echo.addr()).await;
         let mut other = open(&bystander, StreamType::TCP, echo.addr()).await;
-        assert_eq!(echo_once(&mut other, b"alive").await, b"alive");
+        assert_echoes(&mut other, b"alive").await;
 
         frozen_stream
             .send(Bytes::from_static(b"FREEZE"))
@@ -524,7 +509,7 @@ async fn a_correct_server_keeps_serving_while_a_destination_hangs() {
         );
         let b = session(&server, None).await;
         let mut stream = open(&b, StreamType::TCP, echo.addr()).await;
-        assert_eq!(echo_once(&mut stream, b"not blocked").await, b"not blocked");
+        assert_echoes(&mut stream, b"not blocked").await;
     })
     .await;
 }
@@ -542,7 +527,7 @@ async fn connect_blocking_to_a_full_backlog_freezes_every_client_until_it_ends()
         let a = session(&server, None).await;
         let b = session(&server, None).await;
         let mut other = open(&b, StreamType::TCP, echo.addr()).await;
-        assert_eq!(echo_once(&mut other, b"before").await, b"before");
+        assert_echoes(&mut other, b"before").await;
 
         let _stalled = open(&a, StreamType::TCP, hanging.addr()).await;
         assert!(server.wait_for_log(STEP, "blocking connect").await);
@@ -612,7 +597,7 @@ async fn pad_close_and_pad_continue_append_zero_bytes() {
         let echo = TcpEcho::start().await;
         let s = session(&server, None).await;
         let mut stream = open(&s, StreamType::TCP, echo.addr()).await;
-        assert_eq!(echo_once(&mut stream, b"padded").await, b"padded");
+        assert_echoes(&mut stream, b"padded").await;
     })
     .await;
 }
@@ -717,10 +702,7 @@ async fn late_auth_reject_answers_continue_then_info_then_0xc0() {
         let echo = TcpEcho::start().await;
         let s = session(&server, Some(handshake)).await;
         let mut stream = open(&s, StreamType::TCP, echo.addr()).await;
-        assert_eq!(
-            echo_once(&mut stream, b"late but fine").await,
-            b"late but fine"
-        );
+        assert_echoes(&mut stream, b"late but fine").await;
     })
     .await;
 }
@@ -877,7 +859,7 @@ async fn the_binary_exits_with_the_crash_status_when_crash_on_matches() {
         tokio::spawn(driver);
         let (host, port) = host_port(echo.addr());
         let mut stream = mux.new_stream(StreamType::TCP, host, port).await.unwrap();
-        assert_eq!(echo_once(&mut stream, b"up").await, b"up");
+        assert_echoes(&mut stream, b"up").await;
         stream.send(Bytes::from_static(b"CRASH")).await.unwrap();
         let status = timeout(STEP, child.wait())
             .await

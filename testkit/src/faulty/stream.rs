@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -19,6 +19,7 @@ use wisp_client::proto::{CloseReason, ConnectPacket, StreamType};
 
 use super::Shared;
 use super::conn::Wire;
+use crate::net::{MAX_DATAGRAM, connected_udp};
 
 /// Upper bound for resolving and connecting one upstream socket
 /// asynchronously; a timeout is reported as 0x43.
@@ -30,8 +31,6 @@ const BLOCKING_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const TCP_READ_CHUNK: usize = 16 * 1024;
 /// With coalescing: a DATA is sent once the target has been silent this long.
 const COALESCE_IDLE: Duration = Duration::from_millis(20);
-/// Largest UDP payload.
-const MAX_DATAGRAM: usize = 65_507;
 /// With `merge_udp`: datagrams keep being merged while the next one arrives
 /// within this window.
 const MERGE_WINDOW: Duration = Duration::from_millis(10);
@@ -506,23 +505,6 @@ async fn merge_burst(
     }
     done.push((merged, count));
     Ok(done)
-}
-
-/// Resolves `host`, binds the unspecified address of the same family and
-/// connects the socket to the first address.
-async fn connected_udp(host: &str, port: u16) -> io::Result<UdpSocket> {
-    let addr = tokio::net::lookup_host((host, port))
-        .await?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
-    let local: SocketAddr = if addr.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = UdpSocket::bind(local).await?;
-    socket.connect(addr).await?;
-    Ok(socket)
 }
 
 #[cfg(test)]
