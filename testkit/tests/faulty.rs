@@ -453,6 +453,31 @@ async fn crash_on_drops_every_connection_and_refuses_new_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_on_a_close_without_its_reason_byte() {
+    bounded(async {
+        let server = start(FaultConfig {
+            crash_on: Some("type=CLOSE,len=5".parse().unwrap()),
+            ..FaultConfig::default()
+        });
+        let (mut ws, _) = raw(&server, None).await;
+        assert_eq!(recv(&mut ws).await.unwrap(), CONTINUE_128);
+        // A well-formed CLOSE does not match.
+        send(&mut ws, Packet::close(7, CloseReason::VOLUNTARY)).await;
+        ws.send(Message::binary(Bytes::from_static(&[4, 1, 0, 0, 0])))
+            .await
+            .unwrap();
+        assert_eq!(recv(&mut ws).await, None, "the connection outlived the crash");
+        let state = server.state();
+        assert!(
+            matches!(&state, ServerState::Crashed { by } if by.contains("CLOSE on stream 1 (5 bytes")),
+            "{state:?}"
+        );
+        assert!(TcpStream::connect(server.addr()).await.is_err());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn freeze_on_stops_answers_and_upgrades_but_accepts_tcp() {
     bounded(async {
         let server = start(FaultConfig {

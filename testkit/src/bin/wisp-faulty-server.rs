@@ -22,7 +22,8 @@ use wisp_testkit::faulty::{
 /// Without fault flags it is a correct server. PACKET (for --crash-on and --freeze-on) is
 /// `any`, or comma-separated key=value items: type=DATA (or a number such as 0x04),
 /// stream=1, port=8080 (a CONNECT to that port), prefix=HEX (the payload's first bytes after
-/// the 5-byte header), text=STRING (the same as UTF-8). Example: --crash-on type=CLOSE,prefix=05
+/// the 5-byte header), text=STRING (the same as UTF-8), len=N (the whole message's length).
+/// Examples: --crash-on type=CLOSE,prefix=05 or --crash-on type=CLOSE,len=5
 #[derive(Debug, Parser)]
 #[command(name = "wisp-faulty-server", version)]
 struct Args {

@@ -77,8 +77,10 @@ pub struct ParseError(String);
 /// [`Display`](fmt::Display)): `any`, or comma-separated `key=value` items:
 /// `type=DATA` (a name or a number such as `0x04`), `stream=1`,
 /// `port=8080` (a CONNECT to that port), `prefix=0504` (hex of the payload's
-/// first bytes, after the 5-byte header) and `text=CRASH` (the same, as
-/// UTF-8). Example: `type=CLOSE,prefix=05` (a CLOSE with reason 0x05).
+/// first bytes, after the 5-byte header), `text=CRASH` (the same, as UTF-8)
+/// and `len=5` (the whole message's length in bytes). Examples:
+/// `type=CLOSE,prefix=05` (a CLOSE with reason 0x05), `type=CLOSE,len=5` (a
+/// CLOSE without its reason byte, which crashes wisp-server-python).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PacketMatch {
     /// The packet type byte (offset 0).
@@ -91,6 +93,8 @@ pub struct PacketMatch {
     /// The payload (the bytes after the 5-byte header) starts with these
     /// bytes. Empty: no condition.
     pub payload_prefix: Vec<u8>,
+    /// The whole message (header included) is exactly this many bytes long.
+    pub message_len: Option<usize>,
 }
 
 impl PacketMatch {
@@ -133,6 +137,12 @@ impl PacketMatch {
         self
     }
 
+    /// Also requires the whole message to be exactly `len` bytes long.
+    pub fn with_message_len(mut self, len: usize) -> Self {
+        self.message_len = Some(len);
+        self
+    }
+
     /// Whether the raw message `msg` matches.
     pub fn matches(&self, msg: &[u8]) -> bool {
         if let Some(ty) = self.packet_type
@@ -152,6 +162,9 @@ impl PacketMatch {
                 Some(b) if is_connect && u16::from_le_bytes([b[0], b[1]]) == port => {}
                 _ => return false,
             }
+        }
+        if self.message_len.is_some_and(|len| len != msg.len()) {
+            return false;
         }
         if !self.payload_prefix.is_empty() {
             match msg.get(HEADER_LEN..) {
@@ -181,6 +194,9 @@ impl fmt::Display for PacketMatch {
         if !self.payload_prefix.is_empty() {
             items.push(format!("prefix={}", hex(&self.payload_prefix)));
         }
+        if let Some(len) = self.message_len {
+            items.push(format!("len={len}"));
+        }
         if items.is_empty() {
             f.write_str("any")
         } else {
@@ -201,7 +217,7 @@ impl FromStr for PacketMatch {
         for item in s.split(',') {
             let Some((key, value)) = item.split_once('=') else {
                 return Err(ParseError(format!(
-                    "{item:?} is not key=value (keys: type, stream, port, prefix, text; or `any`)"
+                    "{item:?} is not key=value (keys: type, stream, port, prefix, text, len; or `any`)"
                 )));
             };
             let (key, value) = (key.trim(), value.trim());
@@ -217,7 +233,10 @@ impl FromStr for PacketMatch {
                 }
                 "prefix" => m.payload_prefix = parse_hex(value).ok_or_else(|| bad("expected hex bytes"))?,
                 "text" => m.payload_prefix = value.as_bytes().to_vec(),
-                _ => return Err(bad("unknown key (keys: type, stream, port, prefix, text)")),
+                "len" => {
+                    m.message_len = Some(parse_number(value).and_then(|n| usize::try_from(n).ok()).ok_or_else(|| bad("expected a length in bytes"))?);
+                }
+                _ => return Err(bad("unknown key (keys: type, stream, port, prefix, text, len)")),
             }
         }
         Ok(m)
@@ -505,6 +524,20 @@ mod tests {
         let m: PacketMatch = "type=0x04".parse().unwrap();
         assert!(m.matches(&[4, 1, 0, 0, 0]));
         assert!(m.matches(&[4]));
+    }
+
+    #[test]
+    fn len_selects_a_close_without_its_reason() {
+        let m: PacketMatch = "type=CLOSE,len=5".parse().unwrap();
+        assert_eq!(
+            m,
+            PacketMatch::of_type(PacketType::CLOSE).with_message_len(5)
+        );
+        assert!(m.matches(&[4, 1, 0, 0, 0]));
+        assert!(!m.matches(&[4, 1, 0, 0, 0, 2]));
+        assert_eq!(m.to_string(), "type=CLOSE,len=5");
+        let short: PacketMatch = "len=3".parse().unwrap();
+        assert!(short.matches(&[9, 9, 9]));
     }
 
     #[test]

@@ -543,7 +543,10 @@ impl Connection {
 fn describe(raw: &[u8]) -> String {
     let ty = raw.first().map_or_else(
         || "empty message".to_owned(),
-        |t| PacketType(*t).to_string(),
+        |t| match PacketType(*t).name() {
+            Some(name) => name.to_owned(),
+            None => format!("packet type 0x{t:02x}"),
+        },
     );
     let stream = raw
         .get(1..HEADER_LEN)
