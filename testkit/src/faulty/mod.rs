@@ -143,27 +143,30 @@ impl FaultyServer {
         let listener = std::net::TcpListener::bind(addr).map_err(bind_error)?;
         listener.set_nonblocking(true).map_err(bind_error)?;
         let local = listener.local_addr().map_err(bind_error)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(StartError::Thread)?;
-
         let (state_tx, state) = watch::channel(ServerState::Running);
         let shared = Arc::new(Shared {
             config,
             state: state_tx,
             log: Log::new(log_to_stderr),
         });
-        shared.log(format!(
-            "listening on ws://{local}/ (handshake {}, buffer {}, faults: {})",
-            shared.config.effective_handshake(),
-            shared.config.buffer_size,
-            shared.config.describe_faults()
-        ));
         let thread_shared = Arc::clone(&shared);
+        // The runtime is built, used and dropped on its own thread only (a
+        // runtime dropped inside the caller's async context would panic).
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = thread::Builder::new()
             .name(format!("faulty-wisp-{}", local.port()))
             .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
                 runtime.block_on(async move {
                     match TcpListener::from_std(listener) {
                         Ok(listener) => serve(listener, thread_shared).await,
@@ -177,6 +180,21 @@ impl FaultyServer {
                 // with it every socket.
             })
             .map_err(StartError::Thread)?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(StartError::Thread(e)),
+            Err(_) => {
+                return Err(StartError::Thread(io::Error::other(
+                    "the server thread ended before its runtime started",
+                )));
+            }
+        }
+        shared.log(format!(
+            "listening on ws://{local}/ (handshake {}, buffer {}, faults: {})",
+            shared.config.effective_handshake(),
+            shared.config.buffer_size,
+            shared.config.describe_faults()
+        ));
         Ok(FaultyServer {
             addr: local,
             shared,
