@@ -21,6 +21,7 @@ use crate::net::MAX_DATAGRAM;
 pub struct TcpEcho {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
+    open: tokio::sync::watch::Receiver<usize>,
     task: JoinHandle<()>,
 }
 
@@ -37,6 +38,7 @@ impl TcpEcho {
         let addr = listener.local_addr().expect("TCP echo local address");
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&connections);
+        let (open_tx, open) = tokio::sync::watch::channel(0usize);
         let task = tokio::spawn(async move {
             let mut conns = JoinSet::new();
             loop {
@@ -45,15 +47,19 @@ impl TcpEcho {
                         if let Ok((stream, _)) = accepted {
                             counter.fetch_add(1, Ordering::Relaxed);
                             conns.spawn(echo_tcp(stream));
+                            open_tx.send_replace(conns.len());
                         }
                     }
-                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {
+                        open_tx.send_replace(conns.len());
+                    }
                 }
             }
         });
         TcpEcho {
             addr,
             connections,
+            open,
             task,
         }
     }
@@ -66,6 +72,19 @@ impl TcpEcho {
     /// How many connections it has accepted so far.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
+    }
+
+    /// How many connections are open now.
+    pub fn open_connections(&self) -> usize {
+        *self.open.borrow()
+    }
+
+    /// Waits until no connection is open, at most `bound`. Returns whether that happened.
+    pub async fn wait_idle(&self, bound: std::time::Duration) -> bool {
+        let mut open = self.open.clone();
+        tokio::time::timeout(bound, open.wait_for(|&n| n == 0))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 }
 
