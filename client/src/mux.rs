@@ -201,6 +201,12 @@ impl ClientMux {
         &self.negotiated
     }
 
+    /// How many streams the mux tracks (open, or opening and not yet confirmed). A stream
+    /// leaves as soon as it is closed by either side, so this is 0 when none is in use.
+    pub fn stream_count(&self) -> usize {
+        self.shared.lock().conn.stream_count()
+    }
+
     /// Whether the connection has ended.
     pub fn is_closed(&self) -> bool {
         self.shared.lock().conn.error().is_some()

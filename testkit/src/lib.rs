@@ -4,8 +4,14 @@
 //! wisp-server-python and wisp-js installed by `scripts/install-servers.sh`
 //! into `<repo>/.tools/`) on loopback, an in-process server built on the
 //! published wisp-mux 5.1.0 `ServerMux` ([`WispMuxServer`]), and the loopback
-//! targets those servers connect to (a TCP echo, a UDP echo, a refused port
-//! and a TCP sink that never reads).
+//! targets those servers connect to (a TCP echo, a UDP echo, a refused port,
+//! a TCP sink that never reads and a TCP listener whose accept queue is
+//! full).
+//!
+//! It also has a small Wisp server of its own that misbehaves on request
+//! ([`faulty::FaultyServer`], and the `wisp-faulty-server` binary), for
+//! testing what a suite says about servers that crash, freeze or bend the
+//! protocol.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), String> {
@@ -23,15 +29,18 @@
 
 use std::path::PathBuf;
 
+pub mod faulty;
 mod install;
+mod net;
 mod server;
 mod targets;
+mod upgrade;
 pub mod vtime;
 mod wispmux;
 
 pub use install::ensure_installed;
 pub use server::{RealServer, ServerKind};
-pub use targets::{TcpEcho, TcpSink, UdpEcho, refused_port};
+pub use targets::{FullBacklogTarget, TcpEcho, TcpSink, UdpEcho, refused_port};
 pub use wispmux::{WispMuxConfig, WispMuxServer};
 
 /// The root of the Cargo workspace (the directory holding the root
