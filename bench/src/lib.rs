@@ -13,6 +13,7 @@ pub mod clients;
 pub mod idle;
 pub mod report;
 pub mod server;
+pub mod wire;
 
 use clients::{Kind, Target};
 use server::Server;
@@ -123,7 +124,13 @@ impl Config {
     /// The full benchmark.
     pub fn full() -> Self {
         Self {
-            clients: vec![Kind::Ours, Kind::WispMux, Kind::Raw, Kind::RawDefault],
+            clients: vec![
+                Kind::Ours,
+                Kind::WispMux,
+                Kind::RawBest,
+                Kind::Raw,
+                Kind::RawDefault,
+            ],
             streams: vec![1, 64],
             sizes: vec![1024, 16 * 1024, 60 * 1024],
             runs: 3,
@@ -277,6 +284,7 @@ pub fn run_once(
         addr: server.addr(),
         token: token.to_owned(),
         payload_len: size,
+        ack_every: 0,
     };
     let registered = server.expect(token);
     let session = {

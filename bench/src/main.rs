@@ -20,7 +20,7 @@ struct Args {
     /// failed run; timings are not checked.
     #[arg(long)]
     smoke: bool,
-    /// Clients, comma-separated (ours, wisp-mux, raw).
+    /// Clients, comma-separated (ours, wisp-mux, raw-best, raw, raw-default).
     #[arg(long, value_delimiter = ',')]
     clients: Option<Vec<String>>,
     /// Stream-count series, comma-separated.
@@ -110,7 +110,7 @@ fn main() -> ExitCode {
             match Kind::parse(c) {
                 Some(k) => kinds.push(k),
                 None => {
-                    eprintln!("unknown client {c:?} (ours, wisp-mux, raw)");
+                    eprintln!("unknown client {c:?} (ours, wisp-mux, raw-best, raw, raw-default)");
                     return ExitCode::from(2);
                 }
             }
@@ -163,7 +163,11 @@ fn main() -> ExitCode {
     if let Some(path) = &args.json
         && let Err(e) = std::fs::write(
             path,
-            serde_json::to_string_pretty(&report).unwrap_or_default(),
+            serde_json::to_string_pretty(&JsonOut {
+                summary: wisp_bench::report::summary(&report),
+                report: &report,
+            })
+            .unwrap_or_default(),
         )
     {
         eprintln!("writing {}: {e}", path.display());
@@ -178,6 +182,14 @@ fn main() -> ExitCode {
         }
         ExitCode::FAILURE
     }
+}
+
+/// The JSON results: the throughput table's medians and ratios, then every run.
+#[derive(serde::Serialize)]
+struct JsonOut<'a> {
+    summary: Vec<wisp_bench::report::SummaryRow>,
+    #[serde(flatten)]
+    report: &'a wisp_bench::Report,
 }
 
 fn cpu_model() -> String {
