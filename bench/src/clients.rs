@@ -387,14 +387,29 @@ async fn write_ours(
     let id = stream.get_stream_id();
     let mut io = stream.into_tokio_io();
     let mut buf = vec![0x5a; len];
-    let mut seq = 0;
-    while !stop.is_stopped() && limit.is_none_or(|l| seq < l) {
-        stamp_payload(&mut buf, seq);
-        io.write_all(&buf).await.map_err(err)?;
-        seq += 1;
-    }
+    let seq = write_payloads(&mut io, &mut buf, 0, |seq| {
+        !stop.is_stopped() && limit.is_none_or(|l| seq < l)
+    })
+    .await?;
     stop.stopped().await;
     Ok((id, seq, io))
+}
+
+/// Writes payloads numbered `seq`, `seq + 1`, … through `io` (each `buf`, stamped with its
+/// number, written with `write_all`) for as long as `more(next number)` holds; returns the
+/// next number.
+pub async fn write_payloads(
+    io: &mut (impl tokio::io::AsyncWrite + Unpin),
+    buf: &mut [u8],
+    mut seq: u64,
+    mut more: impl FnMut(u64) -> bool,
+) -> Result<u64, String> {
+    while more(seq) {
+        stamp_payload(buf, seq);
+        io.write_all(buf).await.map_err(err)?;
+        seq += 1;
+    }
+    Ok(seq)
 }
 
 async fn run_wisp_mux(

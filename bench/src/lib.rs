@@ -11,6 +11,7 @@ use serde::Serialize;
 
 pub mod clients;
 pub mod idle;
+pub mod instr;
 pub mod report;
 pub mod server;
 pub mod wire;
@@ -211,6 +212,23 @@ pub struct RunResult {
     pub foreign_cpu: f64,
     /// Earlier attempts of this run discarded because `foreign_cpu` was over the bound.
     pub disturbed_attempts: u32,
+}
+
+/// The machine, for reports: `N cores, <CPU model>` (from `/proc/cpuinfo`).
+pub fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!(
+        "{} cores, {model}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    )
 }
 
 /// CPU seconds (user + system) used so far by this process's threads whose name starts
