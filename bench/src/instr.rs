@@ -623,6 +623,7 @@ pub fn table(measured: &Figures, committed: Option<&Figures>) -> (String, Vec<St
     use std::fmt::Write as _;
     let mut out = String::new();
     let mut failures = Vec::new();
+    let mut notes = Vec::new();
     let _ = writeln!(
         out,
         "### Instructions per MiB delivered (callgrind, client process only)\n"
@@ -686,6 +687,14 @@ pub fn table(measured: &Figures, committed: Option<&Figures>) -> (String, Vec<St
                         TOLERANCE * 100.0
                     ));
                 }
+                Some(o) if f.instructions_per_mib < o.instructions_per_mib * (1.0 - TOLERANCE) => {
+                    notes.push(format!(
+                        "{} is {:.1} % under its committed figure: refresh the figures if the \
+                         gain is meant to stay.",
+                        s.label(),
+                        (1.0 - f.instructions_per_mib / o.instructions_per_mib) * 100.0
+                    ));
+                }
                 Some(_) => {}
                 None => failures.push(format!(
                     "{}: no committed figure in the file measured on {}",
@@ -694,6 +703,9 @@ pub fn table(measured: &Figures, committed: Option<&Figures>) -> (String, Vec<St
                 )),
             }
         }
+    }
+    for n in notes {
+        let _ = writeln!(out, "\nNote: {n}");
     }
     (out, failures)
 }

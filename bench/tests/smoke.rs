@@ -43,3 +43,38 @@ fn smoke_mode_on_one_multi_threaded_runtime() {
         "0",
     ]);
 }
+
+/// The instruction-count scenarios run natively (no valgrind, debug build): the sink server
+/// child starts, every round's payloads arrive intact and are acknowledged, and the client
+/// reports the measured volume.
+#[test]
+fn instruction_count_scenarios_run_to_their_acknowledgements() {
+    for spec in [
+        "ours:1:1024:64",
+        "ours:64:1024:2",
+        "raw-best:1:1024:64",
+        "raw-best:1:61440:2",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_wisp-bench"))
+            .args(["--instr-child", spec])
+            .output()
+            .expect("run wisp-bench");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{spec} failed ({}):\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let fields: Vec<u64> = spec
+            .split(':')
+            .skip(1)
+            .map(|f| f.parse().unwrap())
+            .collect();
+        let bytes = fields[0] * fields[1] * fields[2] * wisp_bench::instr::ROUNDS;
+        assert!(
+            stdout.contains(&format!("\"bytes\":{bytes}")),
+            "{spec}: expected {bytes} bytes in {stdout}"
+        );
+    }
+}
