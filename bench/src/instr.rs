@@ -373,6 +373,8 @@ pub struct Figure {
     pub instructions_per_mib: f64,
     /// System calls per MiB (median over the runs), when callgrind counted them.
     pub syscalls_per_mib: Option<f64>,
+    /// Instructions per MiB over raw-best's at the same payload size (ours only).
+    pub vs_raw_best: Option<f64>,
 }
 
 impl Figure {
@@ -490,11 +492,25 @@ pub fn gate(opts: &GateOptions) -> Result<bool, String> {
             payload_mib: mib,
             instructions_per_mib: per_mib(&counts),
             syscalls_per_mib: (!syscalls.is_empty()).then(|| per_mib(&syscalls)),
+            vs_raw_best: None,
             instructions: counts,
         });
     }
     let _ = std::fs::remove_dir_all(&dir);
     result?;
+    let best: Vec<(usize, f64)> = measured
+        .iter()
+        .filter(|f| f.client == Kind::RawBest.name())
+        .map(|f| (f.size, f.instructions_per_mib))
+        .collect();
+    for f in &mut measured {
+        if f.client != Kind::RawBest.name() {
+            f.vs_raw_best = best
+                .iter()
+                .find(|(size, _)| *size == f.size)
+                .map(|(_, b)| f.instructions_per_mib / b);
+        }
+    }
     let figures = Figures {
         about: "Client-side user-space instructions per MiB of payload delivered, counted by \
                 callgrind; see bench/README.md. Refresh with the command below."
@@ -753,6 +769,7 @@ mod tests {
             instructions: vec![(per_mib * 8.0) as u64],
             instructions_per_mib: per_mib,
             syscalls_per_mib: None,
+            vs_raw_best: None,
         };
         Figures {
             about: String::new(),
