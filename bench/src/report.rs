@@ -33,20 +33,43 @@ fn size_name(size: usize) -> String {
     }
 }
 
+/// The runs by (client, streams, size), with the clients in the order they first ran and
+/// the stream counts and sizes measured.
 struct Index<'a> {
     by_key: BTreeMap<(String, usize, usize), Vec<&'a RunResult>>,
+    clients: Vec<String>,
+    series: Vec<usize>,
+    sizes: Vec<usize>,
+    /// The series the raw senders ran in (the first).
+    raw_streams: usize,
 }
 
 impl<'a> Index<'a> {
     fn new(report: &'a Report) -> Self {
         let mut by_key: BTreeMap<_, Vec<_>> = BTreeMap::new();
+        let mut clients: Vec<String> = Vec::new();
         for r in &report.runs {
             by_key
                 .entry((r.client.clone(), r.streams, r.size))
                 .or_default()
                 .push(r);
+            if !clients.contains(&r.client) {
+                clients.push(r.client.clone());
+            }
         }
-        Self { by_key }
+        let mut series: Vec<usize> = report.runs.iter().map(|r| r.streams).collect();
+        series.sort_unstable();
+        series.dedup();
+        let mut sizes: Vec<usize> = report.runs.iter().map(|r| r.size).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        Self {
+            by_key,
+            clients,
+            raw_streams: series.first().copied().unwrap_or(1),
+            series,
+            sizes,
+        }
     }
 
     fn runs(&self, client: &str, streams: usize, size: usize) -> &[&'a RunResult] {
@@ -117,25 +140,14 @@ impl SummaryRow {
 /// the JSON results).
 pub fn summary(report: &Report) -> Vec<SummaryRow> {
     let idx = Index::new(report);
-    let mut clients: Vec<&str> = Vec::new();
-    for r in &report.runs {
-        if !clients.contains(&r.client.as_str()) {
-            clients.push(&r.client);
-        }
-    }
-    let mut series: Vec<usize> = report.runs.iter().map(|r| r.streams).collect();
-    series.sort_unstable();
-    series.dedup();
-    let raw_streams = series.first().copied().unwrap_or(1);
-    let mut sizes: Vec<usize> = report.runs.iter().map(|r| r.size).collect();
-    sizes.sort_unstable();
-    sizes.dedup();
+    let raw_streams = idx.raw_streams;
     let mut rows = Vec::new();
-    for &streams in &series {
-        for &size in &sizes {
-            let median_mib_s: BTreeMap<String, f64> = clients
+    for &streams in &idx.series {
+        for &size in &idx.sizes {
+            let median_mib_s: BTreeMap<String, f64> = idx
+                .clients
                 .iter()
-                .map(|&c| (c.to_owned(), idx.median(c, streams, size, raw_streams)))
+                .map(|c| (c.clone(), idx.median(c, streams, size, raw_streams)))
                 .filter(|(_, m)| !m.is_nan())
                 .collect();
             let ratios = RATIOS
@@ -159,19 +171,8 @@ pub fn summary(report: &Report) -> Vec<SummaryRow> {
 /// Renders the report as Markdown.
 pub fn markdown(report: &Report) -> String {
     let idx = Index::new(report);
-    let mut clients: Vec<String> = Vec::new();
-    for r in &report.runs {
-        if !clients.contains(&r.client) {
-            clients.push(r.client.clone());
-        }
-    }
-    let mut series: Vec<usize> = report.runs.iter().map(|r| r.streams).collect();
-    series.sort_unstable();
-    series.dedup();
-    let raw_streams = series.first().copied().unwrap_or(1);
-    let mut sizes: Vec<usize> = report.runs.iter().map(|r| r.size).collect();
-    sizes.sort_unstable();
-    sizes.dedup();
+    let (clients, series, sizes) = (idx.clients.clone(), idx.series.clone(), idx.sizes.clone());
+    let raw_streams = idx.raw_streams;
     let has = |c: &str| clients.iter().any(|x| x == c);
 
     let pairs: Vec<(&str, &str)> = RATIOS
