@@ -54,6 +54,9 @@ pub const GLIBC_TUNABLES: &str = "glibc.cpu.x86_rep_movsb_threshold=109951162777
 /// Measured rounds per scenario (after one warm-up round).
 pub const ROUNDS: u64 = 4;
 
+/// How long one scenario's process may run before it gives up (exit status 3).
+pub const CHILD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Per-stream credit the sink server grants (as in the wall-clock bench).
 const BUFFER: u32 = 128;
 
@@ -238,6 +241,12 @@ pub fn measured_phase(
 /// the sink server from `server_exe`, connects, warms up for one round, runs the measured
 /// rounds in [`measured_phase`] and closes.
 pub fn run_child(spec: ChildSpec, server_exe: &Path) -> Result<ChildResult, String> {
+    // Every wait below is bounded by this: a scenario takes a few seconds under valgrind.
+    std::thread::spawn(|| {
+        std::thread::sleep(CHILD_TIMEOUT);
+        eprintln!("the scenario did not finish within {CHILD_TIMEOUT:?}");
+        std::process::exit(3);
+    });
     let server = SinkServer::spawn(server_exe)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
