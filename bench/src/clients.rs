@@ -561,14 +561,17 @@ impl RawBest {
             sent: 0,
             acks: 0,
         };
-        let credit = loop {
-            let msg = sender.ws.next().await;
-            let msg = message(msg)?;
-            if let Incoming::Continue(0, credit) = wire::parse(msg.as_payload()) {
-                break credit;
+        let first_continue = async {
+            loop {
+                let msg = message(sender.ws.next().await)?;
+                if let Incoming::Continue(0, credit) = wire::parse(msg.as_payload()) {
+                    return Ok::<_, String>(credit);
+                }
             }
         };
-        sender.credit = credit;
+        sender.credit = tokio::time::timeout(Duration::from_secs(10), first_continue)
+            .await
+            .map_err(|_| "no CONTINUE(0) from the server within 10 s".to_owned())??;
         let connect = wire::connect_packet(RAW_BEST_STREAM, "bench.invalid", 9);
         sender.frames.frame(&connect, &[]);
         Ok(sender)

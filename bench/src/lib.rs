@@ -1,7 +1,8 @@
 //! The Wisp client benchmark: `wisp_client::ClientMux`, the published `wisp-mux` 5.1.0
-//! client and raw tokio-websockets, side by side in one process against one lossless
-//! in-process discard server ([`server`]). See `bench/README.md` for what is measured, how,
-//! and the latest results.
+//! client and raw tokio-websockets senders ([`clients`]), side by side in one process
+//! against one lossless in-process discard server ([`server`]); and the client-side
+//! instruction counts of ours and `raw-best` under callgrind, with their gate ([`instr`]).
+//! See `bench/README.md` for what is measured, how, and the latest results.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
