@@ -4,9 +4,15 @@
 //! it to the caller to spawn.
 //!
 //! Each poll: read what the transport has ready and feed it in, service the timer, move
-//! queued packets into the sink and flush, route the connection's events. When the
+//! queued packets to the transport and flush, route the connection's events. When the
 //! connection has ended, flush what is left (a CLOSE), close the WebSocket, bounded by
 //! [`MuxOptions::close_timeout`](crate::MuxOptions::close_timeout), and resolve.
+//!
+//! The transport is one of two [`Io`]s: [`MessageIo`], a read half and a write half that
+//! carry one Wisp packet per message (any [`TransportRead`]/[`TransportWrite`]), or
+//! [`FrameIo`], a whole tokio-websockets WebSocket the driver owns alone, to which it hands
+//! the connection's batches of finished frames (see
+//! [`BatchedStream`](crate::transport::BatchedStream)).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -16,12 +22,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::{Sink, SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::WispError;
 use crate::proto::{self, TransportError};
 use crate::shared::{Shared, now};
-use crate::transport::{TransportRead, TransportWrite};
+use crate::transport::{
+    BatchedStream, TokioWebsocketsTransport, TransportRead, TransportWrite, map_ws_error,
+};
 
 /// The future that drives a multiplexor. The caller must spawn (or otherwise poll) it:
 /// nothing moves until it runs. It resolves when the connection ends: `Ok(())` after a local
@@ -31,131 +40,58 @@ pub type MultiplexorActorFuture = Pin<Box<dyn Future<Output = Result<(), WispErr
 /// How many messages the driver handles per poll before yielding to the runtime.
 const DRIVER_BUDGET: usize = 128;
 
-/// The driver: the one task that owns the WebSocket.
-pub(crate) struct Driver<R, W> {
-    shared: Arc<Shared>,
+/// How many batches [`FrameIo`] writes per poll before yielding to the runtime.
+const BATCH_BUDGET: usize = 16;
+
+/// What the driver moves bytes through.
+pub(crate) trait Io: Send + Unpin + 'static {
+    /// The next message from the server.
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, WispError>>>;
+
+    /// Moves packets queued in `shared`'s connection to the transport and flushes. Returns
+    /// whether the budget ran out (there may be more to send).
+    fn poll_send(&mut self, cx: &mut Context<'_>, shared: &Shared) -> Result<bool, WispError>;
+
+    /// Whether packets taken from the connection are not yet out (unsent or unflushed).
+    fn is_pending(&self) -> bool;
+
+    /// Forgets packets taken from the connection and not yet sent (the transport failed).
+    fn discard(&mut self);
+
+    /// Closes the WebSocket.
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WispError>>;
+}
+
+/// A read half and a write half that carry one Wisp packet per message.
+pub(crate) struct MessageIo<R, W> {
     rx: R,
     tx: W,
-    rx_done: bool,
-    /// Seen the handshake end: read in batches from then on.
-    established: bool,
     /// Packets taken from the connection but not yet accepted by the sink.
     outgoing: VecDeque<Bytes>,
     needs_flush: bool,
-    timer: Pin<Box<tokio::time::Sleep>>,
-    timer_deadline: Option<std::time::Instant>,
-    closing_deadline: Option<tokio::time::Instant>,
-    close_timeout: Duration,
 }
 
-impl<R, W> Drop for Driver<R, W> {
-    /// A driver dropped before the connection ended (the actor future was never spawned,
-    /// or its task was aborted) can move nothing any more: end the connection, so every
-    /// stream and pending call sees [`WispError::MuxTaskEnded`] instead of waiting forever.
-    fn drop(&mut self) {
-        let mut state = self.shared.lock();
-        if state.conn.error().is_none() {
-            state
-                .conn
-                .handle_transport_closed(TransportError::Abandoned);
-            state.process_events();
-        }
-    }
-}
-
-impl<R: TransportRead, W: TransportWrite> Driver<R, W> {
-    /// A driver for the connection in `shared`, over `rx`/`tx`.
-    pub(crate) fn new(shared: Arc<Shared>, rx: R, tx: W, close_timeout: Duration) -> Self {
+impl<R, W> MessageIo<R, W> {
+    pub(crate) fn new(rx: R, tx: W) -> Self {
         Self {
-            shared,
             rx,
             tx,
-            rx_done: false,
-            established: false,
             outgoing: VecDeque::new(),
             needs_flush: false,
-            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
-            timer_deadline: None,
-            closing_deadline: None,
-            close_timeout,
         }
     }
+}
 
-    /// Polls the driver until the handshake is over and what it queued (the client INFO
-    /// answering a drafts 1–3 server) has been flushed; the caller then owns the driver.
-    /// If the connection ends first, the driver runs to its end (the CLOSE a rejection
-    /// queued goes out, the WebSocket closes) and the error is returned.
-    pub(crate) async fn handshake(&mut self) -> Result<(), WispError> {
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(result) = Pin::new(&mut *self).poll(cx) {
-                return Poll::Ready(Err(result.err().unwrap_or(WispError::ClosedLocally)));
-            }
-            let state = self.shared.lock();
-            let flushed =
-                self.outgoing.is_empty() && !self.needs_flush && state.conn.queued_bytes() == 0;
-            // A connection that failed is not done: the driver runs on to its end above.
-            if state.conn.is_established() && flushed {
-                Poll::Ready(Ok(()))
-            } else {
-                Poll::Pending
-            }
-        })
-        .await
+impl<R: TransportRead, W: TransportWrite> Io for MessageIo<R, W> {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, WispError>>> {
+        self.rx.poll_next_unpin(cx)
     }
 
-    /// Reads what the transport has ready and feeds it to the connection. Returns whether
-    /// the budget ran out.
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.rx_done {
-            return false;
-        }
-        // During the handshake, one message per poll: `handshake` returns as soon as it is
-        // over, and what the server sent after it stays in the transport until the caller
-        // runs the driver (by then, with its streams open).
-        if !self.established {
-            self.established = !self.shared.lock().conn.is_handshaking();
-        }
-        let budget = if self.established { DRIVER_BUDGET } else { 1 };
-        let mut batch = Vec::new();
-        let mut end = None;
-        while batch.len() < budget {
-            match self.rx.poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(msg))) => batch.push(msg),
-                Poll::Ready(Some(Err(e))) => {
-                    end = Some(Some(e));
-                    break;
-                }
-                Poll::Ready(None) => {
-                    end = Some(None);
-                    break;
-                }
-                Poll::Pending => break,
-            }
-        }
-        let exhausted = batch.len() == budget;
-        if batch.is_empty() && end.is_none() {
-            return false;
-        }
-        let mut state = self.shared.lock();
-        let t = now();
-        for msg in batch {
-            state.conn.handle_message(msg, t);
-        }
-        if let Some(error) = end {
-            self.rx_done = true;
-            let error = error.map_or(TransportError::Closed, WispError::into_transport);
-            state.conn.handle_transport_closed(error);
-        }
-        state.process_events();
-        exhausted
-    }
-
-    /// Moves queued packets into the sink and flushes. Returns `Err` on a transport error.
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, WispError> {
+    fn poll_send(&mut self, cx: &mut Context<'_>, shared: &Shared) -> Result<bool, WispError> {
         let mut budget_left = true;
         loop {
             if self.outgoing.is_empty() {
-                let mut state = self.shared.lock();
+                let mut state = shared.lock();
                 while self.outgoing.len() < DRIVER_BUDGET {
                     match state.conn.poll_transmit() {
                         Some(msg) => self.outgoing.push_back(msg),
@@ -201,6 +137,199 @@ impl<R: TransportRead, W: TransportWrite> Driver<R, W> {
         Ok(!budget_left)
     }
 
+    fn is_pending(&self) -> bool {
+        !self.outgoing.is_empty() || self.needs_flush
+    }
+
+    fn discard(&mut self) {
+        self.outgoing.clear();
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WispError>> {
+        self.tx.poll_close_unpin(cx)
+    }
+}
+
+/// A whole tokio-websockets WebSocket, owned by the driver alone: no lock between reading
+/// and writing, and the connection's batches of finished frames go to the socket as they
+/// are.
+pub(crate) struct FrameIo<S> {
+    ws: TokioWebsocketsTransport<BatchedStream<S>>,
+    /// A batch (or a frame of tokio-websockets') was handed over and not yet flushed.
+    needs_flush: bool,
+}
+
+impl<S> FrameIo<S> {
+    pub(crate) fn new(ws: TokioWebsocketsTransport<BatchedStream<S>>) -> Self {
+        Self {
+            ws,
+            needs_flush: false,
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for FrameIo<S> {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, WispError>>> {
+        self.ws.poll_next_unpin(cx)
+    }
+
+    fn poll_send(&mut self, cx: &mut Context<'_>, shared: &Shared) -> Result<bool, WispError> {
+        for _ in 0..BATCH_BUDGET {
+            // Writes the pending batch, then whatever tokio-websockets has queued itself
+            // (a pong): only when all of that is out may the next batch start, so a frame
+            // is never cut by another.
+            match Pin::new(&mut self.ws.0).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.needs_flush = false,
+                Poll::Ready(Err(e)) => return Err(map_ws_error(e)),
+                Poll::Pending => return Ok(false),
+            }
+            let Some(batch) = self.ws.0.get_mut().next_batch() else {
+                return Ok(false);
+            };
+            let mut state = shared.lock();
+            let took = state.conn.poll_transmit_batch(batch);
+            // Writers refused for lack of room may fill the next batch.
+            state.process_events();
+            drop(state);
+            if !took {
+                return Ok(false);
+            }
+            self.needs_flush = true;
+        }
+        Ok(true)
+    }
+
+    fn is_pending(&self) -> bool {
+        self.needs_flush || self.ws.0.get_ref().is_pending()
+    }
+
+    fn discard(&mut self) {
+        self.ws.0.get_mut().discard();
+        self.needs_flush = false;
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WispError>> {
+        Pin::new(&mut self.ws).poll_close(cx)
+    }
+}
+
+/// The driver: the one task that owns the WebSocket.
+pub(crate) struct Driver<T> {
+    shared: Arc<Shared>,
+    io: T,
+    rx_done: bool,
+    /// Seen the handshake end: read in batches from then on.
+    established: bool,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    timer_deadline: Option<std::time::Instant>,
+    closing_deadline: Option<tokio::time::Instant>,
+    close_timeout: Duration,
+}
+
+impl<T> Drop for Driver<T> {
+    /// A driver dropped before the connection ended (the actor future was never spawned,
+    /// or its task was aborted) can move nothing any more: end the connection, so every
+    /// stream and pending call sees [`WispError::MuxTaskEnded`] instead of waiting forever.
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        if state.conn.error().is_none() {
+            state
+                .conn
+                .handle_transport_closed(TransportError::Abandoned);
+            state.process_events();
+        }
+    }
+}
+
+impl<T: Io> Driver<T> {
+    /// A driver for the connection in `shared`, over `io`.
+    pub(crate) fn new(shared: Arc<Shared>, io: T, close_timeout: Duration) -> Self {
+        Self {
+            shared,
+            io,
+            rx_done: false,
+            established: false,
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            timer_deadline: None,
+            closing_deadline: None,
+            close_timeout,
+        }
+    }
+
+    /// Polls the driver until the handshake is over and what it queued (the client INFO
+    /// answering a drafts 1–3 server) has been flushed; the caller then owns the driver.
+    /// If the connection ends first, the driver runs to its end (the CLOSE a rejection
+    /// queued goes out, the WebSocket closes) and the error is returned.
+    pub(crate) async fn handshake(&mut self) -> Result<(), WispError> {
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = Pin::new(&mut *self).poll(cx) {
+                return Poll::Ready(Err(result.err().unwrap_or(WispError::ClosedLocally)));
+            }
+            let state = self.shared.lock();
+            let flushed = !self.io.is_pending() && state.conn.queued_bytes() == 0;
+            // A connection that failed is not done: the driver runs on to its end above.
+            if state.conn.is_established() && flushed {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Reads what the transport has ready and feeds it to the connection. Returns whether
+    /// the budget ran out.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.rx_done {
+            return false;
+        }
+        // During the handshake, one message per poll: `handshake` returns as soon as it is
+        // over, and what the server sent after it stays in the transport until the caller
+        // runs the driver (by then, with its streams open).
+        if !self.established {
+            self.established = !self.shared.lock().conn.is_handshaking();
+        }
+        let budget = if self.established { DRIVER_BUDGET } else { 1 };
+        let mut batch = Vec::new();
+        let mut end = None;
+        while batch.len() < budget {
+            match self.io.poll_recv(cx) {
+                Poll::Ready(Some(Ok(msg))) => batch.push(msg),
+                Poll::Ready(Some(Err(e))) => {
+                    end = Some(Some(e));
+                    break;
+                }
+                Poll::Ready(None) => {
+                    end = Some(None);
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        let exhausted = batch.len() == budget;
+        if batch.is_empty() && end.is_none() {
+            return false;
+        }
+        let mut state = self.shared.lock();
+        let t = now();
+        for msg in batch {
+            state.conn.handle_message(msg, t);
+        }
+        if let Some(error) = end {
+            self.rx_done = true;
+            let error = error.map_or(TransportError::Closed, WispError::into_transport);
+            state.conn.handle_transport_closed(error);
+        }
+        state.process_events();
+        exhausted
+    }
+
+    /// Moves queued packets to the transport and flushes. Returns `Err` on a transport
+    /// error, otherwise whether the budget ran out.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, WispError> {
+        self.io.poll_send(cx, &self.shared)
+    }
+
     fn poll_timer(&mut self, cx: &mut Context<'_>) {
         loop {
             let deadline = self.shared.lock().conn.poll_timeout();
@@ -223,7 +352,7 @@ impl<R: TransportRead, W: TransportWrite> Driver<R, W> {
     }
 }
 
-impl<R: TransportRead, W: TransportWrite> Future for Driver<R, W> {
+impl<T: Io> Future for Driver<T> {
     type Output = Result<(), WispError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -237,12 +366,12 @@ impl<R: TransportRead, W: TransportWrite> Future for Driver<R, W> {
             Err(e) => {
                 state.conn.handle_transport_closed(e.into_transport());
                 state.process_events();
-                this.outgoing.clear();
+                this.io.discard();
             }
         }
         if let Some(error) = state.conn.error().cloned() {
             // Closing: flush what is left (CLOSE packets), then close the WebSocket, bounded.
-            let pending = !this.outgoing.is_empty() || state.conn.queued_bytes() > 0;
+            let pending = this.io.is_pending() || state.conn.queued_bytes() > 0;
             state.driver_waker = Some(cx.waker().clone());
             drop(state);
             let deadline = *this
@@ -255,13 +384,13 @@ impl<R: TransportRead, W: TransportWrite> Future for Driver<R, W> {
                     this.timer_deadline = Some(deadline.into_std());
                     let _ = this.timer.as_mut().poll(cx);
                 }
-                if pending || this.needs_flush {
+                if pending {
                     if yield_now {
                         cx.waker().wake_by_ref();
                     }
                     return Poll::Pending;
                 }
-                if this.tx.poll_close_unpin(cx).is_pending() {
+                if this.io.poll_close(cx).is_pending() {
                     return Poll::Pending;
                 }
             }
@@ -273,9 +402,9 @@ impl<R: TransportRead, W: TransportWrite> Future for Driver<R, W> {
         state.driver_waker = Some(cx.waker().clone());
         // A writer on another worker thread may have queued a packet after `poll_write`
         // emptied the queue but before the waker above was stored: its `wake_driver` found
-        // no waker. Unless the sink is what we wait for (packets still in `outgoing`), look
-        // again rather than sleep on a non-empty queue.
-        let queued_meanwhile = this.outgoing.is_empty() && state.conn.queued_bytes() > 0;
+        // no waker. Unless the transport is what we wait for (packets taken and not yet
+        // out), look again rather than sleep on a non-empty queue.
+        let queued_meanwhile = !this.io.is_pending() && state.conn.queued_bytes() > 0;
         drop(state);
         if yield_now || queued_meanwhile {
             cx.waker().wake_by_ref();

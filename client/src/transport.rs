@@ -1,24 +1,27 @@
 //! The WebSocket side: the transport traits the multiplexor is driven over, the
-//! tokio-websockets adapter, and [`connect`].
+//! tokio-websockets adapter, [`BatchedStream`] (the socket under it, which also carries the
+//! multiplexor's own encoded frames), and [`connect`].
 //!
 //! A transport carries one Wisp packet per binary WebSocket message. The read half yields
 //! whole binary messages; text, ping and pong frames are skipped (the protocol does not
 //! define text frames, and deployed servers ignore them); a close frame ends the stream.
 
+use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{Sink, Stream, StreamExt};
 use http::{HeaderName, HeaderValue, Uri};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_websockets::{
     ClientBuilder, Connector, Limits, MaybeTlsStream, Message, WebSocketStream,
 };
 
 use crate::WispError;
+use crate::proto::Batch;
 
 /// The read half of a transport: one item per binary WebSocket message.
 pub trait TransportRead: Stream<Item = Result<Bytes, WispError>> + Send + Unpin + 'static {}
@@ -48,7 +51,7 @@ impl<T: TransportRead + TransportWrite> TransportExt for T {}
 #[derive(Debug)]
 pub struct TokioWebsocketsTransport<S>(pub WebSocketStream<S>);
 
-fn map_ws_error(e: tokio_websockets::Error) -> WispError {
+pub(crate) fn map_ws_error(e: tokio_websockets::Error) -> WispError {
     match e {
         tokio_websockets::Error::AlreadyClosed => WispError::WsImplSocketClosed,
         other => WispError::ws(other),
@@ -98,6 +101,157 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for TokioWebsocketsTransport
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WispError>> {
         Pin::new(&mut self.0).poll_close(cx).map_err(map_ws_error)
+    }
+}
+
+/// The socket under a tokio-websockets [`WebSocketStream`] that also carries the
+/// multiplexor's own frames.
+///
+/// tokio-websockets' `Sink` cannot send a client message without an allocation per message
+/// (in the client role it masks a payload in place only in a buffer it owns alone, and
+/// frees it once written). So when the multiplexor's driver owns the whole WebSocket
+/// ([`crate::ClientMux::connect`], [`crate::ClientMux::new_websocket`]), its writers encode
+/// DATA as finished masked frames straight into a reused [`Batch`], and the driver hands
+/// the batch to this stream to write as it is: one pass over each payload, no allocation,
+/// one system call per batch. tokio-websockets still does the upgrade, the reading, the
+/// answers to pings and the close; the bytes it writes while a batch is on its way out wait
+/// behind the batch, so frames never interleave. With no batch pending, it writes straight
+/// through.
+#[derive(Debug)]
+pub struct BatchedStream<S> {
+    io: S,
+    /// The batch being written, and how much of it is out.
+    batch: Batch,
+    written: usize,
+    /// What tokio-websockets wrote while the batch was pending (whole frames), and how much
+    /// of it is out.
+    behind: Vec<u8>,
+    behind_written: usize,
+}
+
+impl<S> BatchedStream<S> {
+    /// Wraps a connected socket.
+    pub fn new(io: S) -> Self {
+        Self {
+            io,
+            batch: Batch::default(),
+            written: 0,
+            behind: Vec::new(),
+            behind_written: 0,
+        }
+    }
+
+    /// The socket.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// Whether bytes handed to this stream are still waiting for the socket.
+    pub(crate) fn is_pending(&self) -> bool {
+        self.written < self.batch.len() || self.behind_written < self.behind.len()
+    }
+
+    /// Forgets what is pending (the socket failed).
+    pub(crate) fn discard(&mut self) {
+        self.batch.clear();
+        self.written = 0;
+        self.behind.clear();
+        self.behind_written = 0;
+    }
+
+    /// The (empty) batch to fill next, while nothing is pending; whatever is put in it is
+    /// pending from then on, written by the next flush.
+    pub(crate) fn next_batch(&mut self) -> Option<&mut Batch> {
+        (!self.is_pending()).then_some(&mut self.batch)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> BatchedStream<S> {
+    /// Writes what is pending: the batch, then what queued behind it.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.batch.len() {
+            let [control, data] = self.batch.parts();
+            let n = if self.written < control.len() {
+                let bufs = [IoSlice::new(&control[self.written..]), IoSlice::new(data)];
+                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &bufs))?
+            } else {
+                let rest = &data[self.written - control.len()..];
+                ready!(Pin::new(&mut self.io).poll_write(cx, rest))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        if !self.batch.is_empty() {
+            self.batch.clear();
+            self.written = 0;
+        }
+        while self.behind_written < self.behind.len() {
+            let rest = &self.behind[self.behind_written..];
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, rest))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.behind_written += n;
+        }
+        self.behind.clear();
+        self.behind_written = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for BatchedStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for BatchedStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.is_pending() {
+            self.behind.extend_from_slice(buf);
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.is_pending() {
+            let mut n = 0;
+            for b in bufs {
+                self.behind.extend_from_slice(b);
+                n += b.len();
+            }
+            return Poll::Ready(Ok(n));
+        }
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -155,12 +309,12 @@ impl ConnectOptions {
     }
 }
 
-/// An open WebSocket to a Wisp server, ready to be split and handed to
-/// [`crate::ClientMux::new`].
+/// An open WebSocket to a Wisp server, ready for [`crate::ClientMux::new_websocket`] (or to
+/// be split and handed to [`crate::ClientMux::new`]).
 #[derive(Debug)]
 pub struct Connection {
     /// The WebSocket as a transport.
-    pub transport: TokioWebsocketsTransport<MaybeTlsStream<TcpStream>>,
+    pub transport: TokioWebsocketsTransport<BatchedStream<MaybeTlsStream<TcpStream>>>,
     /// The `Sec-WebSocket-Protocol` the server echoed, if any. The spec does not require
     /// the echo, so its absence is not an error.
     pub echoed_subprotocol: Option<String>,
@@ -192,7 +346,10 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Connection, 
         builder = builder.add_header(name, value).map_err(map_ws_error)?;
     }
     let stream = open_stream(&uri).await?;
-    let (ws, response) = builder.connect_on(stream).await.map_err(map_ws_error)?;
+    let (ws, response) = builder
+        .connect_on(BatchedStream::new(stream))
+        .await
+        .map_err(map_ws_error)?;
     let echoed_subprotocol = response
         .headers()
         .get("sec-websocket-protocol")
