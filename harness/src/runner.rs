@@ -17,7 +17,7 @@ use wisp_client::extensions::{
     StreamConfirmationExtensionBuilder, UdpExtensionBuilder, WispV2Handshake,
 };
 use wisp_client::proto::{CloseReason, Initiator, NegotiatedExtension};
-use wisp_client::transport::{TokioWebsocketsTransport, TransportExt, WISP_V2_SUBPROTOCOL};
+use wisp_client::transport::{BatchedStream, TokioWebsocketsTransport, WISP_V2_SUBPROTOCOL};
 use wisp_client::{ClientMux, MuxOptions, MuxStream, StreamEnd, WispError};
 
 use tokio::net::TcpListener;
@@ -263,7 +263,8 @@ fn check_error(
 }
 
 /// Opens the client's WebSocket the way `wisp_client::transport::connect` does (the same
-/// `TokioWebsocketsTransport`, `Sec-WebSocket-Protocol: wisp-v2` for v2), but on a given
+/// `TokioWebsocketsTransport` over a `BatchedStream`, `Sec-WebSocket-Protocol: wisp-v2` for
+/// v2), but on a given
 /// loopback socket: a `wisp_testkit::vtime::Tracked` one with `TCP_NODELAY`, whose bytes in
 /// flight hold the paused clock still (see that module), so virtual time only moves when
 /// the kernel buffers are empty too.
@@ -271,7 +272,7 @@ async fn open_websocket(
     url: &str,
     io: Tracked<TcpStream>,
     v2: bool,
-) -> Result<TokioWebsocketsTransport<Tracked<TcpStream>>, WispError> {
+) -> Result<TokioWebsocketsTransport<BatchedStream<Tracked<TcpStream>>>, WispError> {
     let ws_err = |e: tokio_websockets::Error| WispError::WsImplError(std::sync::Arc::new(e));
     let uri: http::Uri = url
         .parse()
@@ -285,7 +286,10 @@ async fn open_websocket(
             )
             .map_err(ws_err)?;
     }
-    let (ws, _response) = builder.connect_on(io).await.map_err(ws_err)?;
+    let (ws, _response) = builder
+        .connect_on(BatchedStream::new(io))
+        .await
+        .map_err(ws_err)?;
     Ok(TokioWebsocketsTransport(ws))
 }
 
@@ -298,15 +302,16 @@ async fn drive_client(
 ) {
     let spec = &case.file.client;
     let v2 = v2_handshake(spec);
-    let (rx, tx) = match open_websocket(url, io, v2.is_some()).await {
-        Ok(t) => t.split_fast(),
+    let transport = match open_websocket(url, io, v2.is_some()).await {
+        Ok(t) => t,
         Err(e) => {
             state.log(start, format!("connect: error {}", error_text(&e)));
             state.handshake = Some(Err(e));
             return;
         }
     };
-    let result = ClientMux::new_with_options(rx, tx, v2, mux_options(spec)).await;
+    // The way `ClientMux::connect` does: the driver owns the whole WebSocket.
+    let result = ClientMux::new_websocket(transport, v2, mux_options(spec)).await;
     let pair = match result {
         Ok(res) if spec.required_after.is_empty() => Ok(res.with_no_required_extensions()),
         Ok(res) => {
