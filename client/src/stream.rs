@@ -15,8 +15,8 @@ use bytes::{Buf, Bytes};
 use futures::{Sink, Stream};
 
 use crate::WispError;
-use crate::proto::{CloseReason, Initiator, StreamType};
-use crate::shared::Shared;
+use crate::proto::{self, CloseReason, Initiator, StreamType};
+use crate::shared::{Shared, State};
 
 /// How a stream ended.
 #[derive(Clone, Debug)]
@@ -91,6 +91,15 @@ impl StreamRef {
 
     fn release(&self) {
         self.shared.lock().release_stream_handle(self.id);
+    }
+
+    /// The error a write refused by the connection reports: how the stream ended, when it
+    /// has (the connection forgets a stream once it ends), or the connection's refusal.
+    fn write_refused(&self, state: &State, e: proto::Error) -> WispError {
+        match state.streams.get(&self.id).and_then(|s| s.end.as_ref()) {
+            Some(end) => write_error(end),
+            None => e.into(),
+        }
     }
 }
 
@@ -332,13 +341,8 @@ impl MuxStreamWrite {
         buf: &[u8],
     ) -> Poll<Result<usize, WispError>> {
         let mut state = self.stream.shared.lock();
-        if let Some(end) = state
-            .streams
-            .get(&self.stream.id)
-            .and_then(|s| s.end.as_ref())
-        {
-            return Poll::Ready(Err(write_error(end)));
-        }
+        // One lookup on the way: the connection knows the stream exactly while it is open
+        // (the stream's slot learns how it ended under the same lock).
         match state.conn.send_data(self.stream.id, buf) {
             Ok(Some(n)) => {
                 state.wake_driver();
@@ -348,7 +352,7 @@ impl MuxStreamWrite {
                 state.park_writer(self.stream.id, cx.waker());
                 Poll::Pending
             }
-            Err(e) => Poll::Ready(Err(e.into())),
+            Err(e) => Poll::Ready(Err(self.stream.write_refused(&state, e))),
         }
     }
 

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::codec::{CloseReason, HEADER_LEN, Packet, PacketBody, PacketType, StreamType};
+use crate::codec::{CloseReason, HEADER_LEN, Packet, PacketBody, StreamType};
 use crate::error::{
     Error, Misuse, PeerIncompatible, PeerMisbehaved, Rejection, TransportError, Wait,
     close_reason_for,
@@ -613,10 +613,7 @@ impl ClientConnection {
         if flow {
             stream.credit -= 1;
         }
-        let mut head = [0; HEADER_LEN];
-        head[0] = PacketType::DATA.0;
-        head[1..].copy_from_slice(&id.to_le_bytes());
-        self.transmit.push_stream(&mut stream.tx, &head, &data[..n]);
+        self.transmit.push_data(id, &mut stream.tx, &data[..n]);
         Ok(Some(n))
     }
 

@@ -18,6 +18,7 @@
 
 use bytes::Bytes;
 
+use crate::codec::{HEADER_LEN, PacketType};
 use crate::frames::{Batch, Framing};
 
 /// A stream's part of the live batch. It describes batch number `epoch`; when that is not
@@ -145,10 +146,10 @@ impl SendQueue {
         self.last = Some(packet);
     }
 
-    /// Queues a DATA packet (`head` then `body`) of the stream `tx`.
+    /// Queues a DATA packet of stream `id` (`tx`) carrying `body`.
     #[inline]
-    pub(crate) fn push_stream(&mut self, tx: &mut StreamTx, head: &[u8], body: &[u8]) {
-        let n = head.len() + body.len();
+    pub(crate) fn push_data(&mut self, id: u32, tx: &mut StreamTx, body: &[u8]) {
+        let n = HEADER_LEN + body.len();
         if tx.epoch != self.epoch {
             tx.epoch = self.epoch;
             tx.packets = 0;
@@ -161,7 +162,16 @@ impl SendQueue {
         tx.packets += 1;
         tx.bytes += n;
         self.bytes += n;
-        encode(&mut self.framing, &mut self.batch.data, head, body);
+        let data = &mut self.batch.data;
+        match &mut self.framing {
+            Framing::WebSocketClient(keys) => data.push_data_frame(keys.next_key(), id, body),
+            Framing::Messages => {
+                let mut head = [0; HEADER_LEN];
+                head[0] = PacketType::DATA.0;
+                head[1..].copy_from_slice(&id.to_le_bytes());
+                data.push_message(&head, body);
+            }
+        }
     }
 
     /// Queues the CLOSE of the stream `tx` (`None`: a stream that never queued anything):
@@ -241,9 +251,13 @@ pub(crate) fn clear_blocked(tx: &mut StreamTx) -> bool {
 mod tests {
     use super::*;
 
+    /// The messages, DATA shown as its payload.
     fn drain(q: &mut SendQueue) -> Vec<String> {
         std::iter::from_fn(|| q.pop_message())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map(|b| match b.split_first() {
+                Some((2, _)) => String::from_utf8_lossy(&b[HEADER_LEN..]).into_owned(),
+                _ => String::from_utf8_lossy(&b).into_owned(),
+            })
             .collect()
     }
 
@@ -252,10 +266,10 @@ mod tests {
         let mut q = SendQueue::new(Framing::Messages, usize::MAX);
         let (mut a, mut b) = (StreamTx::default(), StreamTx::default());
         q.push_last(Bytes::from_static(b"close0"));
-        q.push_stream(&mut a, b"a", b"0");
+        q.push_data(1, &mut a, b"a0");
         q.push_control(b"connect2");
-        q.push_stream(&mut b, b"b", b"0");
-        q.push_stream(&mut a, b"a", b"1");
+        q.push_data(2, &mut b, b"b0");
+        q.push_data(1, &mut a, b"a1");
         q.push_close(Some(&a), b"close1");
         q.push_close(None, b"close3");
         assert_eq!(
@@ -269,7 +283,7 @@ mod tests {
     fn a_close_after_data_already_taken_is_a_control_packet() {
         let mut q = SendQueue::new(Framing::Messages, usize::MAX);
         let mut a = StreamTx::default();
-        q.push_stream(&mut a, b"a", b"0");
+        q.push_data(1, &mut a, b"a0");
         let mut out = Batch::default();
         assert!(q.take(&mut out));
         assert_eq!(q.queued_packets(&a), 0);
@@ -280,20 +294,21 @@ mod tests {
 
     #[test]
     fn a_stream_gets_its_share_of_a_batch_and_one_packet_whatever_the_total() {
-        let mut q = SendQueue::new(Framing::Messages, 8);
+        // DATA packets of 7 bytes: 4 fit the limit.
+        let mut q = SendQueue::new(Framing::Messages, 28);
         let (mut a, mut b, mut c) = Default::default();
         for _ in 0..4 {
-            assert!(q.admits(&a, 2));
-            q.push_stream(&mut a, b"a", b"0");
+            assert!(q.admits(&a, 7));
+            q.push_data(1, &mut a, b"a0");
         }
-        assert!(!q.admits(&a, 2), "alone, a may fill the whole batch");
+        assert!(!q.admits(&a, 7), "alone, a may fill the whole batch");
         q.mark_blocked(1, &mut a);
         q.mark_blocked(1, &mut a);
         assert!(
-            q.admits(&b, 2),
+            q.admits(&b, 7),
             "a stream with nothing queued always gets one packet"
         );
-        q.push_stream(&mut b, b"b", b"0");
+        q.push_data(2, &mut b, b"b0");
         let mut out = Batch::default();
         assert!(q.take(&mut out));
         assert_eq!(
@@ -305,13 +320,13 @@ mod tests {
         assert!(clear_blocked(&mut a));
         // Two streams wrote in the last batch: each may now add half the limit.
         for tx in [&mut a, &mut b] {
-            q.push_stream(tx, b"x", b"0");
-            assert!(q.admits(tx, 2));
-            q.push_stream(tx, b"x", b"0");
+            q.push_data(2, tx, b"x0");
+            assert!(q.admits(tx, 7));
+            q.push_data(2, tx, b"x0");
             assert!(!q.admits(tx, 1), "its half is used");
         }
-        assert!(q.admits(&c, 2));
-        q.push_stream(&mut c, b"c", b"0");
+        assert!(q.admits(&c, 7));
+        q.push_data(3, &mut c, b"c0");
         assert!(!q.admits(&c, 0), "over the limit");
         assert_eq!(q.queued_packets(&a), 2);
     }
