@@ -62,9 +62,11 @@ impl Default for MaskKeys {
     }
 }
 
-/// Buffers larger than this shrink when what they held was far smaller, so one burst does
-/// not pin its memory for the connection's life.
+/// Buffers larger than this shrink when what they held was far smaller this many times in a
+/// row, so one burst does not pin its memory for the connection's life, and batches of
+/// varying size do not free and zero the memory again and again.
 const SHRINK_ABOVE: usize = 512 * 1024;
+const SHRINK_AFTER: u32 = 64;
 
 /// Encoded packets, back to back, in a buffer that is reused: it grows on demand (the new
 /// part is zeroed once) and is written into in place afterwards, so filling it again costs
@@ -73,6 +75,8 @@ const SHRINK_ABOVE: usize = 512 * 1024;
 pub struct FrameBuf {
     buf: Vec<u8>,
     len: usize,
+    /// Clears in a row that found the buffer far larger than its contents.
+    small_fills: u32,
 }
 
 impl FrameBuf {
@@ -95,11 +99,17 @@ impl FrameBuf {
     }
 
     /// Forgets the contents. The memory is kept for the next fill, unless the buffer is
-    /// large and what it held was far smaller (the end of a burst).
+    /// large and has held far less for a while (a burst is over).
     pub fn clear(&mut self) {
         if self.buf.len() > SHRINK_ABOVE && self.len < self.buf.len() / 8 {
-            self.buf.truncate((2 * self.len).max(SHRINK_ABOVE / 2));
-            self.buf.shrink_to_fit();
+            self.small_fills += 1;
+            if self.small_fills >= SHRINK_AFTER {
+                self.buf.truncate(SHRINK_ABOVE / 2);
+                self.buf.shrink_to_fit();
+                self.small_fills = 0;
+            }
+        } else {
+            self.small_fills = 0;
         }
         self.len = 0;
     }
@@ -396,7 +406,7 @@ mod tests {
     }
 
     #[test]
-    fn a_large_buffer_shrinks_after_a_small_fill() {
+    fn a_large_buffer_shrinks_after_a_run_of_small_fills() {
         let mut f = FrameBuf::default();
         f.extend_from_slice(&vec![1; 4 * SHRINK_ABOVE]);
         f.clear();
@@ -405,6 +415,11 @@ mod tests {
             4 * SHRINK_ABOVE,
             "a full fill keeps its memory"
         );
+        for _ in 1..SHRINK_AFTER {
+            f.extend_from_slice(&[1; 10]);
+            f.clear();
+        }
+        assert_eq!(f.buf.len(), 4 * SHRINK_ABOVE, "not yet");
         f.extend_from_slice(&[1; 10]);
         f.clear();
         assert!(f.buf.len() <= SHRINK_ABOVE);
