@@ -589,7 +589,7 @@ impl ClientConnection {
     /// bytes it took. `Ok(None)` means the stream cannot send now (no credit, not yet
     /// confirmed, or the transport queue is full); an event or a drained queue will say when
     /// to retry. An empty `data` sends an empty DATA packet.
-    #[inline]
+    #[inline(always)]
     pub fn send_data(&mut self, id: u32, data: &[u8]) -> Result<Option<usize>, Error> {
         self.check_usable()?;
         let stream = self.streams.get_mut(&id).ok_or(Misuse::StreamClosed)?;
