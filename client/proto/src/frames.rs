@@ -147,45 +147,45 @@ impl FrameBuf {
     #[inline]
     pub fn push_frame(&mut self, key: [u8; 4], head: &[u8], body: &[u8]) {
         let n = head.len() + body.len();
-        let mut hdr = [0u8; 14];
-        hdr[0] = 0x82;
-        let hdr_len = if n < 126 {
-            hdr[1] = 0x80 | n as u8;
-            2
-        } else if let Ok(n16) = u16::try_from(n) {
-            hdr[1] = 0x80 | 126;
-            hdr[2..4].copy_from_slice(&n16.to_be_bytes());
-            4
-        } else {
-            hdr[1] = 0x80 | 127;
-            hdr[2..10].copy_from_slice(&(n as u64).to_be_bytes());
-            10
-        };
-        hdr[hdr_len..hdr_len + 4].copy_from_slice(&key);
-        let total = hdr_len + 4 + n;
-        // Room for the whole 14-byte header array even when the frame is shorter, so the
-        // header is stored as one fixed-size block (the payload then overwrites the slack).
-        let out = self.room_at_least(total, hdr.len());
-        if let Some(h) = out.first_chunk_mut::<14>() {
-            *h = hdr;
-        }
-        let (ph, pb) = out[hdr_len + 4..total].split_at_mut(head.len());
+        let rest = self.push_frame_start(n, key);
+        let (ph, pb) = rest.split_at_mut(head.len());
         mask_copy(ph, head, key);
         // The body starts `head.len()` bytes into the payload: rotate the key to match.
         let shift = 8 * (head.len() % 4) as u32;
         let body_key = u32::from_le_bytes(key).rotate_right(shift).to_le_bytes();
         mask_copy(pb, body, body_key);
-        self.len += total;
     }
 
     /// Appends the masked client WebSocket frame of one Wisp DATA packet: the packet header
     /// (DATA, `stream_id`), then `body`. [`FrameBuf::push_frame`] for the hot path: the
-    /// frame header, the key and the masked packet header are built as one block, and the
+    /// frame header, the key and the masked packet header are stored as one block, and the
     /// body takes one pass.
     #[inline]
     pub fn push_data_frame(&mut self, key: [u8; 4], stream_id: u32, body: &[u8]) {
+        let [k0, k1, k2, k3] = key;
+        let [i0, i1, i2, i3] = stream_id.to_le_bytes();
+        let key_and_head = [
+            k0,
+            k1,
+            k2,
+            k3,
+            PacketType::DATA.0 ^ k0,
+            i0 ^ k1,
+            i1 ^ k2,
+            i2 ^ k3,
+            i3 ^ k0,
+        ];
+        let rest = self.push_frame_start(HEADER_LEN + body.len(), key_and_head);
+        // The body starts 5 bytes into the payload: the key shifted by one byte.
+        mask_copy(rest, body, [k1, k2, k3, k0]);
+    }
+
+    /// Appends a frame of an `n`-byte payload, whose header ends with `key_and_head` (the
+    /// mask key, then the start of the payload already masked), and returns the room for
+    /// the rest of the payload. The header is stored as one fixed-size block.
+    #[inline(always)]
+    fn push_frame_start<const T: usize>(&mut self, n: usize, key_and_head: [u8; T]) -> &mut [u8] {
         const BLOCK: usize = 24;
-        let n = HEADER_LEN + body.len();
         let mut hdr = [0u8; BLOCK];
         hdr[0] = 0x82;
         let hdr_len = if n < 126 {
@@ -200,29 +200,17 @@ impl FrameBuf {
             hdr[2..10].copy_from_slice(&(n as u64).to_be_bytes());
             10
         };
-        let [k0, k1, k2, k3] = key;
-        let [i0, i1, i2, i3] = stream_id.to_le_bytes();
-        let masked = [
-            k0,
-            k1,
-            k2,
-            k3,
-            PacketType::DATA.0 ^ k0,
-            i0 ^ k1,
-            i1 ^ k2,
-            i2 ^ k3,
-            i3 ^ k0,
-        ];
-        hdr[hdr_len..hdr_len + 9].copy_from_slice(&masked);
-        let start = hdr_len + 9;
-        let total = start + body.len();
+        hdr[hdr_len..hdr_len + T].copy_from_slice(&key_and_head);
+        let total = hdr_len + 4 + n;
+        // Room for the whole block even when the frame is shorter (the payload then
+        // overwrites the slack).
         let out = self.room_at_least(total, BLOCK);
         if let Some(h) = out.first_chunk_mut::<BLOCK>() {
             *h = hdr;
         }
-        // The body starts 5 bytes into the payload: the key shifted by one byte.
-        mask_copy(&mut out[start..total], body, [k1, k2, k3, k0]);
+        let start = self.len + hdr_len + T;
         self.len += total;
+        &mut self.buf[start..self.len]
     }
 
     /// Appends one length-delimited message whose bytes are `head` followed by `body`.

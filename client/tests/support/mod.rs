@@ -194,29 +194,20 @@ pub async fn start_client_in(
     (peer, handle)
 }
 
-/// A v1 client with `credit`, its mux spawned ([`Mode::Split`]); returns the mux, the driver
-/// handle and the peer.
-pub async fn v1_session(
-    credit: u32,
-    options: MuxOptions,
-) -> (
+/// The peer, the mux and its spawned driver.
+pub type Session = (
     Peer,
     ClientMux,
     tokio::task::JoinHandle<Result<(), WispError>>,
-) {
+);
+
+/// A v1 client with `credit`, its mux spawned ([`Mode::Split`]).
+pub async fn v1_session(credit: u32, options: MuxOptions) -> Session {
     v1_session_in(Mode::Split, credit, options).await
 }
 
 /// [`v1_session`] with the WebSocket handed over in `mode`.
-pub async fn v1_session_in(
-    mode: Mode,
-    credit: u32,
-    options: MuxOptions,
-) -> (
-    Peer,
-    ClientMux,
-    tokio::task::JoinHandle<Result<(), WispError>>,
-) {
+pub async fn v1_session_in(mode: Mode, credit: u32, options: MuxOptions) -> Session {
     let (mut peer, client) = start_client_in(mode, None, options).await;
     peer.send(Packet::continue_(0, credit)).await;
     let (mux, driver) = client.await.unwrap().unwrap().with_no_required_extensions();
