@@ -43,6 +43,15 @@ const DRIVER_BUDGET: usize = 128;
 /// How many batches [`FrameIo`] writes per poll before yielding to the runtime.
 const BATCH_BUDGET: usize = 16;
 
+/// Transmit buffers larger than this in all are freed once the connection has had nothing
+/// to send for [`RELEASE_AFTER`]: a burst grows them (up to the queue limit plus a packet
+/// per busy stream), and they keep that size while traffic flows, so that refilling them
+/// costs neither an allocation nor zeroing.
+const KEEP_IDLE: usize = 64 * 1024;
+
+/// See [`KEEP_IDLE`].
+const RELEASE_AFTER: Duration = Duration::from_millis(250);
+
 /// What the driver moves bytes through.
 pub(crate) trait Io: Send + Unpin + 'static {
     /// The next message from the server.
@@ -54,6 +63,14 @@ pub(crate) trait Io: Send + Unpin + 'static {
 
     /// Whether packets taken from the connection are not yet out (unsent or unflushed).
     fn is_pending(&self) -> bool;
+
+    /// Bytes of memory the transport side's buffers hold.
+    fn buffer_capacity(&self) -> usize {
+        0
+    }
+
+    /// Frees the transport side's buffers while nothing is pending.
+    fn release_buffers(&mut self) {}
 
     /// Forgets packets taken from the connection and not yet sent (the transport failed).
     fn discard(&mut self);
@@ -203,6 +220,14 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for FrameIo<S> {
         self.needs_flush || self.ws.0.get_ref().is_pending()
     }
 
+    fn buffer_capacity(&self) -> usize {
+        self.ws.0.get_ref().buffer_capacity()
+    }
+
+    fn release_buffers(&mut self) {
+        self.ws.0.get_mut().release_buffers();
+    }
+
     fn discard(&mut self) {
         self.ws.0.get_mut().discard();
         self.needs_flush = false;
@@ -223,6 +248,12 @@ pub(crate) struct Driver<T> {
     timer: Pin<Box<tokio::time::Sleep>>,
     timer_deadline: Option<std::time::Instant>,
     closing_deadline: Option<tokio::time::Instant>,
+    /// When the release of large idle transmit buffers was timed (see [`KEEP_IDLE`]), and
+    /// whether the connection has sent anything since (then the release waits for the next
+    /// idle stretch: the timer is re-armed at most once per [`RELEASE_AFTER`], never per
+    /// batch).
+    idle_since: Option<std::time::Instant>,
+    busy_since_idle: bool,
     close_timeout: Duration,
 }
 
@@ -252,6 +283,8 @@ impl<T: Io> Driver<T> {
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             timer_deadline: None,
             closing_deadline: None,
+            idle_since: None,
+            busy_since_idle: false,
             close_timeout,
         }
     }
@@ -333,6 +366,11 @@ impl<T: Io> Driver<T> {
     fn poll_timer(&mut self, cx: &mut Context<'_>) {
         loop {
             let deadline = self.shared.lock().conn.poll_timeout();
+            let release = self.idle_since.map(|t| t + RELEASE_AFTER);
+            let deadline = match (deadline, release) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let Some(deadline) = deadline else {
                 self.timer_deadline = None;
                 return;
@@ -344,8 +382,19 @@ impl<T: Io> Driver<T> {
             if self.timer.as_mut().poll(cx).is_pending() {
                 return;
             }
+            let t = now();
             let mut state = self.shared.lock();
-            state.conn.handle_timeout(now());
+            if self
+                .idle_since
+                .is_some_and(|since| t >= since + RELEASE_AFTER)
+            {
+                self.idle_since = None;
+                if !std::mem::take(&mut self.busy_since_idle) {
+                    state.conn.release_transmit_buffers();
+                    self.io.release_buffers();
+                }
+            }
+            state.conn.handle_timeout(t);
             state.process_events();
             self.timer_deadline = None;
         }
@@ -405,7 +454,17 @@ impl<T: Io> Future for Driver<T> {
         // no waker. Unless the transport is what we wait for (packets taken and not yet
         // out), look again rather than sleep on a non-empty queue.
         let queued_meanwhile = !this.io.is_pending() && state.conn.queued_bytes() > 0;
+        // Nothing to send: time the release of buffers a burst left large.
+        let idle = !this.io.is_pending() && state.conn.queued_bytes() == 0;
+        let large = state.conn.transmit_capacity() + this.io.buffer_capacity() > KEEP_IDLE;
         drop(state);
+        if !idle {
+            this.busy_since_idle = true;
+        } else if large && this.idle_since.is_none() {
+            this.idle_since = Some(now());
+            this.busy_since_idle = false;
+            this.poll_timer(cx);
+        }
         if yield_now || queued_meanwhile {
             cx.waker().wake_by_ref();
         }

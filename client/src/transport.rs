@@ -151,6 +151,19 @@ impl<S> BatchedStream<S> {
         self.written < self.batch.len() || self.behind_written < self.behind.len()
     }
 
+    /// Bytes of memory the batch buffer holds.
+    pub(crate) fn buffer_capacity(&self) -> usize {
+        self.batch.capacity() + self.behind.capacity()
+    }
+
+    /// Frees the buffers while nothing is pending (they grow again on demand).
+    pub(crate) fn release_buffers(&mut self) {
+        if !self.is_pending() {
+            self.batch = Batch::default();
+            self.behind = Vec::new();
+        }
+    }
+
     /// Forgets what is pending (the socket failed).
     pub(crate) fn discard(&mut self) {
         self.batch.clear();

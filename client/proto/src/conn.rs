@@ -271,6 +271,20 @@ impl ClientConnection {
         took
     }
 
+    /// Bytes of memory the transmit queue's buffers hold. They keep the size the busiest
+    /// moment gave them, so that filling them again costs nothing; a driver that finds
+    /// the connection idle for a while frees them with
+    /// [`ClientConnection::release_transmit_buffers`].
+    pub fn transmit_capacity(&self) -> usize {
+        self.transmit.capacity()
+    }
+
+    /// Frees the transmit queue's buffers if nothing is queued (they grow again on
+    /// demand).
+    pub fn release_transmit_buffers(&mut self) {
+        self.transmit.release_buffers();
+    }
+
     /// Turns the streams the transmit queue reports writable into events.
     fn report_writable(&mut self) {
         while let Some(id) = self.transmit.next_writable() {

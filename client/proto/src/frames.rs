@@ -92,6 +92,11 @@ impl FrameBuf {
         self.len
     }
 
+    /// Bytes of memory the buffer holds.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Whether nothing is encoded.
     #[inline]
     pub fn is_empty(&self) -> bool {
@@ -270,6 +275,11 @@ impl Batch {
     pub fn clear(&mut self) {
         self.control.clear();
         self.data.clear();
+    }
+
+    /// Bytes of memory the batch holds.
+    pub fn capacity(&self) -> usize {
+        self.control.capacity() + self.data.capacity()
     }
 
     /// The message at position `pos` (counted over both parts) of a batch in

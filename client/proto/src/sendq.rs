@@ -214,6 +214,22 @@ impl SendQueue {
         true
     }
 
+    /// Bytes of memory the queue's buffers hold.
+    pub(crate) fn capacity(&self) -> usize {
+        self.batch.capacity() + self.taken.capacity()
+    }
+
+    /// Frees the buffers of a queue that holds nothing (memory grown for a burst).
+    pub(crate) fn release_buffers(&mut self) {
+        if self.batch.is_empty() {
+            self.batch = Batch::default();
+        }
+        if self.taken_pos >= self.taken.len() {
+            self.taken = Batch::default();
+            self.taken_pos = 0;
+        }
+    }
+
     /// [`Framing::Messages`]: the next packet, taking a batch when the last one has been
     /// handed out.
     pub(crate) fn pop_message(&mut self) -> Option<Bytes> {
