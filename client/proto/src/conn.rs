@@ -620,7 +620,7 @@ impl ClientConnection {
         } else {
             data.len()
         };
-        if !self.transmit.admits(&stream.tx, HEADER_LEN + n) {
+        if !self.transmit.admits(&stream.tx) {
             self.transmit.mark_blocked(id, &mut stream.tx);
             return Ok(None);
         }
@@ -639,7 +639,7 @@ impl ClientConnection {
             Some(s) => {
                 matches!(s.phase, StreamPhase::Opening { .. })
                     || (s.stream_type.is_flow_controlled() && s.credit == 0)
-                    || !self.transmit.admits(&s.tx, HEADER_LEN)
+                    || !self.transmit.admits(&s.tx)
             }
             None => false,
         }

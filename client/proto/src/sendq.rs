@@ -104,11 +104,14 @@ impl SendQueue {
         self.bytes >= self.limit
     }
 
-    /// Whether the stream `tx` may queue a packet of `n` bytes now: its first in the live
-    /// batch always, more while they fit both its share and the limit.
+    /// Whether the stream `tx` may queue a packet now: its first in the live batch always,
+    /// more while it is under its share. Each stream overshoots its share by at most one
+    /// packet, so the batch stays under twice the limit whenever the shares admit a second
+    /// packet at all; that bound only bites in the batch in which more streams start
+    /// writing than in the one before (their shares shrink as they arrive).
     #[inline]
-    pub(crate) fn admits(&self, tx: &StreamTx, n: usize) -> bool {
-        tx.epoch != self.epoch || (tx.bytes + n <= self.quota && self.bytes + n <= self.limit)
+    pub(crate) fn admits(&self, tx: &StreamTx) -> bool {
+        tx.epoch != self.epoch || (tx.bytes < self.quota && self.bytes < 2 * self.limit)
     }
 
     /// Packets of the stream `tx` in the live batch.
@@ -310,18 +313,18 @@ mod tests {
 
     #[test]
     fn a_stream_gets_its_share_of_a_batch_and_one_packet_whatever_the_total() {
-        // DATA packets of 7 bytes: 4 fit the limit.
+        // DATA packets of 7 bytes: 4 fill the limit.
         let mut q = SendQueue::new(Framing::Messages, 28);
         let (mut a, mut b, mut c) = Default::default();
         for _ in 0..4 {
-            assert!(q.admits(&a, 7));
+            assert!(q.admits(&a));
             q.push_data(1, &mut a, b"a0");
         }
-        assert!(!q.admits(&a, 7), "alone, a may fill the whole batch");
+        assert!(!q.admits(&a), "alone, a may fill the whole batch");
         q.mark_blocked(1, &mut a);
         q.mark_blocked(1, &mut a);
         assert!(
-            q.admits(&b, 7),
+            q.admits(&b),
             "a stream with nothing queued always gets one packet"
         );
         q.push_data(2, &mut b, b"b0");
@@ -337,14 +340,18 @@ mod tests {
         // Two streams wrote in the last batch: each may now add half the limit.
         for tx in [&mut a, &mut b] {
             q.push_data(2, tx, b"x0");
-            assert!(q.admits(tx, 7));
+            assert!(q.admits(tx));
             q.push_data(2, tx, b"x0");
-            assert!(!q.admits(tx, 1), "its half is used");
+            assert!(!q.admits(tx), "its half is used");
         }
-        assert!(q.admits(&c, 7));
-        q.push_data(3, &mut c, b"c0");
-        assert!(!q.admits(&c, 0), "over the limit");
         assert_eq!(q.queued_packets(&a), 2);
+        // A third stream starts: its first packet always, then while under its share (a
+        // third of the limit now).
+        q.push_data(3, &mut c, b"c0");
+        assert!(q.admits(&c));
+        q.push_data(3, &mut c, b"c0");
+        assert!(!q.admits(&c));
+        assert_eq!(q.bytes(), 6 * 7);
     }
 
     #[test]
