@@ -2,11 +2,15 @@
 //! time.
 //!
 //! Every packet is encoded once, when it is queued, into the live [`Batch`] (see
-//! [`crate::frames`]): control packets (CONNECT, INFO, a CLOSE of a stream with nothing
-//! queued) into its control part, DATA (and a CLOSE that follows a stream's queued DATA)
-//! into its data part. The driver takes the whole batch at once and sends the control part
-//! first, so a new stream's CONNECT never waits behind more than one batch of DATA.
-//! CLOSE(0), which ends the connection, goes out alone after everything else.
+//! [`crate::frames`]), which has a front part and a data part; the driver takes the whole
+//! batch at once and sends the front first. Into the front go control packets (CONNECT,
+//! INFO, a CLOSE of a stream with nothing queued) and the first DATA of a stream that had
+//! nothing in the batch before (a new stream, or one that was idle: like the new-flow queue
+//! of fq_codel, an interactive stream does not wait behind the bulk of busy ones); the
+//! rest of the DATA, and a CLOSE that follows a stream's queued DATA, go into the data
+//! part. So a new stream's CONNECT and first DATA wait for no more than the batch already
+//! being written. Each stream's packets stay in order. CLOSE(0), which ends the connection,
+//! goes out alone after everything else.
 //!
 //! Fairness comes from admission: a busy stream may add at most its fair share of the limit
 //! to a batch (the limit divided by the number of streams writing, in this batch or the one
@@ -43,7 +47,8 @@ pub(crate) struct SendQueue {
     bytes: usize,
     /// The connection-ending CLOSE(0), sent after everything else.
     last: Option<Bytes>,
-    /// The live batch's number (starts at 1, so a default `StreamTx` is never current).
+    /// The live batch's number (starts at 2, so a default `StreamTx` is neither current nor
+    /// the previous batch's).
     epoch: u64,
     /// Streams with a packet in the live batch, and in the batch before it.
     active: usize,
@@ -69,7 +74,7 @@ impl SendQueue {
             batch: Batch::default(),
             bytes: 0,
             last: None,
-            epoch: 1,
+            epoch: 2,
             active: 0,
             prev_active: 0,
             quota: limit,
@@ -153,6 +158,8 @@ impl SendQueue {
     #[inline]
     pub(crate) fn push_data(&mut self, id: u32, tx: &mut StreamTx, body: &[u8]) {
         let n = HEADER_LEN + body.len();
+        // Nothing in this batch or the one before: this packet goes to the front.
+        let front = tx.epoch + 1 < self.epoch;
         if tx.epoch != self.epoch {
             tx.epoch = self.epoch;
             tx.packets = 0;
@@ -165,7 +172,11 @@ impl SendQueue {
         tx.packets += 1;
         tx.bytes += n;
         self.bytes += n;
-        let data = &mut self.batch.data;
+        let data = if front {
+            &mut self.batch.control
+        } else {
+            &mut self.batch.data
+        };
         match &mut self.framing {
             Framing::WebSocketClient(keys) => data.push_data_frame(keys.next_key(), id, body),
             Framing::Messages => {
@@ -281,21 +292,31 @@ mod tests {
     }
 
     #[test]
-    fn control_packets_go_before_the_data_of_their_batch_and_close_zero_last() {
+    fn control_packets_and_first_packets_go_to_the_front_and_close_zero_last() {
         let mut q = SendQueue::new(Framing::Messages, usize::MAX);
-        let (mut a, mut b) = (StreamTx::default(), StreamTx::default());
-        q.push_last(Bytes::from_static(b"close0"));
+        let (mut a, mut b, mut c) = Default::default();
+        // New streams: each one's first packet goes to the front.
         q.push_data(1, &mut a, b"a0");
-        q.push_control(b"connect2");
         q.push_data(2, &mut b, b"b0");
         q.push_data(1, &mut a, b"a1");
+        assert_eq!(drain(&mut q), ["a0", "b0", "a1"]);
+        // `a` wrote in the last batch, so it queues behind; the new stream `c` goes ahead.
+        q.push_last(Bytes::from_static(b"close0"));
+        q.push_data(1, &mut a, b"a2");
+        q.push_control(b"connect3");
+        q.push_data(3, &mut c, b"c0");
+        q.push_data(3, &mut c, b"c1");
         q.push_close(Some(&a), b"close1");
-        q.push_close(None, b"close3");
+        q.push_close(None, b"close4");
         assert_eq!(
             drain(&mut q),
-            ["connect2", "close3", "a0", "b0", "a1", "close1", "close0"]
+            ["connect3", "c0", "close4", "a2", "c1", "close1", "close0"]
         );
         assert_eq!(q.bytes(), 0);
+        // `b` was idle for a batch: its next packet goes to the front again.
+        q.push_data(1, &mut a, b"a3");
+        q.push_data(2, &mut b, b"b1");
+        assert_eq!(drain(&mut q), ["b1", "a3"]);
     }
 
     #[test]
