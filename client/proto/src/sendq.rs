@@ -158,9 +158,12 @@ impl SendQueue {
     #[inline]
     pub(crate) fn push_data(&mut self, id: u32, tx: &mut StreamTx, body: &[u8]) {
         let n = HEADER_LEN + body.len();
-        // Nothing in this batch or the one before: this packet goes to the front.
-        let front = tx.epoch + 1 < self.epoch;
-        if tx.epoch != self.epoch {
+        let data = if tx.epoch == self.epoch {
+            &mut self.batch.data
+        } else {
+            // The stream's first packet in this batch; with nothing in the one before
+            // either, it goes to the front.
+            let front = tx.epoch + 1 < self.epoch;
             tx.epoch = self.epoch;
             tx.packets = 0;
             tx.bytes = 0;
@@ -168,15 +171,15 @@ impl SendQueue {
             if self.active > self.prev_active {
                 self.quota = self.limit / self.active;
             }
-        }
+            if front {
+                &mut self.batch.control
+            } else {
+                &mut self.batch.data
+            }
+        };
         tx.packets += 1;
         tx.bytes += n;
         self.bytes += n;
-        let data = if front {
-            &mut self.batch.control
-        } else {
-            &mut self.batch.data
-        };
         match &mut self.framing {
             Framing::WebSocketClient(keys) => data.push_data_frame(keys.next_key(), id, body),
             Framing::Messages => {
