@@ -116,7 +116,8 @@ impl SendQueue {
     /// writing than in the one before (their shares shrink as they arrive).
     #[inline]
     pub(crate) fn admits(&self, tx: &StreamTx) -> bool {
-        tx.epoch != self.epoch || (tx.bytes < self.quota && self.bytes < 2 * self.limit)
+        tx.epoch != self.epoch
+            || (tx.bytes < self.quota && self.bytes < self.limit.saturating_mul(2))
     }
 
     /// Packets of the stream `tx` in the live batch.
@@ -302,6 +303,7 @@ mod tests {
         q.push_data(1, &mut a, b"a0");
         q.push_data(2, &mut b, b"b0");
         q.push_data(1, &mut a, b"a1");
+        assert!(q.admits(&a), "an unbounded limit does not overflow");
         assert_eq!(drain(&mut q), ["a0", "b0", "a1"]);
         // `a` wrote in the last batch, so it queues behind; the new stream `c` goes ahead.
         q.push_last(Bytes::from_static(b"close0"));
