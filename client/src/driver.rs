@@ -43,6 +43,28 @@ const DRIVER_BUDGET: usize = 128;
 /// How many batches [`FrameIo`] writes per poll before yielding to the runtime.
 const BATCH_BUDGET: usize = 16;
 
+/// Whether the driver may take packets from the connection now, or should first let the
+/// tasks the runtime has already queued run (`yielded` says whether it just did).
+///
+/// A batch is shared fairly among the streams that write into it before the driver takes
+/// it. The runtime runs a task woken by the running one next (tokio's LIFO slot): the
+/// writer whose packet woke the driver is followed at once by the driver, and the writer
+/// the driver wakes when it takes the batch is followed by that writer, so without this
+/// yield the two ping-pong and every batch holds one stream's packets while the other
+/// writers wait in the run queue. Yielding once before each take puts the driver behind
+/// them: every writer that is ready adds its share first. The cost is one more poll of
+/// the driver per batch; with nothing queued there is nothing to take and no yield.
+fn ready_to_take(yielded: &mut bool, shared: &Shared) -> Option<bool> {
+    if std::mem::take(yielded) {
+        return Some(true);
+    }
+    if shared.lock().conn.queued_bytes() == 0 {
+        return Some(false);
+    }
+    *yielded = true;
+    None
+}
+
 /// Transmit buffers larger than this in all are freed once the connection has had nothing
 /// to send for [`RELEASE_AFTER`]: a burst grows them (up to the queue limit plus a packet
 /// per busy stream), and they keep that size while traffic flows, so that refilling them
@@ -86,6 +108,8 @@ pub(crate) struct MessageIo<R, W> {
     /// Packets taken from the connection but not yet accepted by the sink.
     outgoing: VecDeque<Bytes>,
     needs_flush: bool,
+    /// See [`ready_to_take`].
+    yielded: bool,
 }
 
 impl<R, W> MessageIo<R, W> {
@@ -95,6 +119,7 @@ impl<R, W> MessageIo<R, W> {
             tx,
             outgoing: VecDeque::new(),
             needs_flush: false,
+            yielded: false,
         }
     }
 }
@@ -108,6 +133,14 @@ impl<R: TransportRead, W: TransportWrite> Io for MessageIo<R, W> {
         let mut budget_left = true;
         loop {
             if self.outgoing.is_empty() {
+                match ready_to_take(&mut self.yielded, shared) {
+                    Some(true) => {}
+                    Some(false) => break,
+                    None => {
+                        budget_left = false;
+                        break;
+                    }
+                }
                 let mut state = shared.lock();
                 while self.outgoing.len() < DRIVER_BUDGET {
                     match state.conn.poll_transmit() {
@@ -174,6 +207,8 @@ pub(crate) struct FrameIo<S> {
     ws: TokioWebsocketsTransport<BatchedStream<S>>,
     /// A batch (or a frame of tokio-websockets') was handed over and not yet flushed.
     needs_flush: bool,
+    /// See [`ready_to_take`].
+    yielded: bool,
 }
 
 impl<S> FrameIo<S> {
@@ -181,6 +216,7 @@ impl<S> FrameIo<S> {
         Self {
             ws,
             needs_flush: false,
+            yielded: false,
         }
     }
 }
@@ -199,6 +235,11 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for FrameIo<S> {
                 Poll::Ready(Ok(())) => self.needs_flush = false,
                 Poll::Ready(Err(e)) => return Err(map_ws_error(e)),
                 Poll::Pending => return Ok(false),
+            }
+            match ready_to_take(&mut self.yielded, shared) {
+                Some(true) => {}
+                Some(false) => return Ok(false),
+                None => return Ok(true),
             }
             let Some(batch) = self.ws.0.get_mut().next_batch() else {
                 return Ok(false);

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::codec::{CloseReason, HEADER_LEN, Packet, PacketBody, StreamType};
+use crate::codec::{CloseReason, Packet, PacketBody, StreamType};
 use crate::error::{
     Error, Misuse, PeerIncompatible, PeerMisbehaved, Rejection, TransportError, Wait,
     close_reason_for,

@@ -13,8 +13,8 @@
 //! goes out alone after everything else.
 //!
 //! Fairness comes from admission: a busy stream may add at most its fair share of the limit
-//! to a batch (the limit divided by the number of streams writing, in this batch or the one
-//! before), and a stream with nothing in the batch may always add one packet. So every busy
+//! to a batch (the limit divided by the number of streams writing, in this batch or lately),
+//! and a stream with nothing in the batch may always add one packet. So every busy
 //! stream gets its share of every batch, whichever writer task the runtime runs first, and
 //! a batch exceeds the limit by at most one packet per stream (the first packets). Writers refused for lack of
 //! room are reported writable when the driver takes the batch; they fill the next batch
@@ -50,9 +50,12 @@ pub(crate) struct SendQueue {
     /// The live batch's number (starts at 2, so a default `StreamTx` is neither current nor
     /// the previous batch's).
     epoch: u64,
-    /// Streams with a packet in the live batch, and in the batch before it.
+    /// Streams with a packet in the live batch.
     active: usize,
-    prev_active: usize,
+    /// How many streams are busy: the most that wrote in one batch lately. It falls by an
+    /// eighth per batch, so a batch that only some writers reached (the runtime ran the
+    /// driver before the others) does not hand the whole next one to whoever comes first.
+    busy: usize,
     /// What one stream may add to the live batch after its first packet.
     quota: usize,
     /// Streams refused since the batch was last taken.
@@ -76,7 +79,7 @@ impl SendQueue {
             last: None,
             epoch: 2,
             active: 0,
-            prev_active: 0,
+            busy: 0,
             quota: limit,
             blocked: Vec::new(),
             writable: Vec::new(),
@@ -100,7 +103,9 @@ impl SendQueue {
     /// Packet bytes queued and not yet taken (in [`Framing::Messages`], not yet handed out).
     #[inline]
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes + self.taken.len().saturating_sub(self.taken_pos)
+        self.bytes
+            + self.taken.len().saturating_sub(self.taken_pos)
+            + self.last.as_ref().map_or(0, Bytes::len)
     }
 
     /// Whether the live batch is at the limit.
@@ -169,7 +174,7 @@ impl SendQueue {
             tx.packets = 0;
             tx.bytes = 0;
             self.active += 1;
-            if self.active > self.prev_active {
+            if self.active > self.busy {
                 self.quota = self.limit / self.active;
             }
             if front {
@@ -220,12 +225,9 @@ impl SendQueue {
         std::mem::swap(&mut self.batch, out);
         self.bytes = 0;
         self.epoch += 1;
-        // A batch of control packets alone says nothing about how many streams are busy.
-        if self.active > 0 {
-            self.prev_active = self.active;
-        }
+        self.busy = self.active.max(self.busy - self.busy / 8);
         self.active = 0;
-        self.quota = self.limit / self.prev_active.max(1);
+        self.quota = self.limit / self.busy.max(1);
         // Each id is listed once per batch (`StreamTx::blocked`); the connection checks the
         // stream still exists and clears its flag.
         self.writable.append(&mut self.blocked);
