@@ -14,7 +14,7 @@
 //!
 //! let (cases, errors) = load_dir(&default_cases_dir());
 //! assert!(errors.is_empty());
-//! for case in &cases {
+//! for case in cases.iter().filter_map(|c| c.as_client()) {
 //!     let report = run_case(case);
 //!     println!("{} {}", report.id, report.verdict);
 //! }
@@ -29,7 +29,7 @@ mod stream_check;
 
 pub use runner::{CaseReport, run_case};
 pub use select::{Filter, FilterError};
-pub use wisp_mock_server::scenario::{Case, LoadError, Verdict, load_case, load_dir};
+pub use wisp_cases::{Case, ClientCase, LoadError, Role, ServerCase, Verdict, load_case, load_dir};
 
 /// The workspace's `cases/` directory.
 pub fn default_cases_dir() -> PathBuf {

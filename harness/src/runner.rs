@@ -21,13 +21,14 @@ use wisp_client::transport::{TokioWebsocketsTransport, TransportExt, WISP_V2_SUB
 use wisp_client::{ClientMux, MuxOptions, MuxStream, StreamEnd, WispError};
 
 use tokio::net::TcpListener;
+use wisp_cases::actions::{Action, ReadUntil};
+use wisp_cases::client::{ClientExtension, ClientSpec, VersionSel};
+use wisp_cases::packet::parse_version;
+use wisp_cases::values::{ErrorSet, OkOrError, extension_label};
+use wisp_cases::{ClientCase as Case, Level, Verdict};
 use wisp_mock_server::replay::{Script, ScriptOutcome, serve};
-use wisp_mock_server::scenario::{
-    Action, Case, ClientExtension, ClientSpec, Level, ReadUntil, Verdict, VersionSel, parse_version,
-};
 use wisp_mock_server::trace::payload_summary;
 use wisp_mock_server::trace::{SharedTrace, Trace};
-use wisp_mock_server::values::{ErrorSet, OkOrError, extension_label};
 use wisp_testkit::vtime::{Tracked, tracked_pair};
 
 use crate::stream_check::{Seen, Wording, check_stream, error_text};
@@ -77,7 +78,7 @@ impl CaseReport {
 /// Runs `case` in its own paused-clock runtime.
 pub fn run_case(case: &Case) -> CaseReport {
     let wall = std::time::Instant::now();
-    let expected = case.file.expect.verdict.unwrap_or(Verdict::Ok);
+    let expected = case.expected_verdict();
     // WISP_REAL_TIME=1 runs on the wall clock (for debugging a suspected virtual-time effect).
     let paused = std::env::var_os("WISP_REAL_TIME").is_none_or(|v| v.is_empty() || v == "0");
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -88,7 +89,7 @@ pub fn run_case(case: &Case) -> CaseReport {
         Ok(r) => r,
         Err(e) => {
             return CaseReport {
-                id: case.id.clone(),
+                id: case.meta.id.clone(),
                 verdict: Verdict::Failed,
                 expected,
                 failures: Vec::new(),
@@ -110,7 +111,7 @@ pub fn run_case(case: &Case) -> CaseReport {
             let verdict = if failures.is_empty() {
                 Verdict::Ok
             } else {
-                match case.file.level {
+                match case.meta.level {
                     Level::Must => Verdict::Failed,
                     Level::Should => Verdict::NonStrict,
                     Level::May => Verdict::Informational,
@@ -122,7 +123,7 @@ pub fn run_case(case: &Case) -> CaseReport {
                 let _ = writeln!(transcript, "  - {f}");
             }
             CaseReport {
-                id: case.id.clone(),
+                id: case.meta.id.clone(),
                 verdict,
                 expected,
                 failures,
@@ -133,7 +134,7 @@ pub fn run_case(case: &Case) -> CaseReport {
             }
         }
         Err(e) => CaseReport {
-            id: case.id.clone(),
+            id: case.meta.id.clone(),
             verdict: Verdict::Failed,
             expected,
             failures: Vec::new(),
@@ -296,7 +297,7 @@ async fn drive_client(
     start: Instant,
     state: &mut ClientState,
 ) {
-    let spec = &case.file.client;
+    let spec = &case.client;
     let v2 = v2_handshake(spec);
     let (rx, tx) = match open_websocket(url, io, v2.is_some()).await {
         Ok(t) => t.split_fast(),
@@ -654,7 +655,7 @@ async fn run_in_runtime(case: &Case, start: Instant) -> Result<(Vec<String>, Str
 }
 
 async fn check_outcome(case: &Case, state: &mut ClientState, failures: &mut Vec<String>) {
-    let expect = &case.file.expect;
+    let expect = &case.expect;
     match (&expect.error, &state.handshake) {
         (Some(spec), Some(Err(e))) if spec.matches(e) => {}
         (Some(spec), Some(Err(e))) => failures.push(format!(
@@ -764,7 +765,7 @@ async fn check_outcome(case: &Case, state: &mut ClientState, failures: &mut Vec<
     state.log.extend(summary);
 
     // The actor future.
-    let step_timeout = case.file.server_options.step_timeout.0;
+    let step_timeout = case.server_options.step_timeout.0;
     let actor_result = match state.actor.as_mut() {
         Some(actor) if expect.mux_result.is_some() || actor.is_finished() => {
             match tokio::time::timeout(step_timeout, actor).await {
@@ -810,13 +811,13 @@ async fn check_outcome(case: &Case, state: &mut ClientState, failures: &mut Vec<
 mod tests {
     use std::path::Path;
 
-    use wisp_mock_server::scenario::load_case_str;
+    use wisp_cases::load_case_str;
 
     use super::*;
 
     fn case(level: &str, server: &str, expect: &str) -> Case {
         let src = format!(
-            "id: selftest.case\ntitle: t\nspec: s\nlevel: {level}\ndescription: d\n\
+            "title: t\nspec: s\nlevel: {level}\ndescription: d\n\
              client:\n  version: v1\n  actions:\n    - open: {{stream: s1}}\n    - send: {{stream: s1, text: hi}}\n\
              server:\n  - send: {{type: CONTINUE, stream: 0, credit: 8}}\n  - expect: {{type: CONNECT, stream: s1}}\n{server}\
              expect:\n  handshake: ok\n{expect}"
@@ -826,7 +827,8 @@ mod tests {
             Path::new("/cases/selftest/case.yaml"),
             &src,
         ) {
-            Ok(c) => c,
+            Ok(wisp_cases::Case::Client(c)) => c,
+            Ok(other) => panic!("not a client-role case: {other:?}"),
             Err(e) => panic!("{e}"),
         }
     }

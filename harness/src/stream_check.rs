@@ -3,9 +3,9 @@
 //! failures differently; [`Wording`] keeps each one's text. [`error_text`] is how both
 //! show an error.
 
+use wisp_cases::actions::{ClosedBy, StreamExpect};
 use wisp_client::proto::Initiator;
 use wisp_client::{StreamEnd, WispError};
-use wisp_mock_server::scenario::{ClosedBy, StreamExpect};
 use wisp_mock_server::trace::payload_summary;
 
 /// What one stream did, as the checks see it.

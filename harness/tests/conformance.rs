@@ -10,13 +10,14 @@
 //!
 //! A case passes when its verdict is the expected one and its transcript matches the insta
 //! snapshot `harness/snapshots/<case id>.snap`. A case file that does not load becomes a
-//! failing trial named `load-error::<path>`.
+//! failing trial named `load-error::<path>`, and a snapshot that no client-role case owns
+//! (a case renamed or removed) fails the trial `orphan-snapshots`.
 
 use std::path::Path;
 
 use insta::internals::Content;
 use libtest_mimic::{Arguments, Failed, Trial};
-use wisp_harness::{Case, default_cases_dir, load_dir, run_case};
+use wisp_harness::{ClientCase, default_cases_dir, load_dir, run_case};
 
 fn main() {
     let args = Arguments::from_args();
@@ -40,10 +41,17 @@ fn main() {
         );
     }
     // Server-role cases need a live server: `tests/servers.rs` runs them.
-    for case in cases.into_iter().filter(|c| !c.is_server_role()) {
-        let ignored = case.file.ignore.is_some();
+    let cases: Vec<ClientCase> = cases
+        .iter()
+        .filter_map(|c| c.as_client())
+        .cloned()
+        .collect();
+    let ids: Vec<String> = cases.iter().map(|c| c.meta.id.clone()).collect();
+    trials.push(Trial::test("orphan-snapshots", move || orphans(&ids)).with_kind("snapshots"));
+    for case in cases {
+        let ignored = case.ignore.is_some();
         trials.push(
-            Trial::test(case.id.clone(), move || run(&case))
+            Trial::test(case.meta.id.clone(), move || run(&case))
                 .with_kind("client")
                 .with_ignored_flag(ignored),
         );
@@ -51,7 +59,38 @@ fn main() {
     libtest_mimic::run(&args, trials).exit();
 }
 
-fn run(case: &Case) -> Result<(), Failed> {
+fn snapshots_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots")
+}
+
+/// Every snapshot belongs to a client-role case: its file name is the case ID.
+fn orphans(ids: &[String]) -> Result<(), Failed> {
+    let dir = snapshots_dir();
+    let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut orphans = Vec::new();
+    for entry in entries {
+        let name = entry.map_err(|e| e.to_string())?.file_name();
+        let name = name.to_string_lossy();
+        // `.snap.new` files are insta's pending reviews, not accepted snapshots.
+        if let Some(id) = name.strip_suffix(".snap")
+            && !ids.iter().any(|i| i == id)
+        {
+            orphans.push(name.into_owned());
+        }
+    }
+    orphans.sort();
+    if orphans.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "snapshots that no case owns (the case was renamed or removed; delete them or rename them with the case): {}",
+            orphans.join(", ")
+        )
+        .into())
+    }
+}
+
+fn run(case: &ClientCase) -> Result<(), Failed> {
     let report = run_case(case);
     if let Some(e) = &report.harness_error {
         return Err(format!("harness error: {e}").into());
@@ -59,12 +98,12 @@ fn run(case: &Case) -> Result<(), Failed> {
     if !report.passed() {
         let mut msg = format!(
             "{}: verdict {} (expected {})\n",
-            case.rel_path, report.verdict, report.expected
+            case.meta.rel_path, report.verdict, report.expected
         );
         for f in &report.failures {
             msg.push_str(&format!("  - {f}\n"));
         }
-        if let Some(reason) = &case.file.ignore {
+        if let Some(reason) = &case.ignore {
             msg.push_str(&format!("(ignored case: {reason})\n"));
         }
         msg.push('\n');
@@ -72,20 +111,20 @@ fn run(case: &Case) -> Result<(), Failed> {
         return Err(msg.into());
     }
     let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots"));
+    settings.set_snapshot_path(snapshots_dir());
     settings.set_prepend_module_to_snapshot(false);
-    settings.set_input_file(&case.path);
+    settings.set_input_file(&case.meta.path);
     settings.set_omit_expression(true);
-    settings.set_description(case.file.title.clone());
+    settings.set_description(case.meta.title.clone());
     settings.set_raw_info(&Content::Map(vec![
-        (Content::from("id"), Content::from(case.id.as_str())),
+        (Content::from("id"), Content::from(case.meta.id.as_str())),
         (
             Content::from("spec"),
-            Content::from(case.file.spec.as_str()),
+            Content::from(case.meta.spec.as_str()),
         ),
         (
             Content::from("level"),
-            Content::from(format!("{:?}", case.file.level).to_lowercase()),
+            Content::from(case.meta.level.name()),
         ),
         (
             Content::from("verdict"),
@@ -93,6 +132,6 @@ fn run(case: &Case) -> Result<(), Failed> {
         ),
     ]));
     // A mismatch panics inside insta; libtest-mimic reports the panic as a failure.
-    settings.bind(|| insta::assert_snapshot!(case.id.as_str(), report.transcript.as_str()));
+    settings.bind(|| insta::assert_snapshot!(case.meta.id.as_str(), report.transcript.as_str()));
     Ok(())
 }

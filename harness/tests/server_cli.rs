@@ -5,8 +5,8 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use wisp_cases::client::{ServerOptions, ServerStep};
 use wisp_mock_server::replay::{Script, serve};
-use wisp_mock_server::scenario::{ServerOptions, ServerStep};
 
 fn cli(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wisp-conformance"))

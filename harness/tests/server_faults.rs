@@ -19,25 +19,29 @@ use futures::{SinkExt, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio_websockets::{Message, ServerBuilder};
+use wisp_cases::client::{ServerOptions, ServerStep};
 use wisp_client::proto::{
     CertAuthClientRecord, CloseReason, ExtensionId, Packet, PacketBody, PasswordClientRecord,
     PasswordLayout,
 };
 use wisp_harness::server::report::Gate;
 use wisp_harness::server::{RunMode, SuiteConfig, SuiteReport, run_suite};
-use wisp_harness::{Case, Filter, Verdict, default_cases_dir, load_dir};
+use wisp_harness::{Case, Filter, ServerCase, Verdict, default_cases_dir, load_dir};
 use wisp_mock_server::replay::{Script, serve};
-use wisp_mock_server::scenario::{ServerOptions, ServerStep};
 
-fn server_cases(only: &[&str]) -> Vec<Case> {
+fn server_cases(only: &[&str]) -> Vec<ServerCase> {
     let (cases, errors) = load_dir(&default_cases_dir());
     assert!(errors.is_empty(), "{errors:?}");
-    let cases: Vec<Case> = cases.into_iter().filter(Case::is_server_role).collect();
+    let cases: Vec<Case> = cases
+        .into_iter()
+        .filter(|c| c.as_server().is_some())
+        .collect();
     let filter = Filter::new(only.iter().map(|s| (*s).to_owned()));
     filter
         .apply(&cases)
         .expect("the filter matches")
         .into_iter()
+        .filter_map(Case::as_server)
         .cloned()
         .collect()
 }
@@ -49,7 +53,7 @@ fn config(url: String, mode: RunMode, step_ms: u64) -> SuiteConfig {
     c
 }
 
-async fn run(cases: &[Case], config: SuiteConfig) -> SuiteReport {
+async fn run(cases: &[ServerCase], config: SuiteConfig) -> SuiteReport {
     run_suite(cases, config, &mut |_, _, _| {})
         .await
         .expect("the run starts")

@@ -25,7 +25,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use wisp_harness::server::baseline::{self, Baseline};
 use wisp_harness::server::report::{self, Gate};
 use wisp_harness::server::{RunMode, SuiteConfig, run_suite};
-use wisp_harness::{Case, default_cases_dir, load_dir};
+use wisp_harness::{ServerCase, default_cases_dir, load_dir};
 use wisp_testkit::{RealServer, ServerKind, WispMuxConfig, WispMuxServer};
 
 /// The MOTD wisp-js is started with (so the MOTD cases run).
@@ -118,7 +118,11 @@ fn main() {
         let text = text.join("\n");
         trials.push(Trial::test("case-files-load", move || Err(text.into())));
     }
-    let cases: Vec<Case> = cases.into_iter().filter(Case::is_server_role).collect();
+    let cases: Vec<ServerCase> = cases
+        .iter()
+        .filter_map(|c| c.as_server())
+        .cloned()
+        .collect();
     trials.push(Trial::test("junit-validator-rejects-invalid-reports", || {
         // The validator must be able to fail: a testcase without `name`, a bad time.
         let bad = r#"<?xml version="1.0"?><testsuite name="x" tests="1" failures="0" errors="0" skipped="0"><testcase time="1.5s"/></testsuite>"#;
@@ -183,7 +187,7 @@ async fn start(target: Target) -> Result<Running, String> {
     }
 }
 
-fn run_target(target: Target, cases: &[Case]) -> Result<(), Failed> {
+fn run_target(target: Target, cases: &[ServerCase]) -> Result<(), Failed> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

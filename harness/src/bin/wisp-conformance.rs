@@ -29,7 +29,10 @@ use wisp_client::proto::PasswordLayout;
 use wisp_harness::server::baseline::{self, Baseline};
 use wisp_harness::server::report::{self, Gate};
 use wisp_harness::server::{RunMode, SuiteConfig, run_suite_blocking};
-use wisp_harness::{Case, CaseReport, Filter, Verdict, default_cases_dir, load_dir, run_case};
+use wisp_harness::{
+    Case, CaseReport, ClientCase, Filter, ServerCase, Verdict, default_cases_dir, load_dir,
+    run_case,
+};
 
 /// Wisp conformance: the client library against scripted servers.
 #[derive(Debug, Parser)]
@@ -204,18 +207,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(select: &SelectArgs) -> Result<(Vec<Case>, usize), ExitCode> {
+fn load(select: &SelectArgs) -> Result<(Vec<ClientCase>, usize), ExitCode> {
     let dir = select.cases.clone().unwrap_or_else(default_cases_dir);
     let (cases, errors) = load_dir(&dir);
     for e in &errors {
         eprintln!("error: {e}");
     }
     // Server-role cases run with `server URL`.
-    let cases: Vec<Case> = cases.into_iter().filter(|c| !c.is_server_role()).collect();
+    let cases: Vec<Case> = cases
+        .into_iter()
+        .filter(|c| c.as_client().is_some())
+        .collect();
     let filter = Filter::new(select.filter.iter().cloned());
     match filter.apply(&cases) {
         Ok(selected) => {
-            let selected: Vec<Case> = selected.into_iter().cloned().collect();
+            let selected: Vec<ClientCase> = selected
+                .into_iter()
+                .filter_map(Case::as_client)
+                .cloned()
+                .collect();
             Ok((selected, errors.len()))
         }
         Err(e) => {
@@ -230,14 +240,10 @@ fn list(select: &SelectArgs) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let width = cases.iter().map(|c| c.id.len()).max().unwrap_or(0);
+    let width = cases.iter().map(|c| c.meta.id.len()).max().unwrap_or(0);
     for c in &cases {
-        let ignored = if c.file.ignore.is_some() {
-            " [ignored]"
-        } else {
-            ""
-        };
-        println!("{:<width$}  {}{ignored}", c.id, c.file.title);
+        let ignored = if c.ignore.is_some() { " [ignored]" } else { "" };
+        println!("{:<width$}  {}{ignored}", c.meta.id, c.meta.title);
     }
     println!("{} cases", cases.len());
     if bad > 0 {
@@ -253,9 +259,9 @@ fn run_all(args: &RunArgs) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let (cases, skipped): (Vec<Case>, Vec<Case>) = cases
+    let (cases, skipped): (Vec<ClientCase>, Vec<ClientCase>) = cases
         .into_iter()
-        .partition(|c| args.include_ignored || c.file.ignore.is_none());
+        .partition(|c| args.include_ignored || c.ignore.is_none());
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -283,7 +289,12 @@ fn run_all(args: &RunArgs) -> ExitCode {
         .flatten()
         .collect();
 
-    let width = cases.iter().map(|c| c.id.len()).max().unwrap_or(10).max(7);
+    let width = cases
+        .iter()
+        .map(|c| c.meta.id.len())
+        .max()
+        .unwrap_or(10)
+        .max(7);
     println!(
         "{:<width$}  {:<13}  {:>8}  {:>9}  note",
         "case", "verdict", "wall", "virtual"
@@ -310,7 +321,7 @@ fn run_all(args: &RunArgs) -> ExitCode {
         };
         println!(
             "{:<width$}  {:<13}  {:>6}ms  {:>7}ms  {note}",
-            case.id,
+            case.meta.id,
             report.verdict.to_string(),
             report.wall.as_millis(),
             report.virtual_time.as_millis()
@@ -327,11 +338,11 @@ fn run_all(args: &RunArgs) -> ExitCode {
     for case in &skipped {
         println!(
             "{:<width$}  {:<13}  {:>8}  {:>9}  {}",
-            case.id,
+            case.meta.id,
             "IGNORED",
             "-",
             "-",
-            case.file.ignore.clone().unwrap_or_default()
+            case.ignore.clone().unwrap_or_default()
         );
     }
     let elapsed: Duration = started.elapsed();
@@ -359,27 +370,31 @@ fn server(args: &ServerArgs) -> ExitCode {
     }
 }
 
-fn select_server_cases(args: &ServerArgs, dir: &Path) -> Result<(Vec<Case>, bool), String> {
+fn select_server_cases(args: &ServerArgs, dir: &Path) -> Result<(Vec<ServerCase>, bool), String> {
     let (cases, errors) = load_dir(dir);
     if !errors.is_empty() {
         let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
         return Err(format!("bad case files:\n{}", all.join("\n")));
     }
-    let cases: Vec<Case> = cases.into_iter().filter(Case::is_server_role).collect();
+    let cases: Vec<Case> = cases
+        .into_iter()
+        .filter(|c| c.as_server().is_some())
+        .collect();
     if cases.is_empty() {
         return Err(format!("no server-role cases under {}", dir.display()));
     }
     let only = Filter::new(args.only.iter().cloned());
-    let mut selected: Vec<Case> = only
+    let mut selected: Vec<ServerCase> = only
         .apply(&cases)
         .map_err(|e| format!("--only: {e}"))?
         .into_iter()
+        .filter_map(Case::as_server)
         .cloned()
         .collect();
     if !args.skip.is_empty() {
         let skip = Filter::new(args.skip.iter().cloned());
         skip.apply(&cases).map_err(|e| format!("--skip: {e}"))?;
-        selected.retain(|c| !skip.matches(&c.id));
+        selected.retain(|c| !skip.matches(&c.meta.id));
     }
     let complete = args.only.is_empty() && args.skip.is_empty();
     Ok((selected, complete))
@@ -390,9 +405,9 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
     let (cases, complete) = select_server_cases(args, &dir)?;
     let mode = if args.v1 { RunMode::V1 } else { RunMode::V2 };
     if args.list {
-        let width = cases.iter().map(|c| c.id.len()).max().unwrap_or(0);
+        let width = cases.iter().map(|c| c.meta.id.len()).max().unwrap_or(0);
         for c in &cases {
-            let needs: Vec<String> = c.file.requires.iter().map(ToString::to_string).collect();
+            let needs: Vec<String> = c.requires.iter().map(ToString::to_string).collect();
             let applies = if wisp_harness::server::applies(c, mode) {
                 ""
             } else {
@@ -400,10 +415,10 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
             };
             println!(
                 "{:<width$}  {:<6}  {:<24}  {}{applies}",
-                c.id,
-                format!("{:?}", c.file.level).to_lowercase(),
+                c.meta.id,
+                c.meta.level.name(),
                 needs.join(","),
-                c.file.title
+                c.meta.title
             );
         }
         println!("{} cases", cases.len());

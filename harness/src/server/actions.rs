@@ -9,6 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio::time::Instant;
+use wisp_cases::ServerCase as Case;
+use wisp_cases::actions::{Action, EchoAction, ReadUntil};
 use wisp_client::extensions::{
     AnyExtensionBuilder, CertAuthExtensionBuilder, MotdExtensionBuilder, PasswordExtensionBuilder,
     UdpExtensionBuilder, WispV2Handshake,
@@ -16,7 +18,6 @@ use wisp_client::extensions::{
 use wisp_client::proto::{CloseReason, Initiator, StreamType};
 use wisp_client::transport::TransportExt;
 use wisp_client::{ClientMux, MuxOptions, MuxStream, StreamEnd, WispError};
-use wisp_mock_server::scenario::{Action, Case, EchoAction, ReadUntil};
 use wisp_mock_server::trace::payload_summary;
 
 use crate::stream_check::{Seen, Wording, check_stream, error_text};
@@ -66,7 +67,7 @@ pub(crate) async fn run_actions(case: &Case, ctx: &CaseCtx, rec: &Recorder) -> B
         .handshake_timeout(Some(step))
         .legacy_info_wait(Duration::from_millis(500))
         .close_timeout(Duration::from_secs(1));
-    let expect = &case.file.expect;
+    let expect = &case.expect;
     let result = ClientMux::new_with_options(rx, tx, handshake(ctx), options).await;
     let (mux, driver) = match (result, &expect.error) {
         (Ok(res), None) => res.with_no_required_extensions(),
@@ -107,7 +108,7 @@ pub(crate) async fn run_actions(case: &Case, ctx: &CaseCtx, rec: &Recorder) -> B
     ));
     let driver = tokio::spawn(driver);
     let mut streams: BTreeMap<String, Slot> = BTreeMap::new();
-    for (i, action) in case.file.actions.iter().enumerate() {
+    for (i, action) in case.actions.iter().enumerate() {
         rec.set_step(Some(i));
         if let Err(why) = run_action(&mux, &mut streams, &action.value, ctx, rec).await {
             let failure = format!("action #{i}: {why}");
@@ -132,7 +133,7 @@ pub(crate) async fn run_actions(case: &Case, ctx: &CaseCtx, rec: &Recorder) -> B
 
 /// Waits (at most the judge's `within`) for the CLOSE the close judge reads.
 async fn wait_close_on(rec: &Recorder, case: &Case, body: &Body, _ctx: &CaseCtx) {
-    let Some(judge) = &case.file.close else {
+    let Some(judge) = &case.close else {
         return;
     };
     let Some(id) = body.stream_id(&judge.stream) else {
@@ -316,7 +317,7 @@ const SERVER_WORDING: Wording = Wording {
 };
 
 fn check_streams(case: &Case, streams: &BTreeMap<String, Slot>, body: &mut Body) {
-    for (alias, want) in &case.file.expect.streams {
+    for (alias, want) in &case.expect.streams {
         let who = format!("stream {alias}");
         let Some(slot) = streams.get(alias) else {
             body.failures.push(format!("{who} was never opened"));

@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use wisp_mock_server::scenario::Verdict;
+use wisp_cases::Verdict;
 
 use super::{RunMode, SuiteReport};
 

@@ -17,7 +17,7 @@
 //! use wisp_harness::{default_cases_dir, load_dir};
 //!
 //! let (cases, _errors) = load_dir(&default_cases_dir());
-//! let server_cases: Vec<_> = cases.into_iter().filter(|c| c.is_server_role()).collect();
+//! let server_cases: Vec<_> = cases.iter().filter_map(|c| c.as_server()).cloned().collect();
 //! let config = SuiteConfig::new("ws://127.0.0.1:6001/", RunMode::V1);
 //! let report = run_suite_blocking(&server_cases, config, &mut |done, total, case| {
 //!     eprintln!("[{done}/{total}] {} {}", case.id, case.label());
@@ -45,12 +45,12 @@ use ed25519_dalek::SigningKey;
 use futures::FutureExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use wisp_client::proto::{CloseReason, PasswordLayout};
-use wisp_mock_server::client_script::{
+use wisp_cases::server::{
     CloseJudge, KeyChoice, Mode, Secret, SubprotocolChoice, SubprotocolExpect, VersionChoice,
 };
-use wisp_mock_server::scenario::{Case, Level, Verdict, load_case_str_with};
-use wisp_mock_server::values::StreamRef;
+use wisp_cases::values::StreamRef;
+use wisp_cases::{Level, ServerCase as Case, Verdict, load_case_str_with};
+use wisp_client::proto::{CloseReason, PasswordLayout};
 
 pub use probe::Probe;
 pub use targets::{BANNER, Targets};
@@ -231,7 +231,7 @@ pub struct SuiteReport {
 /// Whether a server-role case runs in `mode`.
 pub fn applies(case: &Case, mode: RunMode) -> bool {
     matches!(
-        (case.file.mode, mode),
+        (case.mode, mode),
         (Mode::Any, _) | (Mode::V1, RunMode::V1) | (Mode::V2, RunMode::V2)
     )
 }
@@ -278,7 +278,7 @@ pub(crate) struct CaseCtx {
 
 impl CaseCtx {
     fn new(case: &Case, config: Arc<SuiteConfig>, tcp_echo: SocketAddr) -> Result<Self, String> {
-        let connect = &case.file.connect;
+        let connect = &case.connect;
         let version = match connect.version {
             VersionChoice::Run => config.mode,
             VersionChoice::V1 => RunMode::V1,
@@ -410,17 +410,27 @@ pub async fn run_suite(
     let mut set = JoinSet::new();
     for case in cases {
         if !applies(case, mode) {
-            not_applicable.push(case.id.clone());
+            not_applicable.push(case.meta.id.clone());
             continue;
         }
         let index = slots.len();
         slots.push(None);
         let loaded = load_case_str_with(
             &shared.config.cases_dir,
-            &case.path,
-            &case.source,
+            &case.meta.path,
+            &case.meta.source,
             &placeholders,
-        );
+        )
+        .and_then(|c| match c {
+            wisp_cases::Case::Server(s) => Ok(s),
+            wisp_cases::Case::Client(_) => Err(wisp_cases::LoadError {
+                path: case.meta.path.clone(),
+                line: 0,
+                column: 0,
+                message: "not a server-role case".to_owned(),
+                snippet: None,
+            }),
+        });
         let shared = shared.clone();
         let semaphore = semaphore.clone();
         let fallback = case.clone();
@@ -496,11 +506,11 @@ pub fn run_suite_blocking(
 
 fn base_report(case: &Case) -> ServerCaseReport {
     ServerCaseReport {
-        id: case.id.clone(),
+        id: case.meta.id.clone(),
         family: case.family().to_owned(),
-        title: case.file.title.clone(),
-        spec: case.file.spec.clone(),
-        level: case.file.level,
+        title: case.meta.title.clone(),
+        spec: case.meta.spec.clone(),
+        level: case.meta.level,
         verdict: Verdict::Ok,
         close: None,
         reasons: Vec::new(),
@@ -520,7 +530,7 @@ fn errored(case: &Case, why: &str) -> ServerCaseReport {
 async fn run_one(case: &Case, shared: &Shared) -> ServerCaseReport {
     let mut report = base_report(case);
     let config = &shared.config;
-    for cap in &case.file.requires {
+    for cap in &case.requires {
         match shared.probe.check(*cap, config) {
             CapCheck::Present => {}
             CapCheck::Absent(why) => {
@@ -544,7 +554,7 @@ async fn run_one(case: &Case, shared: &Shared) -> ServerCaseReport {
     let rec = Recorder::new();
     let deadline = case.timeout().max(config.step_timeout * 2);
     let run = async {
-        if case.file.script.is_empty() {
+        if case.script.is_empty() {
             actions::run_actions(case, &ctx, &rec).await
         } else {
             script::run_script(case, &ctx, &rec).await
@@ -572,7 +582,7 @@ async fn run_one(case: &Case, shared: &Shared) -> ServerCaseReport {
         return report;
     }
     let mut failures = body.failures.clone();
-    if let Some(want) = &case.file.expect.subprotocol {
+    if let Some(want) = &case.expect.subprotocol {
         let offered = ctx.subprotocol.as_deref();
         let echoed = body.echoed.as_deref();
         match want {
@@ -588,10 +598,10 @@ async fn run_one(case: &Case, shared: &Shared) -> ServerCaseReport {
         }
     }
     if !failures.is_empty() {
-        report.verdict = Verdict::of_failure(case.file.level);
+        report.verdict = Verdict::of_failure(case.meta.level);
         report.reasons = failures;
     }
-    if let Some(judge) = &case.file.close {
+    if let Some(judge) = &case.close {
         let id = body.stream_id(&judge.stream);
         let seen = id.and_then(|id| rec.close_on(id));
         report.close = Some(judge_close(judge, id, seen));

@@ -7,11 +7,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use serde::Serialize;
+use wisp_cases::server::Capability;
+use wisp_cases::values::extension_label;
 use wisp_client::proto::{
     CertAuthServerRecord, ExtensionId, InfoPacket, Packet, PacketBody, PasswordServerRecord,
 };
-use wisp_mock_server::client_script::Capability;
-use wisp_mock_server::values::extension_label;
 
 use super::session;
 use super::{RunMode, SuiteConfig};

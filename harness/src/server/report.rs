@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
-use wisp_mock_server::scenario::Verdict;
+use wisp_cases::Verdict;
 
 use super::baseline::{Baseline, Mismatch};
 use super::{ServerCaseReport, SuiteReport};
@@ -171,7 +171,7 @@ pub fn table(report: &SuiteReport, verbose: bool) -> String {
                 let ids: Vec<String> = i
                     .extensions
                     .iter()
-                    .map(|r| wisp_mock_server::values::extension_label(r.id))
+                    .map(|r| wisp_cases::values::extension_label(r.id))
                     .collect();
                 format!("v{} [{}]", i.version, ids.join(", "))
             });
