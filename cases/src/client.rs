@@ -16,7 +16,6 @@
 
 use ed25519_dalek::SigningKey;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 use serde_saphyr::Spanned;
 use wisp_client::proto::PasswordLayout;
 
@@ -241,45 +240,31 @@ pub struct ClientExpect {
     pub verdict: Option<Verdict>,
 }
 
-/// A client-role case: the client under test against the mock server's script.
-///
-/// Only client-role keys parse into it: a server-role key (`connect`, `script`, ...) is
-/// an unknown field, reported with its line and column.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientCase {
-    /// What every case has: ID, path, title, spec, level (filled by the loader).
-    #[serde(skip, default = "Meta::unloaded")]
-    pub meta: Meta,
-    /// Marks the case ignored, with the reason (a reported client finding).
-    #[serde(default)]
-    pub ignore: Option<String>,
-    /// The client under test.
-    #[serde(default)]
-    pub client: ClientSpec,
-    /// The mock server's options.
-    #[serde(default)]
-    pub server_options: ServerOptions,
-    /// The script the mock server plays.
-    #[serde(default)]
-    pub server: Vec<Spanned<ServerStep>>,
-    /// The expected outcome.
-    #[serde(default)]
-    pub expect: ClientExpect,
-    // The header keys every case has, read into `meta` by the loader's first pass; named
-    // here so that `deny_unknown_fields` accepts them.
-    #[serde(default, rename = "title")]
-    _title: IgnoredAny,
-    #[serde(default, rename = "spec")]
-    _spec: IgnoredAny,
-    #[serde(default, rename = "level")]
-    _level: IgnoredAny,
-    #[serde(default, rename = "description")]
-    _description: IgnoredAny,
-    #[serde(default, rename = "role")]
-    _role: IgnoredAny,
-    #[serde(default, rename = "timeout")]
-    _timeout: IgnoredAny,
+role_case! {
+    /// A client-role case: the client under test against the mock server's script.
+    ///
+    /// Only client-role keys parse into it: a server-role key (`connect`, `script`, ...) is
+    /// an unknown field, reported with its line and column.
+    pub struct ClientCase {
+        /// What every case has: ID, path, title, spec, level (filled by the loader).
+        #[serde(skip, default = "Meta::unloaded")]
+        pub meta: Meta,
+        /// Marks the case ignored, with the reason (a reported client finding).
+        #[serde(default)]
+        pub ignore: Option<String>,
+        /// The client under test.
+        #[serde(default)]
+        pub client: ClientSpec,
+        /// The mock server's options.
+        #[serde(default)]
+        pub server_options: ServerOptions,
+        /// The script the mock server plays.
+        #[serde(default)]
+        pub server: Vec<Spanned<ServerStep>>,
+        /// The expected outcome.
+        #[serde(default)]
+        pub expect: ClientExpect,
+    }
 }
 
 impl ClientCase {

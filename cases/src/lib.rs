@@ -36,6 +36,36 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// Declares a role's case struct: its own keys, then the header keys every case file has
+/// (`title`, `spec`, `level`, `description`, `role`, `timeout`). The loader's first pass
+/// reads the header into [`Meta`]; the role's struct only names the header keys, so that
+/// `deny_unknown_fields` accepts them.
+macro_rules! role_case {
+    (
+        $(#[$attr:meta])*
+        pub struct $name:ident { $($fields:tt)* }
+    ) => {
+        $(#[$attr])*
+        #[derive(Clone, Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($fields)*
+            #[serde(default, rename = "title")]
+            _title: serde::de::IgnoredAny,
+            #[serde(default, rename = "spec")]
+            _spec: serde::de::IgnoredAny,
+            #[serde(default, rename = "level")]
+            _level: serde::de::IgnoredAny,
+            #[serde(default, rename = "description")]
+            _description: serde::de::IgnoredAny,
+            #[serde(default, rename = "role")]
+            _role: serde::de::IgnoredAny,
+            #[serde(default, rename = "timeout")]
+            _timeout: serde::de::IgnoredAny,
+        }
+    };
+}
+
 pub mod actions;
 pub mod client;
 mod load;

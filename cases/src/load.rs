@@ -217,7 +217,8 @@ pub fn load_case_str(cases_root: &Path, path: &Path, source: &str) -> Result<Cas
 }
 
 /// The header every case file has, read in the first pass (other keys are passed over
-/// here and checked by the role's strict pass).
+/// here and checked by the role's strict pass). `role_case!` in `lib.rs` names the same
+/// keys for the second pass.
 #[derive(Deserialize)]
 struct Header {
     /// Gone from the language: the ID comes from the path. Read only to say so.
@@ -303,7 +304,15 @@ pub fn load_case_str_with(
         }
         _ => {}
     }
-    let group = id.rsplit_once('.').map_or("", |(g, _)| g).to_owned();
+    let group = rel
+        .parent()
+        .map(|p| {
+            p.components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(".")
+        })
+        .unwrap_or_default();
     let meta = Meta {
         id,
         path: path.to_owned(),

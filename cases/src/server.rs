@@ -14,7 +14,7 @@
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny};
+use serde::de::{self, Deserializer};
 use serde_saphyr::Spanned;
 
 use crate::Meta;
@@ -360,52 +360,38 @@ pub struct ServerExpect {
     pub subprotocol: Option<SubprotocolExpect>,
 }
 
-/// A server-role case: how the harness connects, the traffic it sends (`actions` through
-/// the client library, or a raw `script`) and what the server must do.
-///
-/// Only server-role keys parse into it: a client-role key (`client`, `server`, ...) is an
-/// unknown field, reported with its line and column.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerCase {
-    /// What every case has: ID, path, title, spec, level (filled by the loader).
-    #[serde(skip, default = "Meta::unloaded")]
-    pub meta: Meta,
-    /// Which runs the case belongs to (default any).
-    #[serde(default)]
-    pub mode: Mode,
-    /// Optional features the case needs (UNSUPPORTED without them).
-    #[serde(default)]
-    pub requires: Vec<Capability>,
-    /// How the harness connects.
-    #[serde(default)]
-    pub connect: ConnectSpec,
-    /// Ordinary traffic through the client library.
-    #[serde(default)]
-    pub actions: Actions,
-    /// The raw script the harness plays (instead of `actions`).
-    #[serde(default)]
-    pub script: Vec<Spanned<ClientStep>>,
-    /// The expected outcome.
-    #[serde(default)]
-    pub expect: ServerExpect,
-    /// The CLOSE-reason column.
-    #[serde(default)]
-    pub close: Option<CloseJudge>,
-    // The header keys every case has, read into `meta` by the loader's first pass; named
-    // here so that `deny_unknown_fields` accepts them.
-    #[serde(default, rename = "title")]
-    _title: IgnoredAny,
-    #[serde(default, rename = "spec")]
-    _spec: IgnoredAny,
-    #[serde(default, rename = "level")]
-    _level: IgnoredAny,
-    #[serde(default, rename = "description")]
-    _description: IgnoredAny,
-    #[serde(default, rename = "role")]
-    _role: IgnoredAny,
-    #[serde(default, rename = "timeout")]
-    _timeout: IgnoredAny,
+role_case! {
+    /// A server-role case: how the harness connects, the traffic it sends (`actions`
+    /// through the client library, or a raw `script`) and what the server must do.
+    ///
+    /// Only server-role keys parse into it: a client-role key (`client`, `server`, ...) is
+    /// an unknown field, reported with its line and column.
+    pub struct ServerCase {
+        /// What every case has: ID, path, title, spec, level (filled by the loader).
+        #[serde(skip, default = "Meta::unloaded")]
+        pub meta: Meta,
+        /// Which runs the case belongs to (default any).
+        #[serde(default)]
+        pub mode: Mode,
+        /// Optional features the case needs (UNSUPPORTED without them).
+        #[serde(default)]
+        pub requires: Vec<Capability>,
+        /// How the harness connects.
+        #[serde(default)]
+        pub connect: ConnectSpec,
+        /// Ordinary traffic through the client library.
+        #[serde(default)]
+        pub actions: Actions,
+        /// The raw script the harness plays (instead of `actions`).
+        #[serde(default)]
+        pub script: Vec<Spanned<ClientStep>>,
+        /// The expected outcome.
+        #[serde(default)]
+        pub expect: ServerExpect,
+        /// The CLOSE-reason column.
+        #[serde(default)]
+        pub close: Option<CloseJudge>,
+    }
 }
 
 impl ServerCase {

@@ -227,7 +227,13 @@ fn load_server(src: &str) -> Result<Case, LoadError> {
 
 #[test]
 fn server_case_loads_with_placeholders_filled_in() {
-    let case = load_server(SERVER_CASE).expect("loads");
+    let case = load_case_str(
+        Path::new("/cases"),
+        Path::new("/cases/server/tcp/sample.dotted.yaml"),
+        SERVER_CASE,
+    )
+    .expect("loads");
+    assert_eq!(case.id(), "server.tcp.sample.dotted");
     assert_eq!(case.role(), Role::Server);
     let server = case.as_server().expect("server role");
     assert_eq!(server.family(), "tcp");
@@ -244,7 +250,7 @@ fn server_case_loads_with_placeholders_filled_in() {
     ph.set("tcp_echo", "127.0.0.2", 4242);
     let real = load_case_str_with(
         Path::new("/cases"),
-        Path::new("/cases/server/tcp/sample.yaml"),
+        Path::new("/cases/server/tcp/sample.dotted.yaml"),
         &case.meta().source,
         &ph,
     )

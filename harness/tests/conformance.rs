@@ -11,13 +11,19 @@
 //! A case passes when its verdict is the expected one and its transcript matches the insta
 //! snapshot `harness/snapshots/<case id>.snap`. A case file that does not load becomes a
 //! failing trial named `load-error::<path>`, and a snapshot that no client-role case owns
-//! (a case renamed or removed) fails the trial `orphan-snapshots`.
+//! (a case renamed or removed) fails the trial `orphan-snapshots`. The trial
+//! `junit-report-validates` runs the whole suite through the engine, as the CLI does, and
+//! validates its JUnit report against `harness/junit/surefire-testsuite.xsd`.
 
 use std::path::Path;
 
 use insta::internals::Content;
 use libtest_mimic::{Arguments, Failed, Trial};
-use wisp_harness::{ClientCase, default_cases_dir, load_dir, run_case};
+use wisp_harness::report::junit;
+use wisp_harness::{
+    Case, ClientCase, Gate, Subject, SuiteOptions, default_cases_dir, load_dir, run_client_case,
+    run_suite_blocking,
+};
 
 fn main() {
     let args = Arguments::from_args();
@@ -41,6 +47,14 @@ fn main() {
         );
     }
     // Server-role cases need a live server: `tests/servers.rs` runs them.
+    let suite: Vec<Case> = cases
+        .iter()
+        .filter(|c| c.as_client().is_some())
+        .cloned()
+        .collect();
+    trials.push(
+        Trial::test("junit-report-validates", move || junit_report(&suite)).with_kind("report"),
+    );
     let cases: Vec<ClientCase> = cases
         .iter()
         .filter_map(|c| c.as_client())
@@ -90,17 +104,36 @@ fn orphans(ids: &[String]) -> Result<(), Failed> {
     }
 }
 
+/// The suite through the engine, as `wisp-conformance --junit` runs it: its JUnit report
+/// has a testcase per case and validates against the XSD.
+fn junit_report(cases: &[Case]) -> Result<(), Failed> {
+    let options = SuiteOptions {
+        jobs: 1,
+        ..SuiteOptions::default()
+    };
+    let report = run_suite_blocking(cases, Subject::OurClient, &options, &mut |_, _, _| {})?;
+    let gate = Gate::decide(&report, false, None, true);
+    let xml = junit::junit(&report, &gate)?;
+    if !xml.contains(&format!(r#"tests="{}""#, cases.len())) {
+        return Err(format!("the report does not count {} tests:\n{xml}", cases.len()).into());
+    }
+    let xsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("junit/surefire-testsuite.xsd");
+    wisp_testkit::validate_xml(&xsd, &xml).map_err(|e| format!("the JUnit report: {e}").into())
+}
+
 fn run(case: &ClientCase) -> Result<(), Failed> {
-    let report = run_case(case);
-    if let Some(e) = &report.harness_error {
+    let report = run_client_case(case);
+    if let Some(e) = &report.error {
         return Err(format!("harness error: {e}").into());
     }
     if !report.passed() {
         let mut msg = format!(
             "{}: verdict {} (expected {})\n",
-            case.meta.rel_path, report.verdict, report.expected
+            case.meta.rel_path,
+            report.verdict,
+            case.expected_verdict()
         );
-        for f in &report.failures {
+        for f in &report.reasons {
             msg.push_str(&format!("  - {f}\n"));
         }
         if let Some(reason) = &case.ignore {

@@ -661,7 +661,7 @@ impl RawClient<'_> {
                         .password_for(p.credentials)
                         .ok_or_else(|| fail("no credentials for the password record".to_owned()))?;
                     let data = PasswordClientRecord { username, password }
-                        .encode(layout)
+                        .encode(layout.layout())
                         .map_err(|e| fail(e.to_string()))?;
                     (ExtensionId::PASSWORD.0, data, None)
                 }

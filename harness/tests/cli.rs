@@ -1,6 +1,8 @@
-//! `wisp-conformance server`: help text, exit codes, reports and the baseline gate, run as
-//! a child process against servers in this test.
+//! The `wisp-conformance` CLI, run as a child process: the client suite (its table, the
+//! JSON and JUnit reports the server suite writes too, exit codes) and `server` (help
+//! text, exit codes, reports and the baseline gate, against servers in this test).
 
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
@@ -21,6 +23,119 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn help_lists_the_report_flags() {
+    let out = cli(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out);
+    for flag in [
+        "--json",
+        "--junit",
+        "--filter",
+        "--include-ignored",
+        "--jobs",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn passing_run_writes_the_table_json_and_junit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("client.json");
+    let junit = dir.path().join("client.xml");
+    let out = cli(&[
+        "--filter",
+        "handshake.draft6",
+        "--json",
+        path(&json),
+        "--junit",
+        path(&junit),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let table = text(&out);
+    assert!(table.contains("handshake.draft6.basic"), "{table}");
+    assert!(table.contains("gate passed"), "{table}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+            .expect("valid JSON");
+    assert_eq!(report["role"], "client");
+    assert_eq!(report["gate"]["exit_code"], 0);
+    let cases = report["cases"].as_array().expect("cases");
+    assert!(cases.len() >= 3, "{cases:?}");
+    let basic = cases
+        .iter()
+        .find(|c| c["id"] == "handshake.draft6.basic")
+        .expect("the basic case");
+    assert_eq!(basic["verdict"], "OK");
+    assert_eq!(basic["expected"], "OK");
+    assert!(basic["virtual_ms"].is_u64(), "{basic}");
+    assert!(
+        basic["trace"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|l| l == "== verdict ==")),
+        "{basic}"
+    );
+    let xml = std::fs::read_to_string(&junit).expect("junit written");
+    assert!(xml.starts_with("<?xml"), "{xml}");
+    assert!(
+        xml.contains(r#"<testcase name="handshake.draft6.basic" classname="handshake""#),
+        "{xml}"
+    );
+    assert!(xml.contains(r#"failures="0""#), "{xml}");
+}
+
+const FAILING: &str = "\
+title: a client that reads the wrong text
+spec: s
+level: must
+description: the script sends `world`; the case expects `planet`
+client:
+  version: v1
+  actions:
+    - open: {stream: s1}
+    - read: {stream: s1, until: end}
+server:
+  - send: {type: CONTINUE, stream: 0, credit: 8}
+  - expect: {type: CONNECT, stream: s1}
+  - send: {type: DATA, stream: s1, text: world}
+  - send: {type: CLOSE, stream: s1, reason: 0x02}
+expect:
+  handshake: ok
+  streams:
+    s1: {data_text: planet}
+";
+
+#[test]
+fn failing_case_exits_1_with_a_junit_failure_and_a_bad_file_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = dir.path().join("selftest");
+    std::fs::create_dir_all(&topic).expect("topic dir");
+    std::fs::write(topic.join("wrong-text.yaml"), FAILING).expect("case written");
+    let junit = dir.path().join("out.xml");
+    let out = cli(&["--cases", path(dir.path()), "-v", "--junit", path(&junit)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let table = text(&out);
+    assert!(table.contains("selftest.wrong-text"), "{table}");
+    assert!(table.contains("expected OK"), "{table}");
+    assert!(table.contains("    | == wire (mock server) =="), "{table}");
+    let xml = std::fs::read_to_string(&junit).expect("junit written");
+    assert!(
+        xml.contains(r#"<failure message="stream s1: read"#),
+        "{xml}"
+    );
+    assert!(xml.contains(r#"type="FAILED""#), "{xml}");
+
+    std::fs::write(topic.join("broken.yaml"), "title: [\n").expect("bad case written");
+    let out = cli(&["--cases", path(dir.path())]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("broken.yaml"), "{}", text(&out));
 }
 
 async fn refused_url() -> String {
@@ -149,7 +264,10 @@ async fn unreachable_server_exits_2_and_still_writes_reports() {
     assert!(cases.iter().all(|c| c["verdict"] == "ERROR"), "{cases:?}");
     let xml = std::fs::read_to_string(&junit).expect("junit written");
     assert!(xml.contains(r#"errors="2""#), "{xml}");
-    assert!(xml.contains("<error type=\"ERROR\""), "{xml}");
+    assert!(
+        xml.contains("<error ") && xml.contains(r#"type="ERROR""#),
+        "{xml}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
