@@ -25,7 +25,7 @@ use wisp_client::proto::{
     PasswordLayout,
 };
 use wisp_harness::report::CaseReport;
-use wisp_harness::server::{RunMode, SuiteConfig};
+use wisp_harness::server::{RunMode, ServerConfig};
 use wisp_harness::{Case, Filter, Role, Verdict, default_cases_dir, load_dir};
 use wisp_harness::{Gate, Subject, SuiteOptions, SuiteReport, run_suite};
 use wisp_mock_server::replay::{Script, serve};
@@ -46,19 +46,19 @@ fn server_cases(only: &[&str]) -> Vec<Case> {
         .collect()
 }
 
-fn config(url: String, mode: RunMode, step_ms: u64) -> SuiteConfig {
-    let mut c = SuiteConfig::new(url, mode);
+fn config(url: String, mode: RunMode, step_ms: u64) -> ServerConfig {
+    let mut c = ServerConfig::new(url, mode);
     c.step_timeout = Duration::from_millis(step_ms);
     c
 }
 
 /// Runs the cases against the server of `config`, 16 at a time.
-async fn run(cases: &[Case], config: SuiteConfig) -> SuiteReport {
+async fn run(cases: &[Case], config: ServerConfig) -> SuiteReport {
     run_jobs(cases, config, 16).await
 }
 
 /// Runs the cases against the server of `config`, `jobs` at a time.
-async fn run_jobs(cases: &[Case], config: SuiteConfig, jobs: usize) -> SuiteReport {
+async fn run_jobs(cases: &[Case], config: ServerConfig, jobs: usize) -> SuiteReport {
     let options = SuiteOptions {
         jobs,
         ..SuiteOptions::default()

@@ -24,7 +24,7 @@ use std::time::Duration;
 use libtest_mimic::{Arguments, Failed, Trial};
 use wisp_harness::report::{junit, table};
 use wisp_harness::server::baseline::{self, Baseline, family_matrix};
-use wisp_harness::server::{RunMode, SuiteConfig};
+use wisp_harness::server::{RunMode, ServerConfig};
 use wisp_harness::{
     Case, Gate, Role, Subject, SuiteOptions, default_cases_dir, load_dir, run_suite,
 };
@@ -198,7 +198,7 @@ fn run_target(target: Target, cases: &[Case]) -> Result<(), Failed> {
     let baseline = Baseline::load(&baseline_path);
     let (report, log) = runtime.block_on(async {
         let server = start(target).await?;
-        let mut config = SuiteConfig::new(server.url(), target.mode());
+        let mut config = ServerConfig::new(server.url(), target.mode());
         config.cases_dir = default_cases_dir();
         config.step_timeout = Duration::from_secs(5);
         match target {

@@ -30,7 +30,7 @@ use ed25519_dalek::pkcs8::DecodePrivateKey;
 use wisp_cases::client::LayoutSpec;
 use wisp_harness::report::{json, junit, table};
 use wisp_harness::server::baseline::{self, Baseline};
-use wisp_harness::server::{RunMode, SuiteConfig};
+use wisp_harness::server::{RunMode, ServerConfig};
 use wisp_harness::{
     Case, Filter, Gate, Role, Subject, SuiteOptions, SuiteReport, default_cases_dir, load_dir,
     run_suite_blocking,
@@ -383,7 +383,7 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
         println!("{} cases", cases.len());
         return Ok(ExitCode::SUCCESS);
     }
-    let mut config = SuiteConfig::new(&args.url, mode);
+    let mut config = ServerConfig::new(&args.url, mode);
     config.cases_dir = dir;
     config.bind = args.targets_bind;
     if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 600.0) {

@@ -48,7 +48,7 @@ use tokio::task::JoinSet;
 use wisp_cases::{Case, ClientCase, Meta, Role, Verdict};
 
 use crate::report::{CaseReport, CloseColumn, SubjectInfo, SuiteReport};
-use crate::server::{ServerRun, SuiteConfig};
+use crate::server::{ServerConfig, ServerRun};
 
 /// What a suite run judges.
 #[derive(Clone, Debug)]
@@ -57,7 +57,7 @@ pub enum Subject {
     /// case runs against the scripted mock server on a paused clock of its own.
     OurClient,
     /// A live Wisp server (server-role cases): the harness plays the client.
-    Server(Box<SuiteConfig>),
+    Server(Box<ServerConfig>),
 }
 
 impl Subject {

@@ -16,12 +16,12 @@
 //!
 //! ```no_run
 //! use wisp_harness::engine::{Subject, SuiteOptions, run_suite_blocking};
-//! use wisp_harness::server::{RunMode, SuiteConfig};
+//! use wisp_harness::server::{RunMode, ServerConfig};
 //! use wisp_harness::{default_cases_dir, load_dir};
 //!
 //! let (cases, _errors) = load_dir(&default_cases_dir());
 //! let server_cases: Vec<_> = cases.into_iter().filter(|c| c.as_server().is_some()).collect();
-//! let config = SuiteConfig::new("ws://127.0.0.1:6001/", RunMode::V1);
+//! let config = ServerConfig::new("ws://127.0.0.1:6001/", RunMode::V1);
 //! let options = SuiteOptions { jobs: 4, ..SuiteOptions::default() };
 //! let subject = Subject::Server(Box::new(config));
 //! let report = run_suite_blocking(&server_cases, subject, &options, &mut |done, total, case| {
@@ -81,9 +81,9 @@ impl fmt::Display for RunMode {
     }
 }
 
-/// How to run the suite against one server.
+/// The server subject: which server, how the harness talks to it, what it sets up.
 #[derive(Clone, Debug)]
-pub struct SuiteConfig {
+pub struct ServerConfig {
     /// The server's WebSocket URL (`ws://HOST:PORT/PATH/`).
     pub url: String,
     /// The mode of the run.
@@ -104,7 +104,7 @@ pub struct SuiteConfig {
     pub cases_dir: PathBuf,
 }
 
-impl SuiteConfig {
+impl ServerConfig {
     /// Defaults for `url` in `mode`.
     pub fn new(url: impl Into<String>, mode: RunMode) -> Self {
         Self {
@@ -154,7 +154,7 @@ impl Body {
 
 /// Everything a case needs to know about its connection.
 pub(crate) struct CaseCtx {
-    pub(crate) config: Arc<SuiteConfig>,
+    pub(crate) config: Arc<ServerConfig>,
     pub(crate) tcp_echo: SocketAddr,
     pub(crate) version: RunMode,
     pub(crate) subprotocol: Option<String>,
@@ -172,7 +172,7 @@ pub(crate) struct CaseCtx {
 impl CaseCtx {
     fn new(
         case: &ServerCase,
-        config: Arc<SuiteConfig>,
+        config: Arc<ServerConfig>,
         tcp_echo: SocketAddr,
     ) -> Result<Self, String> {
         let connect = &case.connect;
@@ -291,7 +291,7 @@ impl CaseCtx {
 /// A server-role run, prepared: the configuration, the loopback targets (alive until the
 /// run is dropped), their placeholder values and what the probe saw.
 pub(crate) struct ServerRun {
-    config: Arc<SuiteConfig>,
+    config: Arc<ServerConfig>,
     targets: Targets,
     placeholders: wisp_cases::Placeholders,
     probe: Probe,
@@ -303,7 +303,7 @@ impl ServerRun {
     /// # Errors
     ///
     /// A URL the harness cannot use, or targets that cannot bind.
-    pub(crate) async fn start(config: SuiteConfig) -> Result<Self, String> {
+    pub(crate) async fn start(config: ServerConfig) -> Result<Self, String> {
         session::check_url(&config.url)?;
         let targets = Targets::start(config.bind)
             .await
