@@ -12,8 +12,8 @@ use wisp_client::proto::{
 };
 
 use crate::frames::SentChallenge;
-use crate::scenario::{Pattern, SignatureCheck, parse_version};
-use crate::values::{StreamRef, extension_label};
+use wisp_cases::packet::{Pattern, SignatureCheck, parse_version};
+use wisp_cases::values::{StreamRef, extension_label};
 
 /// A successful match: aliases to bind.
 #[derive(Clone, Debug, Default)]

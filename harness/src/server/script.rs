@@ -12,15 +12,18 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tokio::time::error::Elapsed;
 use tokio_websockets::Message;
+use wisp_cases::ServerCase as Case;
+use wisp_cases::packet::{PacketSpec, Pattern, parse_version};
+use wisp_cases::server::{
+    ClientCertRecord, ClientInfoRecord, ClientInfoSpec, ClientPasswordRecord, ClientStep,
+};
+use wisp_cases::values::{ExtName, StreamRef};
 use wisp_client::proto::{
     CertAuthClientRecord, CertAuthServerRecord, CloseReason, ExtensionId, InfoPacket, Packet,
     PacketBody, PacketType, PasswordClientRecord, StreamType,
 };
-use wisp_mock_server::client_script::{ClientInfoRecord, ClientInfoSpec, ClientStep};
 use wisp_mock_server::frames::build;
 use wisp_mock_server::pattern::{describe, match_pattern};
-use wisp_mock_server::scenario::{Case, PacketSpec, Pattern, parse_version};
-use wisp_mock_server::values::{ExtName, StreamRef};
 
 use super::session::{Recorder, Ws};
 use super::{Body, CaseCtx, RunMode};
@@ -70,7 +73,7 @@ pub(crate) async fn run_script(case: &Case, ctx: &CaseCtx, rec: &Recorder) -> Bo
         got: HashMap::new(),
         probes: 0,
     };
-    for (i, step) in case.file.script.iter().enumerate() {
+    for (i, step) in case.script.iter().enumerate() {
         rec.set_step(Some(i));
         if let Err((want, got)) = client.step(&step.value).await {
             let failure = format!("step #{i}: expected {want}; got {got}");
@@ -81,7 +84,7 @@ pub(crate) async fn run_script(case: &Case, ctx: &CaseCtx, rec: &Recorder) -> Bo
     }
     rec.set_step(None);
     // The CLOSE judge may still be waiting for its packet.
-    if let Some(judge) = &case.file.close {
+    if let Some(judge) = &case.close {
         let id = match &judge.stream {
             StreamRef::Id(id) => Some(*id),
             StreamRef::Alias(a) => client.aliases.get(a).copied(),
@@ -609,17 +612,15 @@ impl RawClient<'_> {
                 ExtensionId::UDP => records.push(ClientInfoRecord::Udp),
                 ExtensionId::MOTD => records.push(ClientInfoRecord::Motd),
                 ExtensionId::PASSWORD if self.ctx.password.is_some() => {
-                    records.push(ClientInfoRecord::Password(
-                        wisp_mock_server::client_script::ClientPasswordRecord {
-                            credentials: self.ctx.connect_password,
-                        },
-                    ))
+                    records.push(ClientInfoRecord::Password(ClientPasswordRecord {
+                        credentials: self.ctx.connect_password,
+                    }))
                 }
-                ExtensionId::CERT_AUTH if self.ctx.key.is_some() => records.push(
-                    ClientInfoRecord::CertAuth(wisp_mock_server::client_script::ClientCertRecord {
+                ExtensionId::CERT_AUTH if self.ctx.key.is_some() => {
+                    records.push(ClientInfoRecord::CertAuth(ClientCertRecord {
                         key: self.ctx.connect_key,
-                    }),
-                ),
+                    }))
+                }
                 _ => {}
             }
         }
@@ -660,7 +661,7 @@ impl RawClient<'_> {
                         .password_for(p.credentials)
                         .ok_or_else(|| fail("no credentials for the password record".to_owned()))?;
                     let data = PasswordClientRecord { username, password }
-                        .encode(layout)
+                        .encode(layout.layout())
                         .map_err(|e| fail(e.to_string()))?;
                     (ExtensionId::PASSWORD.0, data, None)
                 }

@@ -16,9 +16,11 @@ use http::{HeaderName, HeaderValue, Uri};
 use tokio::net::TcpStream;
 use tokio_websockets::{ClientBuilder, WebSocketStream};
 use wisp_client::WispError;
-use wisp_client::proto::{CloseReason, InfoPacket, Packet, PacketBody};
+use wisp_client::proto::{InfoPacket, Packet, PacketBody};
 use wisp_client::transport::TokioWebsocketsTransport;
 use wisp_mock_server::trace::{Direction, RenderCtx, Trace};
+
+use crate::engine::judge::SeenClose;
 
 /// The WebSocket to the server under test.
 pub(crate) type Ws = WebSocketStream<TcpStream>;
@@ -104,15 +106,6 @@ pub(crate) async fn open(
         .get("sec-websocket-protocol")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     Ok(Opened { ws, echoed })
-}
-
-/// A CLOSE the server sent.
-#[derive(Clone, Debug)]
-pub(crate) struct SeenClose {
-    /// The reason byte.
-    pub(crate) reason: CloseReason,
-    /// The decoded packet, with its bytes, for reports.
-    pub(crate) packet: String,
 }
 
 struct RecState {
