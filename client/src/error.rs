@@ -45,7 +45,9 @@ pub enum WispError {
         /// Its stream id.
         stream_id: u32,
     },
-    /// The server's INFO carries a major version this client cannot speak (found, needed).
+    /// The server speaks a version this client cannot (found, spoken by this client): its
+    /// INFO carries another major version, or a v1 client got an INFO and no CONTINUE(0)
+    /// (the server demands v2).
     #[error("incompatible protocol version {0} (this client speaks {1})")]
     IncompatibleProtocolVersion(WispVersion, WispVersion),
     /// Required extensions are missing: from the server's INFO, or (for UDP streams) from the
@@ -224,8 +226,8 @@ impl From<proto::Error> for WispError {
                 packet_type: packet_type.0,
                 stream_id,
             },
-            proto::Error::PeerIncompatible(PeerIncompatible::Version { found }) => {
-                Self::IncompatibleProtocolVersion(found, WispVersion::V2)
+            proto::Error::PeerIncompatible(PeerIncompatible::Version { found, speaks }) => {
+                Self::IncompatibleProtocolVersion(found, speaks)
             }
             proto::Error::PeerIncompatible(PeerIncompatible::MissingExtensions(ids)) => {
                 Self::ExtensionsNotSupported(ids.into_iter().map(|id| id.0).collect())

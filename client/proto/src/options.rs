@@ -18,7 +18,10 @@ pub struct MuxOptions {
     #[cfg_attr(feature = "serde", serde(with = "serde_duration::optional"))]
     pub handshake_timeout: Option<Duration>,
     /// When a v2 handshake receives CONTINUE(0) first, how long to wait for the INFO that
-    /// drafts 1–3 servers (wisp-mux 5.x) send next before settling on v1. Default 200 ms.
+    /// drafts 1–3 servers (wisp-mux 5.x) send next before settling on v1 (any other packet
+    /// settles it at once). Also how long a v1 handshake that receives INFO first waits for
+    /// the CONTINUE(0) drafts 4–5 send next before failing with "the server demands v2".
+    /// Default 200 ms.
     #[cfg_attr(feature = "serde", serde(with = "serde_duration::required"))]
     pub legacy_info_wait: Duration,
     /// Largest DATA payload sent; longer writes are split (each part takes one credit).
