@@ -13,6 +13,7 @@ use crate::proto::{
     self, CloseReason, DecodeError, ExtensionDecodeError, Malformed, Misuse, PeerIncompatible,
     PeerMisbehaved, Rejection, TransportError, Wait, WispVersion,
 };
+use crate::transport::ConnectStep;
 
 /// Everything that can go wrong in a Wisp client.
 ///
@@ -76,6 +77,11 @@ pub enum WispError {
     /// The handshake did not finish within the configured timeout.
     #[error("the handshake timed out")]
     HandshakeTimedOut,
+    /// Opening the WebSocket did not finish within
+    /// [`MuxOptions::connect_timeout`](crate::MuxOptions::connect_timeout); the step that was
+    /// still running.
+    #[error("{0} timed out")]
+    ConnectTimedOut(ConnectStep),
     /// The server ended the connection with CLOSE on stream 0 after the handshake.
     #[error("the server closed the connection ({0})")]
     ClosedByServer(CloseReason),
@@ -152,6 +158,7 @@ impl WispError {
             | Self::ExtensionsNotSupported(_)
             | Self::CertAuthExtensionCertTypeInvalid(_)
             | Self::HandshakeTimedOut
+            | Self::ConnectTimedOut(_)
             | Self::MaxStreamCountReached
             | Self::StreamAlreadyClosed
             | Self::StreamOpenTimedOut
@@ -186,6 +193,7 @@ impl WispError {
             Self::WsImplSocketClosed
             | Self::WsImplError(_)
             | Self::HandshakeTimedOut
+            | Self::ConnectTimedOut(_)
             | Self::MaxStreamCountReached
             | Self::StreamAlreadyClosed
             | Self::StreamOpenTimedOut
@@ -287,7 +295,7 @@ mod tests {
 
     #[test]
     fn names_come_from_the_variants() {
-        assert_eq!(WispError::NAMES.len(), 25);
+        assert_eq!(WispError::NAMES.len(), 26);
         for (error, name) in [
             (WispError::WsImplSocketClosed, "WsImplSocketClosed"),
             (

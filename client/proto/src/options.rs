@@ -39,9 +39,16 @@ pub struct MuxOptions {
     /// WebSocket layer masks and sends it (with 4 MiB, masking alone took 30 % of the
     /// client's CPU for 64 streams of 1 KiB writes).
     pub max_queued_bytes: usize,
-    /// Bound on flushing and closing the WebSocket when the connection ends. Default 5 s.
+    /// Bound on flushing and closing the WebSocket when the connection ends, and on reading
+    /// for the server's CLOSE after a write failed. Default 5 s.
     #[cfg_attr(feature = "serde", serde(with = "serde_duration::required"))]
     pub close_timeout: Duration,
+    /// Bound on opening the WebSocket in `wisp_client::ClientMux::connect`: resolving and
+    /// connecting TCP, the TLS handshake and the HTTP upgrade, before the Wisp handshake
+    /// (which [`MuxOptions::handshake_timeout`] bounds) starts (`None`: wait forever).
+    /// Default 10 s.
+    #[cfg_attr(feature = "serde", serde(with = "serde_duration::optional"))]
+    pub connect_timeout: Option<Duration>,
 }
 
 impl Default for MuxOptions {
@@ -54,6 +61,7 @@ impl Default for MuxOptions {
             stream_open_timeout: Some(Duration::from_secs(30)),
             max_queued_bytes: 256 * 1024,
             close_timeout: Duration::from_secs(5),
+            connect_timeout: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -98,6 +106,12 @@ impl MuxOptions {
     /// Sets [`MuxOptions::close_timeout`].
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
+        self
+    }
+
+    /// Sets [`MuxOptions::connect_timeout`].
+    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connect_timeout = timeout;
         self
     }
 
