@@ -410,3 +410,63 @@ async fn a_tcp_connect_that_hangs_times_out() {
     );
     assert_eq!(err.to_string(), "the TCP connect timed out");
 }
+
+/// Item 6 against the testkit's own Wisp server rejecting the client after it already saw
+/// CONTINUE(0): a v1 client where a password is required, and a v2 client with a wrong
+/// password facing the older handshake order. The client writes at once; every run reports
+/// the server's CLOSE(0, 0xC0).
+#[rstest::rstest]
+#[case::v1_client_password_required(None)]
+#[case::wrong_password_continue_first(Some("wrong"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_rejection_is_reported_with_its_reason(#[case] password: Option<&str>) {
+    use wisp_client::extensions::PasswordExtensionBuilder;
+    use wisp_testkit::faulty::{FaultConfig, FaultyServer};
+    let server = FaultyServer::start(FaultConfig {
+        password: Some(("alice".into(), "right".into())),
+        late_auth_reject: true,
+        ..FaultConfig::default()
+    })
+    .unwrap();
+    let echo = wisp_testkit::TcpEcho::start().await;
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..25 {
+        let handshake = password
+            .map(|p| WispV2Handshake::new([PasswordExtensionBuilder::new("alice", p).into()]));
+        let (mux, driver) = ClientMux::connect(&server.url(), handshake, MuxOptions::default())
+            .await
+            .expect("the rejection comes after the handshake")
+            .with_no_required_extensions();
+        let driver = tokio::spawn(driver);
+        let outcome = match mux
+            .new_stream(
+                StreamType::TCP,
+                echo.addr().ip().to_string(),
+                echo.addr().port(),
+            )
+            .await
+        {
+            Ok(mut stream) => loop {
+                if let Err(e) = stream.send(Bytes::from(vec![7u8; 4096])).await {
+                    break e;
+                }
+            },
+            // The rejection came first: opening says the mux has ended (as the seed API
+            // does), and why is in close_error().
+            Err(WispError::MuxTaskEnded) => mux.close_error().expect("ended"),
+            Err(e) => e,
+        };
+        let driver_result = driver.await.unwrap();
+        for e in [Some(&outcome), driver_result.as_ref().err()] {
+            let e = e.expect("the driver ends with an error");
+            *outcomes
+                .entry(format!("{} {:?}", e.name(), e.close_reason()))
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(
+        outcomes.keys().collect::<Vec<_>>(),
+        ["ClosedByServer Some(PASSWORD_AUTH_FAILED(0xc0))"],
+        "{outcomes:?}"
+    );
+}
