@@ -27,7 +27,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
-use wisp_cases::client::LayoutSpec;
+use wisp_client::proto::PasswordLayout;
 use wisp_harness::report::{json, junit, table};
 use wisp_harness::server::baseline::{self, Baseline};
 use wisp_harness::server::{RunMode, ServerConfig};
@@ -391,8 +391,8 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
     }
     config.step_timeout = Duration::from_secs_f64(args.timeout);
     config.password_layout = match args.password_layout {
-        LayoutArg::Draft6 => LayoutSpec::Draft6,
-        LayoutArg::Draft5 => LayoutSpec::Draft5,
+        LayoutArg::Draft6 => PasswordLayout::Draft6,
+        LayoutArg::Draft5 => PasswordLayout::Draft5,
     };
     if let Some(p) = &args.password {
         let (user, pass) = p.split_once(':').ok_or("--password takes USER:PASS")?;

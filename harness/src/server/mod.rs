@@ -46,12 +46,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use wisp_cases::client::{ClientCertAuth, ClientExtension, ClientPassword, LayoutSpec};
+use wisp_cases::client::{ClientCertAuth, ClientExtension, ClientPassword};
 use wisp_cases::server::{
     KeyChoice, Mode, Secret, SubprotocolChoice, SubprotocolExpect, VersionChoice,
 };
 use wisp_cases::values::StreamRef;
 use wisp_cases::{Case, ServerCase, load_case_str_with};
+use wisp_client::proto::PasswordLayout;
 
 pub use probe::Probe;
 pub use targets::{BANNER, Targets};
@@ -91,7 +92,7 @@ pub struct ServerConfig {
     /// Password credentials (`--password USER:PASS`).
     pub credentials: Option<(String, String)>,
     /// The layout of the password record the harness sends (default draft 6).
-    pub password_layout: LayoutSpec,
+    pub password_layout: PasswordLayout,
     /// The Ed25519 key for certificate authentication (`--key`).
     pub key: Option<SigningKey>,
     /// A destination the server blocks by policy (`--blocked HOST:PORT`).
@@ -111,7 +112,7 @@ impl ServerConfig {
             url: url.into(),
             mode,
             credentials: None,
-            password_layout: LayoutSpec::Draft6,
+            password_layout: PasswordLayout::Draft6,
             key: None,
             blocked: None,
             step_timeout: Duration::from_secs(5),
@@ -159,7 +160,7 @@ pub(crate) struct CaseCtx {
     pub(crate) version: RunMode,
     pub(crate) subprotocol: Option<String>,
     /// The credentials presented in the handshake (`connect.password`).
-    pub(crate) password: Option<(String, String, LayoutSpec)>,
+    pub(crate) password: Option<(String, String, PasswordLayout)>,
     pub(crate) connect_password: Secret,
     /// The key presented in the handshake (`connect.key`).
     pub(crate) key: Option<SigningKey>,
@@ -241,12 +242,12 @@ impl CaseCtx {
     }
 
     /// The credentials a [`Secret`] stands for.
-    pub(crate) fn password_for(&self, s: Secret) -> Option<(String, String, LayoutSpec)> {
+    pub(crate) fn password_for(&self, s: Secret) -> Option<(String, String, PasswordLayout)> {
         let configured = self.config.credentials.clone();
         match s {
             Secret::None => None,
             Secret::Run => configured.map(|(u, p)| (u, p, self.config.password_layout)),
-            Secret::Draft5 => configured.map(|(u, p)| (u, p, LayoutSpec::Draft5)),
+            Secret::Draft5 => configured.map(|(u, p)| (u, p, PasswordLayout::Draft5)),
             Secret::Wrong => {
                 let user = configured.map_or_else(|| "wisp-conformance".to_owned(), |(u, _)| u);
                 Some((
