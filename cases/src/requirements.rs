@@ -19,7 +19,7 @@
 //! let (cases, errors) = load_dir(dir);
 //! assert!(errors.is_empty());
 //! let reqs = Requirements::load(&dir.join(REQUIREMENTS_FILE)).map_err(|e| e.len())?;
-//! let map = reqs.coverage(cases.iter().map(|c| (c.id(), c.role(), c.meta().covered_ids())))?;
+//! let map = reqs.coverage_of(&cases)?;
 //! println!("client: {}", map.totals(Role::Client));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -374,6 +374,23 @@ impl Requirements {
             }
         }
         Ok(())
+    }
+
+    /// [`Requirements::coverage`] of loaded cases (both roles).
+    ///
+    /// # Errors
+    ///
+    /// As [`Requirements::coverage`]; never for cases [`crate::load_dir`] loaded from the
+    /// directory of this file, since the loader checked their claims.
+    pub fn coverage_of<'c>(
+        &self,
+        cases: impl IntoIterator<Item = &'c Case>,
+    ) -> Result<Coverage<'_>, CoverageError> {
+        self.coverage(
+            cases
+                .into_iter()
+                .map(|c| (c.id(), c.role(), c.meta().covered_ids())),
+        )
     }
 
     /// Builds the coverage map from every case's ID, role and `covers` list.

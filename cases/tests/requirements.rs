@@ -656,11 +656,7 @@ fn every_requirement_is_covered_or_waived() {
     assert!(errors.is_empty(), "{}", shown.join("\n"));
     let reqs = Requirements::load(&dir.join(REQUIREMENTS_FILE)).expect("loads");
     let map = reqs
-        .coverage(
-            cases
-                .iter()
-                .map(|c| (c.id(), c.role(), c.meta().covered_ids())),
-        )
+        .coverage_of(&cases)
         .expect("the loader checked every claim");
     assert!(map.cases_without_covers.is_empty());
     let gaps: Vec<String> = [Role::Client, Role::Server]
