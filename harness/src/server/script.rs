@@ -127,7 +127,9 @@ impl RawClient<'_> {
                             "no INFO has arrived".to_owned(),
                         ));
                     };
-                    return self.answer_info(&server, &info.omit).await;
+                    return self
+                        .answer_info(&server, &info.omit, &info.extensions)
+                        .await;
                 }
                 let msg = self.client_info(info, server.as_ref())?;
                 self.send(Message::binary(msg.clone()), &msg, false).await
@@ -556,7 +558,7 @@ impl RawClient<'_> {
                 let (b, p) = self.next_packet(bound, want).await?;
                 match p.body {
                     PacketBody::Info(info) if p.stream_id == 0 => {
-                        self.answer_info(&info, &[]).await?;
+                        self.answer_info(&info, &[], &[]).await?;
                         self.await_continue().await
                     }
                     PacketBody::Continue { .. } if p.stream_id == 0 => {
@@ -566,7 +568,7 @@ impl RawClient<'_> {
                                 Ok(Packet {
                                     stream_id: 0,
                                     body: PacketBody::Info(info),
-                                }) => self.answer_info(&info, &[]).await,
+                                }) => self.answer_info(&info, &[], &[]).await,
                                 _ => Err((
                                     "an INFO after CONTINUE(0), or nothing".to_owned(),
                                     self.rec.describe(&b),
@@ -602,7 +604,12 @@ impl RawClient<'_> {
     }
 
     /// Answers the server's INFO with the records of what it offered.
-    async fn answer_info(&mut self, server: &InfoPacket, omit: &[ExtName]) -> StepResult {
+    async fn answer_info(
+        &mut self,
+        server: &InfoPacket,
+        omit: &[ExtName],
+        extra: &[ClientInfoRecord],
+    ) -> StepResult {
         let mut records = Vec::new();
         for r in &server.extensions {
             if omit.iter().any(|o| o.0 == r.id) {
@@ -624,6 +631,7 @@ impl RawClient<'_> {
                 _ => {}
             }
         }
+        records.extend_from_slice(extra);
         let spec = ClientInfoSpec {
             answer: false,
             omit: Vec::new(),
