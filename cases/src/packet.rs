@@ -26,32 +26,41 @@ pub(crate) fn yes() -> bool {
 }
 
 /// `times:` on a sent packet: a number, or (server role) an expression of the stream
-/// credit the server granted in the handshake: `credit`, `2*credit`, `credit+1`.
+/// credit the server granted in the handshake: `credit`, `2*credit`, `credit+1`,
+/// `credit-1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Times {
     /// Multiplier of the credit (0: a plain number).
     pub credit_mul: u32,
-    /// Added to it.
-    pub add: u32,
+    /// Added to it (negative only with the credit: `credit-1`).
+    pub add: i64,
 }
 
 impl Times {
-    /// Parses `7`, `credit`, `2*credit`, `credit+1`, `2*credit+3`.
+    /// Parses `7`, `credit`, `2*credit`, `credit+1`, `credit-1`, `2*credit+3`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let bad = || {
             format!(
-                "times {text:?}: write a number, `credit`, `N*credit` or `credit+N` (N a number)"
+                "times {text:?}: write a number, `credit`, `N*credit`, `credit+N` or `credit-N` (N a number)"
             )
         };
         let t: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        let (mul_part, add) = match t.split_once('+') {
-            Some((a, b)) => (a.to_owned(), b.parse::<u32>().map_err(|_| bad())?),
+        let (mul_part, add) = match t.split_once(['+', '-']) {
+            Some((a, b)) => {
+                let n = i64::from(b.parse::<u32>().map_err(|_| bad())?);
+                let negative = t.as_bytes()[a.len()] == b'-';
+                (a.to_owned(), if negative { -n } else { n })
+            }
             None => (t.clone(), 0),
         };
         if let Ok(n) = mul_part.parse::<u32>() {
+            let total = i64::from(n) + add;
+            if add < 0 || total > i64::from(u32::MAX) {
+                return Err(bad());
+            }
             return Ok(Self {
                 credit_mul: 0,
-                add: n.checked_add(add).ok_or_else(bad)?,
+                add: total,
             });
         }
         let mul = match mul_part.strip_suffix("credit") {
@@ -68,9 +77,10 @@ impl Times {
         })
     }
 
-    /// How many, given the handshake credit.
+    /// How many, given the handshake credit (never below 0).
     pub fn count(self, credit: u32) -> u64 {
-        u64::from(self.credit_mul) * u64::from(credit) + u64::from(self.add)
+        let n = i128::from(self.credit_mul) * i128::from(credit) + i128::from(self.add);
+        u64::try_from(n.max(0)).unwrap_or(u64::MAX)
     }
 
     /// Whether the expression uses the credit.
@@ -81,12 +91,15 @@ impl Times {
 
 impl fmt::Display for Times {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.credit_mul, self.add) {
-            (0, n) => write!(f, "{n}"),
-            (1, 0) => f.write_str("credit"),
-            (m, 0) => write!(f, "{m}*credit"),
-            (1, n) => write!(f, "credit+{n}"),
-            (m, n) => write!(f, "{m}*credit+{n}"),
+        match self.credit_mul {
+            0 => return write!(f, "{}", self.add),
+            1 => f.write_str("credit")?,
+            m => write!(f, "{m}*credit")?,
+        }
+        match self.add {
+            0 => Ok(()),
+            n if n > 0 => write!(f, "+{n}"),
+            n => write!(f, "{n}"),
         }
     }
 }
@@ -97,11 +110,14 @@ impl<'de> Deserialize<'de> for Times {
         impl Visitor<'_> for V {
             type Value = Times;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a count: a number, `credit`, `N*credit` or `credit+N`")
+                f.write_str("a count: a number, `credit`, `N*credit`, `credit+N` or `credit-N`")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Times, E> {
                 u32::try_from(v)
-                    .map(|add| Times { credit_mul: 0, add })
+                    .map(|n| Times {
+                        credit_mul: 0,
+                        add: i64::from(n),
+                    })
                     .map_err(|_| E::custom("times is too large"))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Times, E> {
@@ -298,6 +314,13 @@ mod tests {
         assert_eq!(Times::parse("2*credit").unwrap().count(128), 256);
         assert_eq!(Times::parse("credit+1").unwrap().count(128), 129);
         assert_eq!(Times::parse("2 * credit + 3").unwrap().count(10), 23);
+        assert_eq!(Times::parse("credit-1").unwrap().count(128), 127);
+        assert_eq!(Times::parse("credit-200").unwrap().count(128), 0);
+        assert_eq!(Times::parse("credit-1").unwrap().to_string(), "credit-1");
+        assert_eq!(Times::parse("credit").unwrap().to_string(), "credit");
+        assert_eq!(Times::parse("7").unwrap().to_string(), "7");
+        assert!(Times::parse("7-1").is_err());
+        assert!(Times::parse("-1").is_err());
         assert!(Times::parse("credits").is_err());
         assert!(Times::parse("x*credit").is_err());
         assert!(Times::parse("").is_err());

@@ -60,6 +60,8 @@ pub enum Capability {
     CertAuthRequired,
     /// The server's INFO carries a MOTD (0x04).
     Motd,
+    /// The server's INFO lists stream-open confirmation (0x05).
+    StreamConfirmation,
     /// Credentials were configured (`--password user:pass`).
     Credentials,
     /// A private key was configured (`--key FILE`).
@@ -80,6 +82,7 @@ impl Capability {
             Self::CertAuth => "cert_auth",
             Self::CertAuthRequired => "cert_auth_required",
             Self::Motd => "motd",
+            Self::StreamConfirmation => "stream_confirmation",
             Self::Credentials => "credentials",
             Self::Key => "key",
             Self::Blocked => "blocked",
@@ -183,8 +186,8 @@ pub struct ConnectSpec {
 #[serde(deny_unknown_fields)]
 pub struct ClientInfoSpec {
     /// Answer the server's INFO the way the `handshake` step does (its extensions that the
-    /// harness supports, with the connection's credentials), instead of giving `version`
-    /// and `extensions`.
+    /// harness supports, with the connection's credentials), instead of giving `version`;
+    /// `extensions` are then sent after the answer's records.
     #[serde(default)]
     pub answer: bool,
     /// With `answer`: extensions to leave out of the answer.
@@ -193,7 +196,7 @@ pub struct ClientInfoSpec {
     /// The version (default `"2.0"`).
     #[serde(default)]
     pub version: Option<String>,
-    /// The extension records, in order.
+    /// The extension records, in order (with `answer`: after the answer's own).
     #[serde(default)]
     pub extensions: Vec<ClientInfoRecord>,
 }

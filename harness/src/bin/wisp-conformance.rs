@@ -9,6 +9,10 @@
 //! that differ from the baseline), 2 bad case files, a filter that matches nothing, a
 //! harness error, or (server suite) a case that could not connect.
 //!
+//! `coverage` prints the spec coverage map instead: per requirement of
+//! `cases/requirements.yaml`, the cases of each role that check it; exit 0 when every
+//! requirement is covered or waived, 1 while some are not, 2 for bad files.
+//!
 //! ```text
 //! wisp-conformance                          # run every client-role case under cases/
 //! wisp-conformance --filter handshake       # only handshake.* (segment-aware, repeatable)
@@ -17,6 +21,7 @@
 //! wisp-conformance --json out.json --junit out.xml
 //! wisp-conformance server ws://127.0.0.1:6001/ --v1 --json out.json --junit out.xml
 //! wisp-conformance server ws://127.0.0.1:6001/ --expect harness/baselines/mine-v2.yaml
+//! wisp-conformance coverage --json coverage.json
 //! ```
 
 use std::net::IpAddr;
@@ -28,7 +33,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use wisp_client::proto::PasswordLayout;
-use wisp_harness::report::{json, junit, table};
+use wisp_harness::report::{coverage, json, junit, table};
 use wisp_harness::server::baseline::{self, Baseline};
 use wisp_harness::server::{RunMode, ServerConfig};
 use wisp_harness::{
@@ -60,6 +65,29 @@ enum Command {
     /// Run the server-role suite against a live Wisp server and judge it.
     #[command(long_about = SERVER_ABOUT)]
     Server(Box<ServerArgs>),
+    /// Print which requirements of the spec the cases check (the spec coverage map).
+    #[command(long_about = COVERAGE_ABOUT)]
+    Coverage(CoverageArgs),
+}
+
+const COVERAGE_ABOUT: &str = "\
+Print the spec coverage map: for every requirement of cases/requirements.yaml (the MUST, \
+SHOULD and MAY statements of Wisp v1.2 and v2 draft 6, and de-facto rules), the cases of \
+each role that check it (their `covers:` lists), or why it is waived; then the \
+requirements no case checks, and the totals per role (covered / waived / total).
+
+Exit codes: 0 every requirement is covered or waived for each role it binds; 1 some are \
+not; 2 bad case files or requirements file.";
+
+/// `coverage`: options.
+#[derive(Debug, Args)]
+struct CoverageArgs {
+    /// The cases directory, with its requirements.yaml (default: the workspace's cases/).
+    #[arg(long, value_name = "DIR")]
+    cases: Option<PathBuf>,
+    /// Write the map as JSON here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
 }
 
 const SERVER_ABOUT: &str = "\
@@ -213,6 +241,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::List(select)) => list(&select),
         Some(Command::Server(args)) => server(&args),
+        Some(Command::Coverage(args)) => coverage_map(&args),
         Some(Command::Run(run)) => run_all(&run),
         None => run_all(&cli.run),
     }
@@ -317,6 +346,41 @@ fn run_all(args: &RunArgs) -> ExitCode {
         ExitCode::from(2)
     } else {
         ExitCode::from(gate.exit_code)
+    }
+}
+
+fn coverage_map(args: &CoverageArgs) -> ExitCode {
+    let dir = args.cases.clone().unwrap_or_else(default_cases_dir);
+    let (requirements, cases) = match coverage::load(&dir) {
+        Ok(r) => r,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let map = match requirements.coverage_of(&cases) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", coverage::text(&map));
+    if let Some(path) = &args.json {
+        let written = serde_json::to_string_pretty(&coverage::json(&map))
+            .map_err(|e| e.to_string())
+            .and_then(|t| std::fs::write(path, t).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("error: --json {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    if map.complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

@@ -2,8 +2,10 @@
 //! [`CaseReport`] per case (behaviour verdict, optional CLOSE-reason column, reasons,
 //! transcript), the [`SuiteReport`] of a run, and the [`Gate`] that turns it into an exit
 //! code. The reporters write it as a table ([`table`]), JSON ([`json`]) and JUnit XML
-//! ([`junit`]).
+//! ([`junit`]). Beside the runs, [`coverage`] reports the spec coverage map: which
+//! requirements the cases check.
 
+pub mod coverage;
 pub mod json;
 pub mod junit;
 pub mod table;

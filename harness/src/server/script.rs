@@ -122,7 +122,9 @@ impl RawClient<'_> {
                             "no INFO has arrived".to_owned(),
                         ));
                     };
-                    return self.answer_info(&server, &info.omit).await;
+                    return self
+                        .answer_info(&server, &info.omit, &info.extensions)
+                        .await;
                 }
                 let msg = self.client_info(info, server.as_ref())?;
                 self.send(Message::binary(msg.clone()), &msg, false).await
@@ -551,7 +553,7 @@ impl RawClient<'_> {
                 let (b, p) = self.next_packet(bound, want).await?;
                 match p.body {
                     PacketBody::Info(info) if p.stream_id == 0 => {
-                        self.answer_info(&info, &[]).await?;
+                        self.answer_info(&info, &[], &[]).await?;
                         self.await_continue().await
                     }
                     PacketBody::Continue { .. } if p.stream_id == 0 => {
@@ -561,7 +563,7 @@ impl RawClient<'_> {
                                 Ok(Packet {
                                     stream_id: 0,
                                     body: PacketBody::Info(info),
-                                }) => self.answer_info(&info, &[]).await,
+                                }) => self.answer_info(&info, &[], &[]).await,
                                 _ => Err((
                                     "an INFO after CONTINUE(0), or nothing".to_owned(),
                                     self.rec.describe(&b),
@@ -597,19 +599,25 @@ impl RawClient<'_> {
     }
 
     /// Answers the server's INFO with the records of what it offered.
-    async fn answer_info(&mut self, server: &InfoPacket, omit: &[ExtName]) -> StepResult {
+    async fn answer_info(
+        &mut self,
+        server: &InfoPacket,
+        omit: &[ExtName],
+        extra: &[ClientInfoRecord],
+    ) -> StepResult {
         let password = self
             .ctx
             .password
             .is_some()
             .then_some(self.ctx.connect_password);
         let key = self.ctx.key.is_some().then_some(self.ctx.connect_key);
-        let records = server
+        let mut records: Vec<ClientInfoRecord> = server
             .extensions
             .iter()
             .filter(|r| !omit.iter().any(|o| o.0 == r.id))
             .filter_map(|r| ClientInfoRecord::answering(r.id, password, key))
             .collect();
+        records.extend_from_slice(extra);
         let spec = ClientInfoSpec {
             answer: false,
             omit: Vec::new(),
