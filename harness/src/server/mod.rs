@@ -32,6 +32,7 @@
 //! ```
 
 pub mod baseline;
+pub mod checks;
 mod library;
 mod probe;
 mod script;
@@ -59,6 +60,7 @@ pub use targets::{BANNER, Targets};
 use crate::engine::CaseRun;
 use crate::engine::judge::judge_close;
 use crate::report::ServerInfo;
+use checks::RunChecks;
 use probe::CapCheck;
 use session::Recorder;
 
@@ -295,6 +297,7 @@ pub(crate) struct ServerRun {
     targets: Targets,
     placeholders: wisp_cases::Placeholders,
     probe: Probe,
+    checks: RunChecks,
 }
 
 impl ServerRun {
@@ -315,6 +318,7 @@ impl ServerRun {
             targets,
             placeholders,
             probe,
+            checks: RunChecks::default(),
         })
     }
 
@@ -338,6 +342,11 @@ impl ServerRun {
                 .collect(),
             blocked: config.blocked.as_ref().map(|(h, p)| format!("{h}:{p}")),
         }
+    }
+
+    /// The rows of the run-level checks ([`checks`]), once every case has run.
+    pub(crate) fn check_reports(&self) -> Vec<crate::report::CaseReport> {
+        self.checks.reports()
     }
 
     /// Runs one case: loads it again with the run's target addresses, checks the
@@ -376,7 +385,7 @@ impl ServerRun {
             Ok(c) => c,
             Err(e) => return CaseRun::error(e),
         };
-        let rec = Recorder::new();
+        let rec = Recorder::new(self.checks.clone(), &case.meta.id);
         let deadline = case.timeout().max(config.step_timeout * 2);
         let played = async {
             if case.is_script() {

@@ -20,6 +20,7 @@ use wisp_client::proto::{InfoPacket, Packet, PacketBody};
 use wisp_client::transport::TokioWebsocketsTransport;
 use wisp_mock_server::trace::{Direction, RenderCtx, Trace};
 
+use super::checks::RunChecks;
 use crate::engine::judge::SeenClose;
 
 /// The WebSocket to the server under test.
@@ -122,6 +123,8 @@ struct RecInner {
     start: Instant,
     /// The current step (`usize::MAX`: none).
     step: AtomicUsize,
+    /// The run's checks and the case ID to note every server packet under.
+    checks: (RunChecks, String),
 }
 
 /// The wire log of one case, shared by the script or the client library's transport, and
@@ -130,8 +133,9 @@ struct RecInner {
 pub(crate) struct Recorder(Arc<RecInner>);
 
 impl Recorder {
-    /// An empty log; time zero is now.
-    pub(crate) fn new() -> Self {
+    /// An empty log of the case `case`, time zero now, that also notes every server
+    /// packet in the run's `checks`.
+    pub(crate) fn new(checks: RunChecks, case: &str) -> Self {
         Self(Arc::new(RecInner {
             state: Mutex::new(RecState {
                 trace: Trace::default(),
@@ -143,6 +147,7 @@ impl Recorder {
             }),
             start: Instant::now(),
             step: AtomicUsize::new(usize::MAX),
+            checks: (checks, case.to_owned()),
         }))
     }
 
@@ -195,6 +200,8 @@ impl Recorder {
 
     /// Records a message from the server and notes what the judges need.
     pub(crate) fn received(&self, msg: &Bytes) {
+        let (checks, case) = &self.0.checks;
+        checks.packet(case, msg, || self.describe(msg));
         let decoded = Packet::decode(msg.clone()).ok();
         let is_close = matches!(
             decoded.as_ref().map(|p| &p.body),
