@@ -9,7 +9,7 @@ use wisp_harness::server::checks::PACKET_LENGTHS;
 use wisp_harness::server::{RunMode, ServerConfig};
 use wisp_harness::{Case, Filter, Role, Verdict, default_cases_dir, load_dir};
 use wisp_harness::{Subject, SuiteOptions, SuiteReport, run_suite};
-use wisp_testkit::faulty::{FaultConfig, FaultyServer};
+use wisp_testkit::faulty::{FaultConfig, FaultyServer, Handshake};
 
 fn server_cases(only: &[&str]) -> Vec<Case> {
     let (cases, errors) = load_dir(&default_cases_dir());
@@ -106,4 +106,40 @@ async fn padded_continue_is_non_strict() {
             .contains("a CONTINUE with 6 payload bytes"),
         "{row:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echoing_wisp_v2_while_speaking_v1_is_not_ok() {
+    let id = "server.handshake.subprotocol-echoed";
+    let liar = run_against(
+        FaultConfig {
+            subprotocol_lie: true,
+            ..FaultConfig::default()
+        },
+        RunMode::V2,
+        &[id],
+    )
+    .await;
+    let case = by_id(&liar, id);
+    assert_eq!(case.verdict, Verdict::NonStrict, "{case:?}");
+    assert!(
+        case.reasons
+            .join("\n")
+            .contains("but the server then speaks v1"),
+        "{case:?}"
+    );
+    // Both honest v2 orders keep it OK: INFO first, and CONTINUE(0) then INFO.
+    for handshake in [Handshake::Draft6, Handshake::ContinueFirst] {
+        let honest = run_against(
+            FaultConfig {
+                handshake,
+                ..FaultConfig::default()
+            },
+            RunMode::V2,
+            &[id],
+        )
+        .await;
+        let case = by_id(&honest, id);
+        assert_eq!(case.verdict, Verdict::Ok, "{handshake:?}: {case:?}");
+    }
 }

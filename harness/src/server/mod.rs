@@ -427,6 +427,17 @@ impl ServerRun {
                         "the upgrade response carries Sec-WebSocket-Protocol {echoed:?}; the client offered {offered:?}"
                     ));
                 }
+                // The echo is a promise: the selected wisp-v2 is spoken (an INFO came).
+                SubprotocolExpect::Echoed
+                    if echoed == Some(wisp_client::transport::WISP_V2_SUBPROTOCOL)
+                        && rec.info().is_none() =>
+                {
+                    failures.push(format!(
+                        "the upgrade response selects {echoed:?} but the server then speaks v1: no INFO within {}ms (first packet: {}); a client that trusts the header waits for an INFO that never comes",
+                        config.step_timeout.as_millis(),
+                        rec.first_received().unwrap_or_else(|| "none".to_owned())
+                    ));
+                }
                 SubprotocolExpect::None if echoed.is_some() => failures.push(format!(
                     "the upgrade response carries Sec-WebSocket-Protocol {echoed:?}; expected none"
                 )),

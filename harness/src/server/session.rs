@@ -116,6 +116,8 @@ struct RecState {
     closes: HashMap<u32, SeenClose>,
     credit: Option<u32>,
     info: Option<InfoPacket>,
+    /// The first server packet, described.
+    first: Option<String>,
 }
 
 struct RecInner {
@@ -144,6 +146,7 @@ impl Recorder {
                 closes: HashMap::new(),
                 credit: None,
                 info: None,
+                first: None,
             }),
             start: Instant::now(),
             step: AtomicUsize::new(usize::MAX),
@@ -233,6 +236,9 @@ impl Recorder {
                 _ => {}
             }
         }
+        if state.first.is_none() {
+            state.first = Some(state.ctx.describe(msg, false, false));
+        }
         if room {
             let text = state.ctx.describe(msg, false, false);
             self.push(&mut state, Direction::ToClient, text);
@@ -265,6 +271,11 @@ impl Recorder {
     /// The server's first INFO.
     pub(crate) fn info(&self) -> Option<InfoPacket> {
         self.lock().info.clone()
+    }
+
+    /// The first packet the server sent, described.
+    pub(crate) fn first_received(&self) -> Option<String> {
+        self.lock().first.clone()
     }
 
     /// The rendered log, one line per entry.
