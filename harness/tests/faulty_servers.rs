@@ -28,9 +28,20 @@ fn server_cases(only: &[&str]) -> Vec<Case> {
 
 /// Runs the cases under `only` against a faulty server started with `fault`, 4 at a time.
 async fn run_against(fault: FaultConfig, mode: RunMode, only: &[&str]) -> SuiteReport {
+    run_with(fault, mode, only, |_| {}).await
+}
+
+/// [`run_against`], with the harness's configuration adjusted by `adjust`.
+async fn run_with(
+    fault: FaultConfig,
+    mode: RunMode,
+    only: &[&str],
+    adjust: impl FnOnce(&mut ServerConfig),
+) -> SuiteReport {
     let server = FaultyServer::start(fault).expect("the faulty server starts");
     let mut config = ServerConfig::new(server.url(), mode);
     config.step_timeout = Duration::from_secs(2);
+    adjust(&mut config);
     let options = SuiteOptions {
         jobs: 4,
         ..SuiteOptions::default()
@@ -142,4 +153,34 @@ async fn echoing_wisp_v2_while_speaking_v1_is_not_ok() {
         let case = by_id(&honest, id);
         assert_eq!(case.verdict, Verdict::Ok, "{handshake:?}: {case:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_rejected_after_the_handshake_in_the_older_order_is_judged() {
+    let wrong = "server.auth.password.wrong";
+    let missing = "server.auth.password.missing-when-required";
+    let report = run_with(
+        FaultConfig {
+            password: Some(("wisp".to_owned(), "right".to_owned())),
+            late_auth_reject: true,
+            ..FaultConfig::default()
+        },
+        RunMode::V2,
+        &[wrong, missing],
+        |c| c.credentials = Some(("wisp".to_owned(), "right".to_owned())),
+    )
+    .await;
+    for id in [wrong, missing] {
+        let case = by_id(&report, id);
+        assert!(case.judged(), "{case:?}");
+        assert_eq!(case.verdict, Verdict::Ok, "{id}: {:?}", case.reasons);
+        let close = case.close.as_ref().expect("a close column");
+        assert_eq!(
+            close.got,
+            Some(wisp_client::proto::CloseReason::PASSWORD_AUTH_FAILED),
+            "{id}: {close:?}"
+        );
+    }
+    assert_eq!(by_id(&report, wrong).close_label(), "OK");
+    assert_eq!(by_id(&report, missing).close_label(), "NON-STRICT");
 }
