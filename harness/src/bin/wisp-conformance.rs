@@ -24,6 +24,7 @@
 //! wisp-conformance coverage --json coverage.json
 //! ```
 
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -236,6 +237,38 @@ struct ReportArgs {
     junit: Option<PathBuf>,
 }
 
+/// Prints a line on stdout. A reader that went away (`| head -2`, `| grep -q`) is not an
+/// error: the rest of the output is dropped and the command still ends with its own exit
+/// code. Any other write error is said once on stderr.
+macro_rules! out {
+    ($($arg:tt)*) => { emit(&mut std::io::stdout().lock(), format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// [`out!`] without the newline.
+macro_rules! out_raw {
+    ($($arg:tt)*) => { emit(&mut std::io::stdout().lock(), format_args!($($arg)*)) };
+}
+
+/// Prints a line on stderr, dropping it if stderr is closed.
+macro_rules! err {
+    ($($arg:tt)*) => { emit(&mut std::io::stderr().lock(), format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Writes to `w` as `print!` would, without panicking when the stream is closed.
+fn emit(w: &mut dyn std::io::Write, args: std::fmt::Arguments<'_>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static REPORTED: AtomicBool = AtomicBool::new(false);
+    match w.write_fmt(args).and_then(|()| w.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            if !REPORTED.swap(true, Ordering::Relaxed) {
+                let _ = writeln!(std::io::stderr(), "error: writing the output: {e}");
+            }
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -253,7 +286,7 @@ fn load(select: &SelectArgs) -> Result<(Vec<Case>, usize), ExitCode> {
     let dir = select.cases.clone().unwrap_or_else(default_cases_dir);
     let (cases, errors) = load_dir(&dir);
     for e in &errors {
-        eprintln!("error: {e}");
+        err!("error: {e}");
     }
     // Server-role cases run with `server URL`.
     let cases: Vec<Case> = cases
@@ -264,7 +297,7 @@ fn load(select: &SelectArgs) -> Result<(Vec<Case>, usize), ExitCode> {
     match filter.apply(&cases) {
         Ok(selected) => Ok((selected.into_iter().cloned().collect(), errors.len())),
         Err(e) => {
-            eprintln!("error: {e}");
+            err!("error: {e}");
             Err(ExitCode::from(2))
         }
     }
@@ -278,9 +311,9 @@ fn list(select: &SelectArgs) -> ExitCode {
     let width = cases.iter().map(|c| c.id().len()).max().unwrap_or(0);
     for c in cases.iter().filter_map(Case::as_client) {
         let ignored = if c.ignore.is_some() { " [ignored]" } else { "" };
-        println!("{:<width$}  {}{ignored}", c.meta.id, c.meta.title);
+        out!("{:<width$}  {}{ignored}", c.meta.id, c.meta.title);
     }
-    println!("{} cases", cases.len());
+    out!("{} cases", cases.len());
     if bad > 0 {
         ExitCode::from(2)
     } else {
@@ -322,14 +355,14 @@ fn run_all(args: &RunArgs) -> ExitCode {
     let report = match run_suite_blocking(&cases, Subject::OurClient, &options, &mut |_, _, _| {}) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            err!("error: {e}");
             return ExitCode::from(2);
         }
     };
     let gate = Gate::decide(&report, false, None, true);
-    print!("{}", table::table(&report, args.verbose));
-    println!("{}", gate.summary());
-    println!(
+    out_raw!("{}", table::table(&report, args.verbose));
+    out!("{}", gate.summary());
+    out!(
         "{}{}",
         table::closing_line(&report),
         if bad > 0 {
@@ -339,7 +372,7 @@ fn run_all(args: &RunArgs) -> ExitCode {
         }
     );
     if let Err(e) = write_reports(&args.reports, &report, &gate, None) {
-        eprintln!("error: {e}");
+        err!("error: {e}");
         return ExitCode::from(2);
     }
     if bad > 0 {
@@ -388,7 +421,7 @@ fn server(args: &ServerArgs) -> ExitCode {
     match server_inner(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            err!("error: {e}");
             ExitCode::from(2)
         }
     }
@@ -436,7 +469,7 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
             } else {
                 " [not in this mode]"
             };
-            println!(
+            out!(
                 "{:<width$}  {:<6}  {:<24}  {}{applies}",
                 c.meta.id,
                 c.meta.level.name(),
@@ -444,7 +477,7 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
                 c.meta.title
             );
         }
-        println!("{} cases", cases.len());
+        out!("{} cases", cases.len());
         return Ok(ExitCode::SUCCESS);
     }
     let mut config = ServerConfig::new(&args.url, mode);
@@ -503,15 +536,15 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
     let subject = Subject::Server(Box::new(config));
     let report = run_suite_blocking(&cases, subject, &options, &mut |done, total, case| {
         if !quiet {
-            eprintln!("{}", table::progress_line(done, total, case));
+            err!("{}", table::progress_line(done, total, case));
         }
     })?;
     let gate = Gate::decide(&report, args.strict, baseline.as_ref(), complete);
-    println!("{}", table::table(&report, args.verbose));
+    out!("{}", table::table(&report, args.verbose));
     for m in &gate.mismatches {
-        println!("baseline: {m}");
+        out!("baseline: {m}");
     }
-    println!("{}", gate.summary());
+    out!("{}", gate.summary());
     write_reports(&args.reports, &report, &gate, baseline.as_ref())?;
     if let Some(path) = &args.write_baseline {
         let name = args.server_name.clone().unwrap_or_else(|| args.url.clone());

@@ -243,7 +243,9 @@ impl SubjectInfo {
 pub struct SuiteReport {
     /// What was judged.
     pub subject: SubjectInfo,
-    /// Every selected case that applies (run, UNSUPPORTED or ignored), in suite order.
+    /// Every selected case that applies (run, UNSUPPORTED or ignored), in suite order;
+    /// a server run then adds the rows of its run-level checks
+    /// ([`crate::server::checks`]).
     pub cases: Vec<CaseReport>,
     /// IDs of selected cases that do not apply to this run (another mode).
     pub not_applicable: Vec<String>,

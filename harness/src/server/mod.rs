@@ -32,6 +32,7 @@
 //! ```
 
 pub mod baseline;
+pub mod checks;
 mod library;
 mod probe;
 mod script;
@@ -60,6 +61,7 @@ pub use targets::{BANNER, Targets};
 use crate::engine::CaseRun;
 use crate::engine::judge::judge_close;
 use crate::report::ServerInfo;
+use checks::RunChecks;
 use probe::CapCheck;
 use session::Recorder;
 
@@ -296,6 +298,7 @@ pub(crate) struct ServerRun {
     targets: Targets,
     placeholders: wisp_cases::Placeholders,
     probe: Probe,
+    checks: RunChecks,
 }
 
 impl ServerRun {
@@ -316,6 +319,7 @@ impl ServerRun {
             targets,
             placeholders,
             probe,
+            checks: RunChecks::default(),
         })
     }
 
@@ -339,6 +343,11 @@ impl ServerRun {
                 .collect(),
             blocked: config.blocked.as_ref().map(|(h, p)| format!("{h}:{p}")),
         }
+    }
+
+    /// The rows of the run-level checks ([`checks`]), once every case has run.
+    pub(crate) fn check_reports(&self) -> Vec<crate::report::CaseReport> {
+        self.checks.reports()
     }
 
     /// Runs one case: loads it again with the run's target addresses, checks the
@@ -377,7 +386,7 @@ impl ServerRun {
             Ok(c) => c,
             Err(e) => return CaseRun::error(e),
         };
-        let rec = Recorder::new();
+        let rec = Recorder::new(self.checks.clone(), &case.meta.id);
         let deadline = case.timeout().max(config.step_timeout * 2);
         let played = async {
             if case.is_script() {
@@ -417,6 +426,17 @@ impl ServerRun {
                 SubprotocolExpect::Echoed if echoed.is_none() || echoed != offered => {
                     failures.push(format!(
                         "the upgrade response carries Sec-WebSocket-Protocol {echoed:?}; the client offered {offered:?}"
+                    ));
+                }
+                // The echo is a promise: the selected wisp-v2 is spoken (an INFO came).
+                SubprotocolExpect::Echoed
+                    if echoed == Some(wisp_client::transport::WISP_V2_SUBPROTOCOL)
+                        && rec.info().is_none() =>
+                {
+                    failures.push(format!(
+                        "the upgrade response selects {echoed:?} but the server then speaks v1: no INFO within {}ms (first packet: {}); a client that trusts the header waits for an INFO that never comes",
+                        config.step_timeout.as_millis(),
+                        rec.first_received().unwrap_or_else(|| "none".to_owned())
                     ));
                 }
                 SubprotocolExpect::None if echoed.is_some() => failures.push(format!(
