@@ -17,6 +17,8 @@
 //! wisp-conformance --json out.json --junit out.xml
 //! wisp-conformance server ws://127.0.0.1:6001/ --v1 --json out.json --junit out.xml
 //! wisp-conformance server ws://127.0.0.1:6001/ --expect harness/baselines/mine-v2.yaml
+//! wisp-conformance --html report/            # a static HTML site (index.html) of the run
+//! wisp-conformance report --html matrix/ a=a.json b=b.json   # several runs in one matrix
 //! ```
 
 use std::net::IpAddr;
@@ -28,7 +30,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use wisp_cases::client::LayoutSpec;
-use wisp_harness::report::{json, junit, table};
+use wisp_harness::report::{html, json, junit, table};
 use wisp_harness::server::baseline::{self, Baseline};
 use wisp_harness::server::{RunMode, ServerConfig};
 use wisp_harness::{
@@ -60,6 +62,20 @@ enum Command {
     /// Run the server-role suite against a live Wisp server and judge it.
     #[command(long_about = SERVER_ABOUT)]
     Server(Box<ServerArgs>),
+    /// Merge JSON reports (of either suite) into one HTML matrix.
+    Report(ReportCmd),
+}
+
+/// `report`: options.
+#[derive(Debug, Args)]
+struct ReportCmd {
+    /// Write the site here (index.html and one page per case and run).
+    #[arg(long, value_name = "DIR")]
+    html: PathBuf,
+    /// JSON reports written with --json, one column each, in this order; `NAME=FILE`
+    /// names the column (default: the server URL and mode, or the suite).
+    #[arg(value_name = "RUN.json", required = true)]
+    runs: Vec<String>,
 }
 
 const SERVER_ABOUT: &str = "\
@@ -206,6 +222,9 @@ struct ReportArgs {
     /// Write a JUnit XML report (Maven Surefire format) here.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    /// Write a static HTML report into this directory (open its index.html).
+    #[arg(long, value_name = "DIR")]
+    html: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -214,6 +233,7 @@ fn main() -> ExitCode {
         Some(Command::List(select)) => list(&select),
         Some(Command::Server(args)) => server(&args),
         Some(Command::Run(run)) => run_all(&run),
+        Some(Command::Report(args)) => report(&args),
         None => run_all(&cli.run),
     }
 }
@@ -275,7 +295,42 @@ fn write_reports(
         std::fs::write(path, junit::junit(report, gate)?)
             .map_err(|e| format!("--junit {}: {e}", path.display()))?;
     }
+    if let Some(dir) = &args.html {
+        let run = html::Run::from_report(report, gate, baseline)?;
+        html::write(&[run], dir)?;
+    }
     Ok(())
+}
+
+/// `report --html DIR RUN.json...`: one matrix of several runs.
+fn report(args: &ReportCmd) -> ExitCode {
+    let mut runs = Vec::new();
+    for arg in &args.runs {
+        let (name, path) = match arg.split_once('=') {
+            Some((n, p)) if !Path::new(arg).exists() => (Some(n.to_owned()), Path::new(p)),
+            _ => (None, Path::new(arg.as_str())),
+        };
+        match html::Run::load(path) {
+            Ok(mut run) => {
+                run.name = name.or(run.name);
+                runs.push(run);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match html::write(&runs, &args.html) {
+        Ok(index) => {
+            println!("{}", index.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn run_all(args: &RunArgs) -> ExitCode {

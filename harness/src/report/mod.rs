@@ -1,9 +1,10 @@
 //! The one report model of every suite run, whatever the role and the subject: a
 //! [`CaseReport`] per case (behaviour verdict, optional CLOSE-reason column, reasons,
 //! transcript), the [`SuiteReport`] of a run, and the [`Gate`] that turns it into an exit
-//! code. The reporters write it as a table ([`table`]), JSON ([`json`]) and JUnit XML
-//! ([`junit`]).
+//! code. The reporters write it as a table ([`table`]), JSON ([`json`]), JUnit XML
+//! ([`junit`]) and a static HTML site ([`html`]).
 
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod table;
@@ -74,6 +75,11 @@ pub struct CaseReport {
     pub spec: String,
     /// must / should / may.
     pub level: Level,
+    /// Why the case exists, what a failure means (the case's `description`).
+    pub description: String,
+    /// What the case expects, as its file states it: the top-level `expect:` and `close:`
+    /// sections (empty when it has neither).
+    pub expectation: String,
     /// The side under test.
     pub role: Role,
     /// The behaviour verdict (meaningless when `error` is set or the case was ignored).
@@ -107,6 +113,8 @@ impl CaseReport {
             title: meta.title.clone(),
             spec: meta.spec.clone(),
             level: meta.level,
+            description: meta.description.trim().to_owned(),
+            expectation: expectation(&meta.source),
             role,
             verdict: Verdict::Ok,
             expected: None,
@@ -196,6 +204,24 @@ impl CaseReport {
                 .as_ref()
                 .is_some_and(|c| c.verdict != Verdict::Ok)
     }
+}
+
+/// The top-level `expect:` and `close:` sections of a case file's text, as written
+/// (comments and indentation kept), in file order.
+fn expectation(source: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in source.lines() {
+        let top_level = !line.is_empty() && !line.starts_with([' ', '\t', '#']);
+        if top_level {
+            inside = line.starts_with("expect:") || line.starts_with("close:");
+        }
+        if inside {
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+    out.trim_end().to_owned()
 }
 
 /// What ran the cases, as a report names it.
