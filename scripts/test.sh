@@ -3,7 +3,9 @@
 # (the pinned wisp-server-python and wisp-js from PyPI/npm, into .tools/), then the
 # formatting, lint and documentation checks, and all unit/integration/doc tests: interop
 # against the real servers, the conformance cases, the server suite against three real
-# servers, and the benchmark's smoke mode (a #[test] in bench/).
+# servers (writing the merged HTML matrix to target/tmp/servers-report/), the HTML report
+# in headless Chromium (installed with apt-get when missing; screenshots under
+# target/tmp/html-report/), and the benchmark's smoke mode (a #[test] in bench/).
 #
 # This is exactly what CI runs (.ci/run calls this script).
 set -euo pipefail
@@ -15,6 +17,17 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "installing the pinned third-party Wisp servers (wisp-python 0.9.0, wisp-js 0.5.0)"
 bash scripts/install-servers.sh
+
+step "headless Chromium for the HTML report's browser test (harness/tests/html.rs)"
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "chromium not found: installing it with apt-get"
+    (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null
+  else
+    echo "chromium not found: install it (Debian/Ubuntu: apt-get install chromium)" >&2
+    exit 1
+  fi
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

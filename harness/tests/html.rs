@@ -49,7 +49,6 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> Result<(i32, String), Stri
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(out)
-        .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("{what}: {e}"))?;
     let deadline = Instant::now() + limit;
@@ -95,9 +94,14 @@ fn browse(chromium: &Path, args: &[String], page: &Path) -> Result<String, Strin
     .arg(format!("--user-data-dir={}", profile.path().display()))
     .args(args)
     .arg(format!("file://{}", page.display()));
+    // Chromium logs D-Bus noise on stderr in containers: kept, shown on failure only.
+    let log = profile.path().join("stderr.log");
+    let log_file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+    cmd.stderr(log_file);
     let (code, stdout) = run_bounded(&mut cmd, Duration::from_secs(90))?;
     if code != 0 {
-        return Err(format!("chromium exited with {code}"));
+        let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+        return Err(format!("chromium exited with {code}:\n{stderr}"));
     }
     Ok(stdout)
 }
@@ -221,7 +225,7 @@ fn html_report_renders_in_chromium() {
             &chromium,
             &[
                 format!("--screenshot={}", shot.display()),
-                "--window-size=1400,1000".to_owned(),
+                "--window-size=1400,1700".to_owned(),
             ],
             page,
         )

@@ -221,7 +221,8 @@ h1{font-size:1.4em;margin:0 0 .3em}h2{font-size:1.1em;margin:1.2em 0 .4em}
 table{border-collapse:collapse}th,td{border:1px solid #d0d7de;padding:3px 7px;text-align:left;vertical-align:top}
 thead th{background:#f3f5f7;position:sticky;top:0}
 tr.topic th{background:#e8ecf0;font-size:1.05em;padding-top:6px}
-td.id{font-family:ui-monospace,monospace;white-space:nowrap}td.spec,td.title{color:#424a53;max-width:28em}
+td.id{font-family:ui-monospace,monospace;white-space:nowrap}td.spec{color:#424a53;max-width:28em}
+div.title{font-family:system-ui,sans-serif;font-size:.85em;color:#57606a;white-space:normal;max-width:32em}
 td.cell{text-align:center;white-space:nowrap;font-weight:600}
 td.cell a{color:inherit;text-decoration:none;display:block}
 .v-ok{background:#c9f0cf;color:#0f5323}.v-non-strict{background:#fff1b8;color:#6b4c00}
@@ -323,7 +324,7 @@ pub fn index_page(runs: &[Run]) -> Markup {
                             tr.topic { th colspan=(3 + runs.len()) { (topic) } }
                             @for case in cases {
                                 tr.case id=(case.id) {
-                                    td.id title=(case.title) { (case.id) }
+                                    td.id { (case.id) div.title { (case.title) } }
                                     td.level { (case.level) }
                                     td.spec { (case.spec) }
                                     @for (i, run) in runs.iter().enumerate() {
