@@ -179,7 +179,10 @@ fn html_report_renders_in_chromium() {
                 "chromium is not installed (scripts/test.sh installs it: apt-get install chromium)"
             );
         }
-        eprintln!("SKIPPED: chromium not found (apt-get install chromium); the site is at {}", index.display());
+        eprintln!(
+            "SKIPPED: chromium not found (apt-get install chromium); the site is at {}",
+            index.display()
+        );
         return;
     };
 
@@ -189,10 +192,15 @@ fn html_report_renders_in_chromium() {
     let cells = count(&dom, "<td class=\"cell ");
     assert_eq!(cells, rows * 2, "one cell per case and run");
     assert_eq!(count(&dom, "<th class=\"run\""), 2, "two run columns");
-    assert!(dom.contains("<th class=\"run\">ours</th>"), "NAME=FILE names the column");
+    assert!(
+        dom.contains("<th class=\"run\">ours</th>"),
+        "NAME=FILE names the column"
+    );
     // Two topics: handshake and hostile.
     assert_eq!(count(&dom, "<tr class=\"topic\""), 2);
-    assert!(!dom.contains("pwned</title>") && dom.contains("<title>Wisp conformance report</title>"));
+    assert!(
+        !dom.contains("pwned</title>") && dom.contains("<title>Wisp conformance report</title>")
+    );
 
     // The FAILED cell links to its page.
     let failed = dom
@@ -203,7 +211,9 @@ fn html_report_renders_in_chromium() {
     assert_eq!(href, "runs/1/hostile.downgrade.html");
     let page_path = site.join(href);
     let page = browse(&chromium, &["--dump-dom".to_owned()], &page_path).unwrap();
-    let trace_at = page.find("<pre class=\"trace\">").expect("a trace on the page");
+    let trace_at = page
+        .find("<pre class=\"trace\">")
+        .expect("a trace on the page");
     let trace = &page[trace_at..];
     for line in b_json["cases"][0]["trace"].as_array().unwrap() {
         let line = line.as_str().unwrap();
@@ -213,7 +223,10 @@ fn html_report_renders_in_chromium() {
             .replace('>', "&gt;");
         assert!(trace.contains(&escaped), "the page's trace lacks {line:?}");
     }
-    assert!(page.contains("downgraded: false"), "the expectation is shown");
+    assert!(
+        page.contains("downgraded: false"),
+        "the expectation is shown"
+    );
     assert!(page.contains("&lt;script&gt;document.title='pwned'&lt;/script&gt;"));
     assert!(page.contains("&lt;img src=x onerror="));
     assert!(!page.contains("<img") && !page.contains("pwned</title>"));

@@ -140,7 +140,9 @@ fn write_matrix(
         .iter()
         .position(|t| t.name() == target.name())
         .unwrap_or(usize::MAX);
-    let mut runs = RUNS.lock().map_err(|_| "a run panicked while writing the matrix")?;
+    let mut runs = RUNS
+        .lock()
+        .map_err(|_| "a run panicked while writing the matrix")?;
     runs.push((order, run));
     runs.sort_by_key(|(i, _)| *i);
     let all: Vec<html::Run> = runs.iter().map(|(_, r)| r.clone()).collect();

@@ -3,7 +3,9 @@
 //! server-role suite against a live Wisp server.
 //!
 //! Both suites run on the same engine and write the same reports: a table on stdout, and
-//! with `--json FILE` / `--junit FILE` a JSON report and a JUnit XML report.
+//! with `--json FILE` / `--junit FILE` / `--html DIR` a JSON report, a JUnit XML report
+//! and a static HTML site; `report --html DIR RUN.json...` merges JSON reports into one
+//! HTML matrix.
 //!
 //! Exit codes: 0 the gate passed, 1 conformance failures (or, with `--expect`, verdicts
 //! that differ from the baseline), 2 bad case files, a filter that matches nothing, a

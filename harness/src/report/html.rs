@@ -155,13 +155,13 @@ impl Run {
 
     /// Reads a JSON report's value.
     pub fn from_json(value: serde_json::Value) -> Result<Self, String> {
-        serde_json::from_value(value).map_err(|e| format!("not a wisp-conformance JSON report: {e}"))
+        serde_json::from_value(value)
+            .map_err(|e| format!("not a wisp-conformance JSON report: {e}"))
     }
 
     /// Reads a JSON report file.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         Self::from_json(value).map_err(|e| format!("{}: {e}", path.display()))
     }
@@ -221,7 +221,7 @@ h1{font-size:1.4em;margin:0 0 .3em}h2{font-size:1.1em;margin:1.2em 0 .4em}
 table{border-collapse:collapse}th,td{border:1px solid #d0d7de;padding:3px 7px;text-align:left;vertical-align:top}
 thead th{background:#f3f5f7;position:sticky;top:0}
 tr.topic th{background:#e8ecf0;font-size:1.05em;padding-top:6px}
-td.id{font-family:ui-monospace,monospace;white-space:nowrap}td.spec{color:#424a53;max-width:28em}
+td.id{font-family:ui-monospace,monospace;white-space:nowrap}td.spec{color:#424a53;min-width:16em;max-width:28em;font-size:.92em}
 div.title{font-family:system-ui,sans-serif;font-size:.85em;color:#57606a;white-space:normal;max-width:32em}
 td.cell{text-align:center;white-space:nowrap;font-weight:600}
 td.cell a{color:inherit;text-decoration:none;display:block}
@@ -274,7 +274,10 @@ pub fn index_page(runs: &[Run]) -> Markup {
     let mut topics: Vec<(String, Vec<&RunCase>)> = Vec::new();
     for run in runs {
         for case in &run.cases {
-            if topics.iter().any(|(_, cs)| cs.iter().any(|c| c.id == case.id)) {
+            if topics
+                .iter()
+                .any(|(_, cs)| cs.iter().any(|c| c.id == case.id))
+            {
                 continue;
             }
             match topics.iter_mut().find(|(t, _)| t == case.topic()) {
@@ -424,5 +427,65 @@ pub fn case_page(run: &Run, case: &RunCase) -> Markup {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hostile_run() -> Run {
+        Run::from_json(serde_json::json!({
+            "subject": "server ws://x/ <i>",
+            "role": "server",
+            "url": "ws://127.0.0.1:1/\"><script>",
+            "mode": "v2",
+            "cases": [{
+                "id": "a/../b<x>",
+                "title": "t</title><script>alert(1)</script>",
+                "verdict": "FAILED",
+                "close": {"verdict": "NON-STRICT", "packet": "CLOSE <b>", "note": "&amp;"},
+                "reasons": ["got \"<img src=x onerror=alert(1)>\""],
+                "trace": ["DATA s1 \"</pre><script>x</script>\""],
+            }],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn everything_from_a_report_is_escaped() {
+        let run = hostile_run();
+        let index = index_page(std::slice::from_ref(&run)).into_string();
+        let page = case_page(&run, &run.cases[0]).into_string();
+        for html in [&index, &page] {
+            assert!(!html.contains("<script"), "{html}");
+            assert!(!html.contains("<img"), "{html}");
+            assert!(!html.contains("<b>"), "{html}");
+            assert!(!html.contains("<i>"), "{html}");
+        }
+        assert!(page.contains("&lt;/pre&gt;&lt;script&gt;x&lt;/script&gt;"));
+        assert!(page.contains("&amp;amp;"));
+        assert!(index.contains("class=\"close v-non-strict\""));
+    }
+
+    #[test]
+    fn case_pages_stay_in_their_run_directory() {
+        assert_eq!(case_path(2, "a/../b<x>"), "runs/2/a_.._b_x_.html");
+        assert_eq!(
+            case_path(0, "server.close.blocked"),
+            "runs/0/server.close.blocked.html"
+        );
+    }
+
+    #[test]
+    fn reports_without_the_new_fields_still_load() {
+        let run = Run::from_json(serde_json::json!({
+            "subject": "client",
+            "role": "client",
+            "cases": [{"id": "x.y", "family": "x", "title": "t", "verdict": "OK"}],
+        }))
+        .unwrap();
+        assert_eq!(run.cases[0].topic(), "x");
+        assert_eq!(run.label(), "client suite");
     }
 }

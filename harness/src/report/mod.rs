@@ -404,3 +404,18 @@ impl Gate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::expectation;
+
+    #[test]
+    fn expectation_is_the_expect_and_close_sections() {
+        let source = "title: t\nexpect:\n  streams:\n    s1: {closed_by: server}\n\n# note\nclose:\n  stream: s1\nactions:\n  - x\nexpected: no\n";
+        assert_eq!(
+            expectation(source),
+            "expect:\n  streams:\n    s1: {closed_by: server}\n\n# note\nclose:\n  stream: s1"
+        );
+        assert_eq!(expectation("title: t\n"), "");
+    }
+}
