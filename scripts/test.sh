@@ -3,7 +3,9 @@
 # (the pinned wisp-server-python and wisp-js from PyPI/npm, into .tools/), then the
 # formatting, lint and documentation checks, and all unit/integration/doc tests: interop
 # against the real servers, the conformance cases, the server suite against three real
-# servers, and the benchmark's smoke mode (a #[test] in bench/).
+# servers (writing the merged HTML matrix to target/tmp/servers-report/), the HTML report
+# in headless Chromium (installed with apt-get when missing; screenshots under
+# target/tmp/html-report/), and the benchmark's smoke mode (a #[test] in bench/).
 #
 # This is exactly what CI runs (.ci/run calls this script).
 set -euo pipefail
@@ -13,8 +15,26 @@ cd "$ROOT"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# need CMD: installs the Debian package of the same name when CMD is missing (as root
+# with apt-get), else fails with what to install.
+need() {
+  if command -v "$1" >/dev/null 2>&1; then
+    return
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "$1 not found: installing it with apt-get"
+    (apt-get update -qq && apt-get install -y -qq "$1") >/dev/null
+  else
+    echo "$1 not found: install it (Debian/Ubuntu: apt-get install $1)" >&2
+    exit 1
+  fi
+}
+
 step "installing the pinned third-party Wisp servers (wisp-python 0.9.0, wisp-js 0.5.0)"
 bash scripts/install-servers.sh
+
+step "headless Chromium for the HTML report's browser test (harness/tests/html.rs)"
+need chromium
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -30,15 +50,7 @@ step "cargo test (unit, integration, interop, conformance cases, doc tests)"
 CI="${CI:-true}" cargo test --workspace --locked
 
 step "instruction counts (callgrind): ours within 5 % of bench/instructions.json"
-if ! command -v valgrind >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "valgrind not found: installing it with apt-get"
-    (apt-get update -qq && apt-get install -y -qq valgrind) >/dev/null
-  else
-    echo "valgrind not found: install it (Debian/Ubuntu: apt-get install valgrind)" >&2
-    exit 1
-  fi
-fi
+need valgrind
 cargo run -p wisp-bench --release --locked -- --instructions
 
 step "all tests passed"

@@ -3,7 +3,9 @@
 //! server-role suite against a live Wisp server.
 //!
 //! Both suites run on the same engine and write the same reports: a table on stdout, and
-//! with `--json FILE` / `--junit FILE` a JSON report and a JUnit XML report.
+//! with `--json FILE` / `--junit FILE` / `--html DIR` a JSON report, a JUnit XML report
+//! and a static HTML site; `report --html DIR RUN.json...` merges JSON reports into one
+//! HTML matrix.
 //!
 //! Exit codes: 0 the gate passed, 1 conformance failures (or, with `--expect`, verdicts
 //! that differ from the baseline), 2 bad case files, a filter that matches nothing, a
@@ -22,6 +24,8 @@
 //! wisp-conformance server ws://127.0.0.1:6001/ --v1 --json out.json --junit out.xml
 //! wisp-conformance server ws://127.0.0.1:6001/ --expect harness/baselines/mine-v2.yaml
 //! wisp-conformance coverage --json coverage.json
+//! wisp-conformance --html report/            # a static HTML site (index.html) of the run
+//! wisp-conformance report --html matrix/ a=a.json b=b.json   # several runs in one matrix
 //! ```
 
 use std::io::Write as _;
@@ -34,7 +38,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use wisp_client::proto::PasswordLayout;
-use wisp_harness::report::{coverage, json, junit, table};
+use wisp_harness::report::{coverage, html, json, junit, table};
 use wisp_harness::server::baseline::{self, Baseline};
 use wisp_harness::server::{RunMode, ServerConfig};
 use wisp_harness::{
@@ -69,6 +73,8 @@ enum Command {
     /// Print which requirements of the spec the cases check (the spec coverage map).
     #[command(long_about = COVERAGE_ABOUT)]
     Coverage(CoverageArgs),
+    /// Merge JSON reports (of either suite) into one HTML matrix.
+    Report(ReportCmd),
 }
 
 const COVERAGE_ABOUT: &str = "\
@@ -89,6 +95,18 @@ struct CoverageArgs {
     /// Write the map as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+}
+
+/// `report`: options.
+#[derive(Debug, Args)]
+struct ReportCmd {
+    /// Write the site here (index.html and one page per case and run).
+    #[arg(long, value_name = "DIR")]
+    html: PathBuf,
+    /// JSON reports written with --json, one column each, in this order; `NAME=FILE`
+    /// names the column (default: the server URL and mode, or the suite).
+    #[arg(value_name = "RUN.json", required = true)]
+    runs: Vec<String>,
 }
 
 const SERVER_ABOUT: &str = "\
@@ -235,6 +253,9 @@ struct ReportArgs {
     /// Write a JUnit XML report (Maven Surefire format) here.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    /// Write a static HTML report into this directory (open its index.html).
+    #[arg(long, value_name = "DIR")]
+    html: Option<PathBuf>,
 }
 
 /// Prints a line on stdout. A reader that went away (`| head -2`, `| grep -q`) is not an
@@ -276,6 +297,7 @@ fn main() -> ExitCode {
         Some(Command::Server(args)) => server(&args),
         Some(Command::Coverage(args)) => coverage_map(&args),
         Some(Command::Run(run)) => run_all(&run),
+        Some(Command::Report(args)) => report(&args),
         None => run_all(&cli.run),
     }
 }
@@ -337,7 +359,42 @@ fn write_reports(
         std::fs::write(path, junit::junit(report, gate)?)
             .map_err(|e| format!("--junit {}: {e}", path.display()))?;
     }
+    if let Some(dir) = &args.html {
+        let run = html::Run::from_report(report, gate, baseline)?;
+        html::write(&[run], dir)?;
+    }
     Ok(())
+}
+
+/// `report --html DIR RUN.json...`: one matrix of several runs.
+fn report(args: &ReportCmd) -> ExitCode {
+    let mut runs = Vec::new();
+    for arg in &args.runs {
+        let (name, path) = match arg.split_once('=') {
+            Some((n, p)) if !Path::new(arg).exists() => (Some(n.to_owned()), Path::new(p)),
+            _ => (None, Path::new(arg.as_str())),
+        };
+        match html::Run::load(path) {
+            Ok(mut run) => {
+                run.name = name.or(run.name);
+                runs.push(run);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match html::write(&runs, &args.html) {
+        Ok(index) => {
+            println!("{}", index.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn run_all(args: &RunArgs) -> ExitCode {

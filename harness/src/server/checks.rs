@@ -120,6 +120,8 @@ fn row(id: &str, title: &str, spec: &str, level: Level) -> CaseReport {
         spec: spec.to_owned(),
         level,
         role: Role::Server,
+        description: title.to_owned(),
+        expectation: String::new(),
         verdict: Verdict::Ok,
         expected: None,
         close: None,
