@@ -6,10 +6,10 @@
 //!   and every CLOSE exactly 1 (a server that pads them breaks clients that check
 //!   lengths, though lenient decoders accept the packet).
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
-use wisp_cases::{Level, Role, Verdict};
+use wisp_cases::{Level, Meta, Role, Verdict};
 use wisp_client::proto::HEADER_LEN;
 
 use crate::report::CaseReport;
@@ -112,24 +112,19 @@ impl RunChecks {
 
 /// An OK row for a run-level check.
 fn row(id: &str, title: &str, spec: &str, level: Level) -> CaseReport {
-    let group = id.rsplit_once('.').map_or("", |(g, _)| g).to_owned();
-    CaseReport {
+    let meta = Meta {
         id: id.to_owned(),
-        group,
+        path: PathBuf::new(),
+        rel_path: String::new(),
+        group: id.rsplit_once('.').map_or("", |(g, _)| g).to_owned(),
+        source: String::new(),
         title: title.to_owned(),
         spec: spec.to_owned(),
         level,
-        role: Role::Server,
-        verdict: Verdict::Ok,
-        expected: None,
-        close: None,
-        reasons: Vec::new(),
-        error: None,
-        ignored: None,
-        transcript: String::new(),
-        duration: Duration::ZERO,
-        virtual_time: None,
-    }
+        description: String::new(),
+        timeout: None,
+    };
+    CaseReport::new(&meta, Role::Server)
 }
 
 #[cfg(test)]
