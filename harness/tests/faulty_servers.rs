@@ -163,3 +163,33 @@ async fn auth_rejected_after_the_handshake_in_the_older_order_is_judged() {
     assert_eq!(by_id(&report, wrong).close_label(), "OK");
     assert_eq!(by_id(&report, missing).close_label(), "NON-STRICT");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_data_frames_are_recorded_and_non_strict() {
+    use wisp_harness::server::checks::{LARGEST_DATA, LARGEST_DATA_LIMIT};
+    let only = ["server.tcp.large-16mib"];
+    let coalescing = run_against(
+        FaultConfig {
+            coalesce_data: Some(4 << 20),
+            ..FaultConfig::default()
+        },
+        RunMode::V2,
+        &only,
+    )
+    .await;
+    let row = by_id(&coalescing, LARGEST_DATA);
+    assert_eq!(row.verdict, Verdict::NonStrict, "{row:?}");
+    assert!(
+        row.reasons.join("\n").contains("server.tcp.large-16mib"),
+        "{row:?}"
+    );
+    let correct = run_against(FaultConfig::default(), RunMode::V2, &only).await;
+    let row = by_id(&correct, LARGEST_DATA);
+    assert_eq!(row.verdict, Verdict::Ok, "{row:?}");
+    let size: usize = row
+        .transcript
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .expect("the size is recorded");
+    assert!(size > 0 && size <= LARGEST_DATA_LIMIT, "{}", row.transcript);
+}
