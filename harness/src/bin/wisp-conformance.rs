@@ -152,9 +152,14 @@ struct ServerArgs {
     #[arg(long)]
     v2: bool,
     /// Credentials for password authentication (enables the auth.password cases that need
-    /// valid ones; the others run without).
-    #[arg(long, value_name = "USER:PASS")]
+    /// valid ones; the others run without). On the command line they land in shell history
+    /// and process lists: prefer --password-file or the WISP_PASSWORD environment variable
+    /// (USER:PASS), used when neither flag is given. Reports redact the password.
+    #[arg(long, value_name = "USER:PASS", conflicts_with = "password_file")]
     password: Option<String>,
+    /// Read the credentials (USER:PASS, one line) from this file.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
     /// The layout of the password record the harness sends.
     #[arg(long, value_enum, value_name = "LAYOUT", default_value = "draft6")]
     password_layout: LayoutArg,
@@ -513,6 +518,35 @@ fn select_server_cases(args: &ServerArgs, dir: &Path) -> Result<(Vec<Case>, bool
     Ok((selected, complete))
 }
 
+/// The environment variable the credentials are read from without `--password` or
+/// `--password-file`.
+const PASSWORD_ENV: &str = "WISP_PASSWORD";
+
+/// The credentials of the run: `--password`, else `--password-file`, else `WISP_PASSWORD`
+/// (each `USER:PASS`), else none.
+fn credentials(args: &ServerArgs) -> Result<Option<(String, String)>, String> {
+    let (text, from) = if let Some(p) = &args.password {
+        (p.clone(), "--password".to_owned())
+    } else if let Some(path) = &args.password_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--password-file {}: {e}", path.display()))?;
+        let line = text.lines().next().unwrap_or_default().to_owned();
+        (line, format!("--password-file {}", path.display()))
+    } else {
+        match std::env::var(PASSWORD_ENV) {
+            Ok(v) if !v.is_empty() => (v, PASSWORD_ENV.to_owned()),
+            Ok(_) | Err(std::env::VarError::NotPresent) => return Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(format!("{PASSWORD_ENV} is not valid UTF-8"));
+            }
+        }
+    };
+    let (user, pass) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{from} takes USER:PASS"))?;
+    Ok(Some((user.to_owned(), pass.to_owned())))
+}
+
 fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
     let dir = args.cases.clone().unwrap_or_else(default_cases_dir);
     let (cases, complete) = select_server_cases(args, &dir)?;
@@ -548,10 +582,7 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
         LayoutArg::Draft6 => PasswordLayout::Draft6,
         LayoutArg::Draft5 => PasswordLayout::Draft5,
     };
-    if let Some(p) = &args.password {
-        let (user, pass) = p.split_once(':').ok_or("--password takes USER:PASS")?;
-        config.credentials = Some((user.to_owned(), pass.to_owned()));
-    }
+    config.credentials = credentials(args)?;
     if let Some(path) = &args.key {
         let pem =
             std::fs::read_to_string(path).map_err(|e| format!("--key {}: {e}", path.display()))?;
