@@ -37,7 +37,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// Declares a role's case struct: its own keys, then the header keys every case file has
-/// (`title`, `spec`, `level`, `description`, `role`, `timeout`). The loader's first pass
+/// (`title`, `spec`, `level`, `description`, `role`, `timeout`, `covers`). The loader's first pass
 /// reads the header into [`Meta`]; the role's struct only names the header keys, so that
 /// `deny_unknown_fields` accepts them.
 macro_rules! role_case {
@@ -62,15 +62,19 @@ macro_rules! role_case {
             _role: serde::de::IgnoredAny,
             #[serde(default, rename = "timeout")]
             _timeout: serde::de::IgnoredAny,
+            #[serde(default, rename = "covers")]
+            _covers: serde::de::IgnoredAny,
         }
     };
 }
 
 pub mod actions;
 pub mod client;
+pub mod ext;
 mod load;
 pub mod packet;
 mod placeholders;
+pub mod requirements;
 pub mod server;
 mod validate;
 pub mod values;
@@ -78,8 +82,8 @@ mod verdict;
 
 pub use client::ClientCase;
 pub use load::{
-    LoadError, SERVER_TOPIC, case_id, load_case, load_case_str, load_case_str_with, load_case_with,
-    load_dir, load_dir_with,
+    LoadError, REQUIREMENTS_FILE, SERVER_TOPIC, case_id, load_case, load_case_str,
+    load_case_str_with, load_case_with, load_dir, load_dir_with,
 };
 pub use placeholders::{Placeholders, TARGET_NAMES};
 pub use server::ServerCase;
@@ -131,6 +135,10 @@ pub struct Meta {
     pub description: String,
     /// The case's own bound (`timeout:`), if it gives one.
     pub timeout: Option<values::Dur>,
+    /// The IDs of the requirements the case checks (`covers:`), with their place in the
+    /// file; see [`requirements`]. Empty when the file has no `covers:` (an error in a
+    /// directory with a requirements file).
+    pub covers: Vec<serde_saphyr::Spanned<String>>,
 }
 
 impl Meta {
@@ -147,7 +155,13 @@ impl Meta {
             level: Level::Must,
             description: String::new(),
             timeout: None,
+            covers: Vec::new(),
         }
+    }
+
+    /// The requirement IDs of `covers:`, in file order.
+    pub fn covered_ids(&self) -> impl Iterator<Item = &str> {
+        self.covers.iter().map(|c| c.value.as_str())
     }
 
     /// The case's `timeout:`, or `default`.

@@ -5,6 +5,13 @@
 //! parses the whole file strictly into that role's struct ([`ClientCase`] or
 //! [`ServerCase`]), where every struct denies unknown fields, so a key of the other role
 //! is an error with its line and column. The case ID comes from the path ([`case_id`]).
+//!
+//! A cases directory holds cases only in topic folders (`<dir>/<topic>/NAME.yaml`); the
+//! one file at its root is the requirements file ([`REQUIREMENTS_FILE`], see
+//! [`crate::requirements`]), which is never read as a case. When the directory has one,
+//! [`load_dir`] checks every case's `covers:` list against it: a case without the list,
+//! an unknown requirement ID, or one that does not bind the case's role is a load error.
+//! Loading one file checks only the list's form (not empty, no ID twice).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,11 +21,16 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_saphyr::{Location, Spanned};
 
+use crate::requirements::Requirements;
 use crate::values::Dur;
 use crate::{Case, ClientCase, Level, Meta, Placeholders, Role, ServerCase, validate};
 
 /// The topic folder of server-role cases (`cases/server/<family>/NAME.yaml`).
 pub const SERVER_TOPIC: &str = "server";
+
+/// The requirements file at the root of a cases directory (`cases/requirements.yaml`):
+/// the one YAML file there, and never a case.
+pub const REQUIREMENTS_FILE: &str = "requirements.yaml";
 
 /// A case file that could not be loaded: file, line, column and what is wrong.
 #[derive(Clone, Debug)]
@@ -114,6 +126,11 @@ pub fn case_id(rel: &Path) -> Result<String, String> {
         return Err("an empty case path".to_owned());
     };
     if dirs.is_empty() {
+        if file == REQUIREMENTS_FILE {
+            return Err(format!(
+                "{REQUIREMENTS_FILE} at the root of the cases directory is the requirements file, not a case"
+            ));
+        }
         return Err("case files live in a topic folder: cases/<topic>/NAME.yaml".to_owned());
     }
     let stem = file
@@ -134,9 +151,12 @@ pub fn case_id(rel: &Path) -> Result<String, String> {
     Ok(id)
 }
 
-/// Loads every `*.yaml` under `dir` (recursively, sorted). Returns the good cases and the
-/// errors; an ID used by two files is an error for the second. Placeholders get stand-in
-/// values ([`Placeholders::default`]).
+/// Loads every `*.yaml` under `dir` (recursively, sorted) but the requirements file at its
+/// root. Returns the good cases and the errors; an ID used by two files is an error for the
+/// second. When `dir` has a requirements file ([`REQUIREMENTS_FILE`]), its problems are
+/// errors too, and every case's `covers:` is checked against it (a case that fails the
+/// check is an error, not a case). Placeholders get stand-in values
+/// ([`Placeholders::default`]).
 pub fn load_dir(dir: &Path) -> (Vec<Case>, Vec<LoadError>) {
     load_dir_with(dir, &Placeholders::default())
 }
@@ -146,11 +166,30 @@ pub fn load_dir_with(dir: &Path, placeholders: &Placeholders) -> (Vec<Case>, Vec
     let mut files = Vec::new();
     let mut errors = Vec::new();
     collect_yaml(dir, &mut files, &mut errors);
+    let requirements_path = dir.join(REQUIREMENTS_FILE);
+    files.retain(|f| *f != requirements_path);
     files.sort();
+    let requirements = if requirements_path.is_file() {
+        match Requirements::load(&requirements_path) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                errors.extend(e);
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut cases: Vec<Case> = Vec::new();
     let mut seen: HashMap<String, PathBuf> = HashMap::new();
     for file in files {
-        match load_case_with(dir, &file, placeholders) {
+        let loaded = load_case_with(dir, &file, placeholders).and_then(|case| {
+            if let Some(r) = &requirements {
+                r.check_case(&case)?;
+            }
+            Ok(case)
+        });
+        match loaded {
             Ok(case) => {
                 if let Some(first) = seen.get(case.id()) {
                     errors.push(LoadError::whole_file(
@@ -232,6 +271,8 @@ struct Header {
     description: String,
     #[serde(default)]
     timeout: Option<Dur>,
+    #[serde(default)]
+    covers: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// [`load_case_str`] with these placeholder values: every `${NAME.host}` / `${NAME.port}`
@@ -313,6 +354,10 @@ pub fn load_case_str_with(
                 .join(".")
         })
         .unwrap_or_default();
+    let covers = match header.covers {
+        None => Vec::new(),
+        Some(list) => covers_list(path, list, source)?,
+    };
     let meta = Meta {
         id,
         path: path.to_owned(),
@@ -324,6 +369,7 @@ pub fn load_case_str_with(
         level: header.level,
         description: header.description,
         timeout: header.timeout,
+        covers,
     };
     let check = validate::Checker::new(path, source);
     match role {
@@ -342,8 +388,47 @@ pub fn load_case_str_with(
     }
 }
 
+/// The form of a `covers:` list: at least one requirement ID, each given once (IDs are
+/// trimmed). Whether the requirements exist is [`Requirements::check_case`]'s business.
+fn covers_list(
+    path: &Path,
+    list: Spanned<Vec<Spanned<String>>>,
+    source: &str,
+) -> Result<Vec<Spanned<String>>, LoadError> {
+    if list.value.is_empty() {
+        return Err(LoadError::at(
+            path,
+            list.referenced,
+            "`covers` is empty: name the requirements this case checks (IDs from cases/requirements.yaml)",
+            source,
+        ));
+    }
+    let mut out: Vec<Spanned<String>> = Vec::with_capacity(list.value.len());
+    for mut item in list.value {
+        item.value = item.value.trim().to_owned();
+        if item.value.is_empty() {
+            return Err(LoadError::at(
+                path,
+                item.referenced,
+                "`covers` lists an empty requirement ID",
+                source,
+            ));
+        }
+        if out.iter().any(|c| c.value == item.value) {
+            return Err(LoadError::at(
+                path,
+                item.referenced,
+                format!("`covers` lists {:?} twice", item.value),
+                source,
+            ));
+        }
+        out.push(item);
+    }
+    Ok(out)
+}
+
 /// Parses YAML into `T`, turning a parse error into a located [`LoadError`].
-fn parse<T: DeserializeOwned>(path: &Path, source: &str) -> Result<T, LoadError> {
+pub(crate) fn parse<T: DeserializeOwned>(path: &Path, source: &str) -> Result<T, LoadError> {
     serde_saphyr::from_str(source).map_err(|e| {
         let (line, column) = e
             .location()

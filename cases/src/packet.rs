@@ -9,135 +9,58 @@ use ed25519_dalek::VerifyingKey;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_saphyr::Spanned;
+use wisp_proto::PasswordLayout;
+
+pub use crate::ext::{
+    BuiltRecord, Challenge, RawExtension, SentChallenge, ServerCertAuth, ServerExtension,
+    ServerPassword,
+};
 
 use crate::actions::Repeat;
 use crate::values::{
     Dur, ExtName, Hex, ReasonSet, ReasonSpec, StreamRef, StreamTypeSpec, TypeSpec,
 };
 
-/// Server password metadata.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerPassword {
-    /// Whether credentials are required.
-    #[serde(default = "yes")]
-    pub required: bool,
-}
-
 pub(crate) fn yes() -> bool {
     true
 }
 
-/// How the certificate challenge is made.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Challenge {
-    /// 64 random bytes from the OS (masked in traces).
-    Random,
-    /// These bytes.
-    Fixed(Hex),
-}
-
-impl<'de> Deserialize<'de> for Challenge {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if s == "random" {
-            Ok(Self::Random)
-        } else {
-            Hex::parse(&s).map(Self::Fixed).map_err(de::Error::custom)
-        }
-    }
-}
-
-/// Server certificate-auth metadata.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerCertAuth {
-    /// Whether a signature is required.
-    #[serde(default = "yes")]
-    pub required: bool,
-    /// The algorithm mask (bit 0 = Ed25519).
-    #[serde(default = "one")]
-    pub algorithms: u8,
-    /// `random` (64 bytes from getrandom) or hex.
-    #[serde(default = "random")]
-    pub challenge: Challenge,
-    /// The public key (PEM, relative to `cases/`) a later `expect` verifies against.
-    #[serde(default)]
-    pub verify_key: Option<Spanned<String>>,
-    /// The loaded key.
-    #[serde(skip)]
-    pub verifying_key: Option<(String, VerifyingKey)>,
-}
-
-fn one() -> u8 {
-    1
-}
-fn random() -> Challenge {
-    Challenge::Random
-}
-
-/// A record of unknown or deliberately malformed shape.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawExtension {
-    /// The extension id.
-    pub id: u8,
-    /// The metadata.
-    #[serde(default)]
-    pub hex: Hex,
-    /// The length written in the record header (default: the metadata length); larger
-    /// than the data makes an oversized record.
-    #[serde(default)]
-    pub len: Option<u32>,
-}
-
-/// An extension record in the server's INFO.
-// Case files are small configuration values, read once; boxing would only add noise.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum ServerExtension {
-    /// UDP (empty metadata).
-    Udp,
-    /// Password (`required` byte).
-    Password(ServerPassword),
-    /// Certificate auth (`required`, `algorithms`, challenge).
-    CertAuth(ServerCertAuth),
-    /// MOTD text.
-    Motd(String),
-    /// Stream-open confirmation (empty metadata).
-    StreamConfirmation,
-    /// Any id with any bytes.
-    Raw(RawExtension),
-}
-
 /// `times:` on a sent packet: a number, or (server role) an expression of the stream
-/// credit the server granted in the handshake: `credit`, `2*credit`, `credit+1`.
+/// credit the server granted in the handshake: `credit`, `2*credit`, `credit+1`,
+/// `credit-1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Times {
     /// Multiplier of the credit (0: a plain number).
     pub credit_mul: u32,
-    /// Added to it.
-    pub add: u32,
+    /// Added to it (negative only with the credit: `credit-1`).
+    pub add: i64,
 }
 
 impl Times {
-    /// Parses `7`, `credit`, `2*credit`, `credit+1`, `2*credit+3`.
+    /// Parses `7`, `credit`, `2*credit`, `credit+1`, `credit-1`, `2*credit+3`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let bad = || {
             format!(
-                "times {text:?}: write a number, `credit`, `N*credit` or `credit+N` (N a number)"
+                "times {text:?}: write a number, `credit`, `N*credit`, `credit+N` or `credit-N` (N a number)"
             )
         };
         let t: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        let (mul_part, add) = match t.split_once('+') {
-            Some((a, b)) => (a.to_owned(), b.parse::<u32>().map_err(|_| bad())?),
+        let (mul_part, add) = match t.split_once(['+', '-']) {
+            Some((a, b)) => {
+                let n = i64::from(b.parse::<u32>().map_err(|_| bad())?);
+                let negative = t.as_bytes()[a.len()] == b'-';
+                (a.to_owned(), if negative { -n } else { n })
+            }
             None => (t.clone(), 0),
         };
         if let Ok(n) = mul_part.parse::<u32>() {
+            let total = i64::from(n) + add;
+            if add < 0 || total > i64::from(u32::MAX) {
+                return Err(bad());
+            }
             return Ok(Self {
                 credit_mul: 0,
-                add: n.checked_add(add).ok_or_else(bad)?,
+                add: total,
             });
         }
         let mul = match mul_part.strip_suffix("credit") {
@@ -154,9 +77,10 @@ impl Times {
         })
     }
 
-    /// How many, given the handshake credit.
+    /// How many, given the handshake credit (never below 0).
     pub fn count(self, credit: u32) -> u64 {
-        u64::from(self.credit_mul) * u64::from(credit) + u64::from(self.add)
+        let n = i128::from(self.credit_mul) * i128::from(credit) + i128::from(self.add);
+        u64::try_from(n.max(0)).unwrap_or(u64::MAX)
     }
 
     /// Whether the expression uses the credit.
@@ -167,12 +91,15 @@ impl Times {
 
 impl fmt::Display for Times {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.credit_mul, self.add) {
-            (0, n) => write!(f, "{n}"),
-            (1, 0) => f.write_str("credit"),
-            (m, 0) => write!(f, "{m}*credit"),
-            (1, n) => write!(f, "credit+{n}"),
-            (m, n) => write!(f, "{m}*credit+{n}"),
+        match self.credit_mul {
+            0 => return write!(f, "{}", self.add),
+            1 => f.write_str("credit")?,
+            m => write!(f, "{m}*credit")?,
+        }
+        match self.add {
+            0 => Ok(()),
+            n if n > 0 => write!(f, "+{n}"),
+            n => write!(f, "{n}"),
         }
     }
 }
@@ -183,11 +110,14 @@ impl<'de> Deserialize<'de> for Times {
         impl Visitor<'_> for V {
             type Value = Times;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a count: a number, `credit`, `N*credit` or `credit+N`")
+                f.write_str("a count: a number, `credit`, `N*credit`, `credit+N` or `credit-N`")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Times, E> {
                 u32::try_from(v)
-                    .map(|add| Times { credit_mul: 0, add })
+                    .map(|n| Times {
+                        credit_mul: 0,
+                        add: i64::from(n),
+                    })
                     .map_err(|_| E::custom("times is too large"))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Times, E> {
@@ -259,7 +189,7 @@ pub struct PasswordCheck {
     pub password: Option<String>,
     /// The layout to decode with.
     #[serde(default)]
-    pub layout: crate::client::LayoutSpec,
+    pub layout: PasswordLayout,
 }
 
 /// `valid` or `invalid`.
@@ -384,6 +314,13 @@ mod tests {
         assert_eq!(Times::parse("2*credit").unwrap().count(128), 256);
         assert_eq!(Times::parse("credit+1").unwrap().count(128), 129);
         assert_eq!(Times::parse("2 * credit + 3").unwrap().count(10), 23);
+        assert_eq!(Times::parse("credit-1").unwrap().count(128), 127);
+        assert_eq!(Times::parse("credit-200").unwrap().count(128), 0);
+        assert_eq!(Times::parse("credit-1").unwrap().to_string(), "credit-1");
+        assert_eq!(Times::parse("credit").unwrap().to_string(), "credit");
+        assert_eq!(Times::parse("7").unwrap().to_string(), "7");
+        assert!(Times::parse("7-1").is_err());
+        assert!(Times::parse("-1").is_err());
         assert!(Times::parse("credits").is_err());
         assert!(Times::parse("x*credit").is_err());
         assert!(Times::parse("").is_err());

@@ -17,9 +17,11 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use serde_saphyr::Spanned;
 
+pub use crate::ext::{ClientCertRecord, ClientInfoRecord, ClientPasswordRecord};
+
 use crate::Meta;
 use crate::actions::{Actions, HandshakeOk, StreamExpects};
-use crate::packet::{PacketSpec, Pattern, RawExtension};
+use crate::packet::{PacketSpec, Pattern};
 use crate::values::{Dur, ErrorSet, ExtName, Hex, ReasonSet, StreamRef};
 use crate::verdict::Level;
 
@@ -58,6 +60,8 @@ pub enum Capability {
     CertAuthRequired,
     /// The server's INFO carries a MOTD (0x04).
     Motd,
+    /// The server's INFO lists stream-open confirmation (0x05).
+    StreamConfirmation,
     /// Credentials were configured (`--password user:pass`).
     Credentials,
     /// A private key was configured (`--key FILE`).
@@ -78,6 +82,7 @@ impl Capability {
             Self::CertAuth => "cert_auth",
             Self::CertAuthRequired => "cert_auth_required",
             Self::Motd => "motd",
+            Self::StreamConfirmation => "stream_confirmation",
             Self::Credentials => "credentials",
             Self::Key => "key",
             Self::Blocked => "blocked",
@@ -176,51 +181,13 @@ pub struct ConnectSpec {
     pub key: KeyChoice,
 }
 
-/// A password record in a client INFO the script sends.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientPasswordRecord {
-    /// Which credentials (default `run`; `none` is not allowed here).
-    #[serde(default)]
-    pub credentials: Secret,
-}
-
-/// A certificate record in a client INFO the script sends: a signature over the challenge
-/// of the last server INFO.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientCertRecord {
-    /// Which key signs (default `run`; `none` is not allowed here).
-    #[serde(default)]
-    pub key: KeyChoice,
-}
-
-/// An extension record in a client INFO the script sends.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum ClientInfoRecord {
-    /// UDP (empty metadata).
-    Udp,
-    /// MOTD (empty metadata on the client side).
-    Motd,
-    /// Stream-open confirmation (empty metadata).
-    StreamConfirmation,
-    /// Password credentials.
-    Password(ClientPasswordRecord),
-    /// A certificate signature.
-    CertAuth(ClientCertRecord),
-    /// Any id with any bytes (`len` overrides the length in the record header).
-    Raw(RawExtension),
-}
-
 /// `send_info`: a client INFO packet on stream 0.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientInfoSpec {
     /// Answer the server's INFO the way the `handshake` step does (its extensions that the
-    /// harness supports, with the connection's credentials), instead of giving `version`
-    /// and `extensions`.
+    /// harness supports, with the connection's credentials), instead of giving `version`;
+    /// `extensions` are then sent after the answer's records.
     #[serde(default)]
     pub answer: bool,
     /// With `answer`: extensions to leave out of the answer.
@@ -229,7 +196,7 @@ pub struct ClientInfoSpec {
     /// The version (default `"2.0"`).
     #[serde(default)]
     pub version: Option<String>,
-    /// The extension records, in order.
+    /// The extension records, in order (with `answer`: after the answer's own).
     #[serde(default)]
     pub extensions: Vec<ClientInfoRecord>,
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde_saphyr::{Location, Spanned};
-use wisp_client::proto::PacketType;
+use wisp_proto::PacketType;
 
 use crate::actions::{Action, Actions, StreamExpects};
 use crate::client::{ClientExtension, ServerStep, VersionSel};
@@ -315,10 +315,10 @@ fn harness_script(
                 if !info.answer && !info.omit.is_empty() {
                     return Err(check.at(loc, "`omit` goes with `answer: true`"));
                 }
-                if info.answer && (info.version.is_some() || !info.extensions.is_empty()) {
+                if info.answer && info.version.is_some() {
                     return Err(check.at(
                         loc,
-                        "`answer: true` builds the INFO itself: drop `version` and `extensions`",
+                        "`answer: true` answers with the server's version: drop `version`",
                     ));
                 }
                 if let Some(v) = &info.version {

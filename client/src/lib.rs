@@ -95,8 +95,11 @@ pub use wisp_proto as proto;
 
 pub use driver::MultiplexorActorFuture;
 pub use error::WispError;
+pub use extensions::WispV2Handshake;
 pub use mux::{ClientMux, MuxResult};
-pub use proto::MuxOptions;
+/// The protocol types applications name, at the root as in the seed API (`StreamType::Tcp`
+/// and `CloseReason::Voluntary` are accepted spellings).
+pub use proto::{CloseReason, MuxOptions, StreamType, WispVersion};
 pub use stream::{
     MuxStream, MuxStreamAsyncRW, MuxStreamRead, MuxStreamTokioIo, MuxStreamWrite, StreamEnd,
 };

@@ -366,3 +366,35 @@ async fn strict_turns_non_strict_into_a_gate_failure() {
     assert!(text(&lenient).contains("NON-STRICT"), "{}", text(&lenient));
     assert_eq!(strict.status.code(), Some(1), "{}", text(&strict));
 }
+
+/// Runs the CLI with its stdout connected to a pipe whose reader is already closed (what
+/// `| head -2` becomes after two lines, or `| grep -q` after a match), and stderr captured.
+fn cli_closed_stdout(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_wisp-conformance"))
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("the CLI runs")
+}
+
+#[test]
+fn piping_into_a_closed_reader_exits_quietly() {
+    for args in [
+        &["list"][..],
+        &["--help"],
+        &["server", "--help"],
+        &["server", "ws://127.0.0.1:1/", "--list"],
+        &["--filter", "handshake.draft6"],
+    ] {
+        let out = cli_closed_stdout(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}

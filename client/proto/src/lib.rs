@@ -61,7 +61,9 @@ pub use ext::password::{
     PasswordClientRecord, PasswordExtensionBuilder, PasswordLayout, PasswordServerRecord,
 };
 pub use ext::udp::UdpExtensionBuilder;
-pub use ext::{AnyExtensionBuilder, ExtensionId, NegotiatedExtension, WispV2Handshake};
+pub use ext::{
+    AnyExtensionBuilder, ExtensionId, HandshakeOrder, NegotiatedExtension, WispV2Handshake,
+};
 pub use info::{ExtensionDecodeError, ExtensionRecord, InfoPacket, WispVersion, encode_record};
 #[cfg(feature = "serde")]
 pub use options::serde_duration;

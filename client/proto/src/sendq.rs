@@ -16,6 +16,7 @@
 //! and refilling, which makes the allocator return and re-fault megabytes per cycle.
 
 use std::collections::VecDeque;
+use std::fmt;
 
 use bytes::Bytes;
 
@@ -35,7 +36,9 @@ struct StreamQueue {
 }
 
 /// The transmit queue of a connection. See the module documentation.
-#[derive(Debug, Default)]
+///
+/// Its `Debug` shows sizes, never packets: the client INFO waiting here carries the password.
+#[derive(Default)]
 pub(crate) struct SendQueue {
     control: VecDeque<Bytes>,
     streams: IdMap<StreamQueue>,
@@ -48,6 +51,17 @@ pub(crate) struct SendQueue {
     blocked: Vec<u32>,
     /// Streams to report writable, for [`SendQueue::next_writable`].
     writable: Vec<u32>,
+}
+
+impl fmt::Debug for SendQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendQueue")
+            .field("bytes", &self.bytes)
+            .field("control_packets", &self.control.len())
+            .field("streams_queued", &self.streams.len())
+            .field("close_zero_queued", &self.last.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SendQueue {

@@ -11,6 +11,10 @@
 //! that differ from the baseline), 2 bad case files, a filter that matches nothing, a
 //! harness error, or (server suite) a case that could not connect.
 //!
+//! `coverage` prints the spec coverage map instead: per requirement of
+//! `cases/requirements.yaml`, the cases of each role that check it; exit 0 when every
+//! requirement is covered or waived, 1 while some are not, 2 for bad files.
+//!
 //! ```text
 //! wisp-conformance                          # run every client-role case under cases/
 //! wisp-conformance --filter handshake       # only handshake.* (segment-aware, repeatable)
@@ -21,8 +25,10 @@
 //! wisp-conformance server ws://127.0.0.1:6001/ --expect harness/baselines/mine-v2.yaml
 //! wisp-conformance --html report/            # a static HTML site (index.html) of the run
 //! wisp-conformance report --html matrix/ a=a.json b=b.json   # several runs in one matrix
+//! wisp-conformance coverage --json coverage.json
 //! ```
 
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,8 +37,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
-use wisp_cases::client::LayoutSpec;
-use wisp_harness::report::{html, json, junit, table};
+use wisp_client::proto::PasswordLayout;
+use wisp_harness::report::{coverage, html, json, junit, table};
 use wisp_harness::server::baseline::{self, Baseline};
 use wisp_harness::server::{RunMode, ServerConfig};
 use wisp_harness::{
@@ -66,6 +72,9 @@ enum Command {
     Server(Box<ServerArgs>),
     /// Merge JSON reports (of either suite) into one HTML matrix.
     Report(ReportCmd),
+    /// Print which requirements of the spec the cases check (the spec coverage map).
+    #[command(long_about = COVERAGE_ABOUT)]
+    Coverage(CoverageArgs),
 }
 
 /// `report`: options.
@@ -78,6 +87,26 @@ struct ReportCmd {
     /// names the column (default: the server URL and mode, or the suite).
     #[arg(value_name = "RUN.json", required = true)]
     runs: Vec<String>,
+}
+
+const COVERAGE_ABOUT: &str = "\
+Print the spec coverage map: for every requirement of cases/requirements.yaml (the MUST, \
+SHOULD and MAY statements of Wisp v1.2 and v2 draft 6, and de-facto rules), the cases of \
+each role that check it (their `covers:` lists), or why it is waived; then the \
+requirements no case checks, and the totals per role (covered / waived / total).
+
+Exit codes: 0 every requirement is covered or waived for each role it binds; 1 some are \
+not; 2 bad case files or requirements file.";
+
+/// `coverage`: options.
+#[derive(Debug, Args)]
+struct CoverageArgs {
+    /// The cases directory, with its requirements.yaml (default: the workspace's cases/).
+    #[arg(long, value_name = "DIR")]
+    cases: Option<PathBuf>,
+    /// Write the map as JSON here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
 }
 
 const SERVER_ABOUT: &str = "\
@@ -229,11 +258,44 @@ struct ReportArgs {
     html: Option<PathBuf>,
 }
 
+/// Prints a line on stdout. A reader that went away (`| head -2`, `| grep -q`) is not an
+/// error: the rest of the output is dropped and the command still ends with its own exit
+/// code. Any other write error is said once on stderr.
+macro_rules! out {
+    ($($arg:tt)*) => { emit(&mut std::io::stdout().lock(), format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// [`out!`] without the newline.
+macro_rules! out_raw {
+    ($($arg:tt)*) => { emit(&mut std::io::stdout().lock(), format_args!($($arg)*)) };
+}
+
+/// Prints a line on stderr, dropping it if stderr is closed.
+macro_rules! err {
+    ($($arg:tt)*) => { emit(&mut std::io::stderr().lock(), format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Writes to `w` as `print!` would, without panicking when the stream is closed.
+fn emit(w: &mut dyn std::io::Write, args: std::fmt::Arguments<'_>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static REPORTED: AtomicBool = AtomicBool::new(false);
+    match w.write_fmt(args).and_then(|()| w.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            if !REPORTED.swap(true, Ordering::Relaxed) {
+                let _ = writeln!(std::io::stderr(), "error: writing the output: {e}");
+            }
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::List(select)) => list(&select),
         Some(Command::Server(args)) => server(&args),
+        Some(Command::Coverage(args)) => coverage_map(&args),
         Some(Command::Run(run)) => run_all(&run),
         Some(Command::Report(args)) => report(&args),
         None => run_all(&cli.run),
@@ -246,7 +308,7 @@ fn load(select: &SelectArgs) -> Result<(Vec<Case>, usize), ExitCode> {
     let dir = select.cases.clone().unwrap_or_else(default_cases_dir);
     let (cases, errors) = load_dir(&dir);
     for e in &errors {
-        eprintln!("error: {e}");
+        err!("error: {e}");
     }
     // Server-role cases run with `server URL`.
     let cases: Vec<Case> = cases
@@ -257,7 +319,7 @@ fn load(select: &SelectArgs) -> Result<(Vec<Case>, usize), ExitCode> {
     match filter.apply(&cases) {
         Ok(selected) => Ok((selected.into_iter().cloned().collect(), errors.len())),
         Err(e) => {
-            eprintln!("error: {e}");
+            err!("error: {e}");
             Err(ExitCode::from(2))
         }
     }
@@ -271,9 +333,9 @@ fn list(select: &SelectArgs) -> ExitCode {
     let width = cases.iter().map(|c| c.id().len()).max().unwrap_or(0);
     for c in cases.iter().filter_map(Case::as_client) {
         let ignored = if c.ignore.is_some() { " [ignored]" } else { "" };
-        println!("{:<width$}  {}{ignored}", c.meta.id, c.meta.title);
+        out!("{:<width$}  {}{ignored}", c.meta.id, c.meta.title);
     }
-    println!("{} cases", cases.len());
+    out!("{} cases", cases.len());
     if bad > 0 {
         ExitCode::from(2)
     } else {
@@ -350,14 +412,14 @@ fn run_all(args: &RunArgs) -> ExitCode {
     let report = match run_suite_blocking(&cases, Subject::OurClient, &options, &mut |_, _, _| {}) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            err!("error: {e}");
             return ExitCode::from(2);
         }
     };
     let gate = Gate::decide(&report, false, None, true);
-    print!("{}", table::table(&report, args.verbose));
-    println!("{}", gate.summary());
-    println!(
+    out_raw!("{}", table::table(&report, args.verbose));
+    out!("{}", gate.summary());
+    out!(
         "{}{}",
         table::closing_line(&report),
         if bad > 0 {
@@ -367,7 +429,7 @@ fn run_all(args: &RunArgs) -> ExitCode {
         }
     );
     if let Err(e) = write_reports(&args.reports, &report, &gate, None) {
-        eprintln!("error: {e}");
+        err!("error: {e}");
         return ExitCode::from(2);
     }
     if bad > 0 {
@@ -377,11 +439,46 @@ fn run_all(args: &RunArgs) -> ExitCode {
     }
 }
 
+fn coverage_map(args: &CoverageArgs) -> ExitCode {
+    let dir = args.cases.clone().unwrap_or_else(default_cases_dir);
+    let (requirements, cases) = match coverage::load(&dir) {
+        Ok(r) => r,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let map = match requirements.coverage_of(&cases) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", coverage::text(&map));
+    if let Some(path) = &args.json {
+        let written = serde_json::to_string_pretty(&coverage::json(&map))
+            .map_err(|e| e.to_string())
+            .and_then(|t| std::fs::write(path, t).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("error: --json {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    if map.complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 fn server(args: &ServerArgs) -> ExitCode {
     match server_inner(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            err!("error: {e}");
             ExitCode::from(2)
         }
     }
@@ -429,7 +526,7 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
             } else {
                 " [not in this mode]"
             };
-            println!(
+            out!(
                 "{:<width$}  {:<6}  {:<24}  {}{applies}",
                 c.meta.id,
                 c.meta.level.name(),
@@ -437,7 +534,7 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
                 c.meta.title
             );
         }
-        println!("{} cases", cases.len());
+        out!("{} cases", cases.len());
         return Ok(ExitCode::SUCCESS);
     }
     let mut config = ServerConfig::new(&args.url, mode);
@@ -448,8 +545,8 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
     }
     config.step_timeout = Duration::from_secs_f64(args.timeout);
     config.password_layout = match args.password_layout {
-        LayoutArg::Draft6 => LayoutSpec::Draft6,
-        LayoutArg::Draft5 => LayoutSpec::Draft5,
+        LayoutArg::Draft6 => PasswordLayout::Draft6,
+        LayoutArg::Draft5 => PasswordLayout::Draft5,
     };
     if let Some(p) = &args.password {
         let (user, pass) = p.split_once(':').ok_or("--password takes USER:PASS")?;
@@ -496,15 +593,15 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
     let subject = Subject::Server(Box::new(config));
     let report = run_suite_blocking(&cases, subject, &options, &mut |done, total, case| {
         if !quiet {
-            eprintln!("{}", table::progress_line(done, total, case));
+            err!("{}", table::progress_line(done, total, case));
         }
     })?;
     let gate = Gate::decide(&report, args.strict, baseline.as_ref(), complete);
-    println!("{}", table::table(&report, args.verbose));
+    out!("{}", table::table(&report, args.verbose));
     for m in &gate.mismatches {
-        println!("baseline: {m}");
+        out!("baseline: {m}");
     }
-    println!("{}", gate.summary());
+    out!("{}", gate.summary());
     write_reports(&args.reports, &report, &gate, baseline.as_ref())?;
     if let Some(path) = &args.write_baseline {
         let name = args.server_name.clone().unwrap_or_else(|| args.url.clone());

@@ -2,8 +2,10 @@
 //! [`CaseReport`] per case (behaviour verdict, optional CLOSE-reason column, reasons,
 //! transcript), the [`SuiteReport`] of a run, and the [`Gate`] that turns it into an exit
 //! code. The reporters write it as a table ([`table`]), JSON ([`json`]), JUnit XML
-//! ([`junit`]) and a static HTML site ([`html`]).
+//! ([`junit`]) and a static HTML site ([`html`]). Beside the runs, [`coverage`] reports
+//! the spec coverage map: which requirements the cases check.
 
+pub mod coverage;
 pub mod html;
 pub mod json;
 pub mod junit;
@@ -267,7 +269,9 @@ impl SubjectInfo {
 pub struct SuiteReport {
     /// What was judged.
     pub subject: SubjectInfo,
-    /// Every selected case that applies (run, UNSUPPORTED or ignored), in suite order.
+    /// Every selected case that applies (run, UNSUPPORTED or ignored), in suite order;
+    /// a server run then adds the rows of its run-level checks
+    /// ([`crate::server::checks`]).
     pub cases: Vec<CaseReport>,
     /// IDs of selected cases that do not apply to this run (another mode).
     pub not_applicable: Vec<String>,

@@ -206,6 +206,10 @@ impl Probe {
                 None => listed(ExtensionId::CERT_AUTH, "certificate authentication (0x03)"),
             },
             Capability::Motd => listed(ExtensionId::MOTD, "a MOTD (0x04)"),
+            Capability::StreamConfirmation => listed(
+                ExtensionId::STREAM_CONFIRMATION,
+                "stream-open confirmation (0x05)",
+            ),
             Capability::Credentials | Capability::Key | Capability::Blocked => CapCheck::Present,
         }
     }
