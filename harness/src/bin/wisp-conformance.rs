@@ -23,9 +23,9 @@
 //! wisp-conformance --json out.json --junit out.xml
 //! wisp-conformance server ws://127.0.0.1:6001/ --v1 --json out.json --junit out.xml
 //! wisp-conformance server ws://127.0.0.1:6001/ --expect harness/baselines/mine-v2.yaml
+//! wisp-conformance coverage --json coverage.json
 //! wisp-conformance --html report/            # a static HTML site (index.html) of the run
 //! wisp-conformance report --html matrix/ a=a.json b=b.json   # several runs in one matrix
-//! wisp-conformance coverage --json coverage.json
 //! ```
 
 use std::io::Write as _;
@@ -70,23 +70,11 @@ enum Command {
     /// Run the server-role suite against a live Wisp server and judge it.
     #[command(long_about = SERVER_ABOUT)]
     Server(Box<ServerArgs>),
-    /// Merge JSON reports (of either suite) into one HTML matrix.
-    Report(ReportCmd),
     /// Print which requirements of the spec the cases check (the spec coverage map).
     #[command(long_about = COVERAGE_ABOUT)]
     Coverage(CoverageArgs),
-}
-
-/// `report`: options.
-#[derive(Debug, Args)]
-struct ReportCmd {
-    /// Write the site here (index.html and one page per case and run).
-    #[arg(long, value_name = "DIR")]
-    html: PathBuf,
-    /// JSON reports written with --json, one column each, in this order; `NAME=FILE`
-    /// names the column (default: the server URL and mode, or the suite).
-    #[arg(value_name = "RUN.json", required = true)]
-    runs: Vec<String>,
+    /// Merge JSON reports (of either suite) into one HTML matrix.
+    Report(ReportCmd),
 }
 
 const COVERAGE_ABOUT: &str = "\
@@ -107,6 +95,18 @@ struct CoverageArgs {
     /// Write the map as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+}
+
+/// `report`: options.
+#[derive(Debug, Args)]
+struct ReportCmd {
+    /// Write the site here (index.html and one page per case and run).
+    #[arg(long, value_name = "DIR")]
+    html: PathBuf,
+    /// JSON reports written with --json, one column each, in this order; `NAME=FILE`
+    /// names the column (default: the server URL and mode, or the suite).
+    #[arg(value_name = "RUN.json", required = true)]
+    runs: Vec<String>,
 }
 
 const SERVER_ABOUT: &str = "\

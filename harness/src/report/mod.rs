@@ -2,8 +2,8 @@
 //! [`CaseReport`] per case (behaviour verdict, optional CLOSE-reason column, reasons,
 //! transcript), the [`SuiteReport`] of a run, and the [`Gate`] that turns it into an exit
 //! code. The reporters write it as a table ([`table`]), JSON ([`json`]), JUnit XML
-//! ([`junit`]) and a static HTML site ([`html`]). Beside the runs, [`coverage`] reports
-//! the spec coverage map: which requirements the cases check.
+//! ([`junit`]) and a static HTML site ([`html`]). Beside the runs, [`coverage`] reports the
+//! spec coverage map: which requirements the cases check.
 
 pub mod coverage;
 pub mod html;
