@@ -125,7 +125,12 @@ impl PasswordServerRecord {
 }
 
 /// How the client lays out its password record. The two layouts do not interoperate.
+///
+/// With the `serde` feature it deserializes from `draft6` or `draft5`, as case files write
+/// it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 #[non_exhaustive]
 pub enum PasswordLayout {
     /// Draft 6: `ulen u8 | username | password…` (the password runs to the end).
