@@ -8,7 +8,28 @@
 # target/tmp/html-report/), and the benchmark's smoke mode (a #[test] in bench/).
 #
 # This is exactly what CI runs (.ci/run calls this script).
+#
+# Options:
+#   --soak   after the normal steps, also run the ignored soak tests (client/tests/soak.rs,
+#            release build, about 2 minutes): 1,000 streams x 1 MiB each way through wisp-js
+#            with the client's heap in use checked afterwards, and 10,000 open/close cycles
+#            that must leak no stream or task.
 set -euo pipefail
+
+SOAK=0
+for arg in "$@"; do
+  case "$arg" in
+    --soak) SOAK=1 ;;
+    -h|--help)
+      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+      exit 0
+      ;;
+    *)
+      echo "scripts/test.sh: unknown option $arg (options: --soak)" >&2
+      exit 2
+      ;;
+  esac
+done
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -52,5 +73,10 @@ CI="${CI:-true}" cargo test --workspace --locked
 step "instruction counts (callgrind): ours within 5 % of bench/instructions.json"
 need valgrind
 cargo run -p wisp-bench --release --locked -- --instructions
+
+if [ "$SOAK" = 1 ]; then
+  step "soak (release): 1,000 x 1 MiB streams through wisp-js, heap in use; 10,000 open/close cycles"
+  cargo test --release --locked -p wisp-client --test soak -- --ignored --nocapture --test-threads 1
+fi
 
 step "all tests passed"
