@@ -107,11 +107,11 @@ impl RunChecks {
             "v2 draft 6 §Packet types (CONTINUE: u32; CLOSE: u8 reason)",
             Level::Should,
         );
-        row.description = "Every CONTINUE carries exactly 4 payload bytes and every CLOSE \
+        lengths.description = "Every CONTINUE carries exactly 4 payload bytes and every CLOSE \
             exactly 1, in every packet the server sent during the run: a server that pads them \
             breaks clients that check lengths, though lenient decoders accept the packet."
             .to_owned();
-        row.expectation = "CONTINUE payload: 4 bytes; CLOSE payload: 1 byte".to_owned();
+        lengths.expectation = "CONTINUE payload: 4 bytes; CLOSE payload: 1 byte".to_owned();
         match &f.first_bad_length {
             None => {
                 lengths.transcript = format!(
@@ -162,6 +162,7 @@ fn row(id: &str, title: &str, spec: &str, level: Level) -> CaseReport {
         spec: spec.to_owned(),
         level,
         description: String::new(),
+        covers: Vec::new(),
         timeout: None,
     };
     CaseReport::new(&meta, Role::Server)
