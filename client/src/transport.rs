@@ -229,14 +229,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for DeferWriteErrors<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let len = bufs.iter().map(|b| b.len()).sum();
+        let all = |bufs: &[io::IoSlice<'_>]| bufs.iter().map(|b| b.len()).sum();
         if self.write_error.is_some() {
-            return Poll::Ready(Ok(len));
+            return Poll::Ready(Ok(all(bufs)));
         }
         match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
             Poll::Ready(Err(e)) => {
                 self.latch(cx, &e);
-                Poll::Ready(Ok(len))
+                Poll::Ready(Ok(all(bufs)))
             }
             other => other,
         }

@@ -156,16 +156,22 @@ impl SendQueue {
         }
     }
 
-    /// Removes stream `id`'s queue, giving the map's memory back after a burst.
+    /// Removes stream `id`'s queue, giving memory back after a burst: the map's, and that of
+    /// the turns, which grow with the number of busy streams (checked here, when a stream
+    /// goes, rather than on every packet).
     fn forget(&mut self, id: u32) -> Option<StreamQueue> {
         let removed = self.streams.remove(&id);
         self.streams.reclaim();
+        self.turns.reclaim();
         removed
     }
 
     /// The next packet to send. `limit` is the admission limit (for the half-full wake-up).
     pub(crate) fn pop(&mut self, limit: usize) -> Option<Bytes> {
         let msg = if let Some(msg) = self.control.pop_front() {
+            // Control packets are rare (CONNECT, CLOSE, INFO); a burst of 1,000 CONNECTs
+            // gives its memory back as it drains.
+            self.control.reclaim();
             msg
         } else {
             loop {
@@ -194,8 +200,6 @@ impl SendQueue {
             }
         };
         self.bytes -= msg.len();
-        self.control.reclaim();
-        self.turns.reclaim();
         if self.bytes < limit / 2 && !self.blocked.is_empty() {
             for id in self.blocked.drain(..) {
                 if let Some(q) = self.streams.get_mut(&id)
