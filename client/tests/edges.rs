@@ -185,31 +185,49 @@ impl Sink<Bytes> for RacingTransport {
     }
 }
 
-/// Items 6 and 7 with a transport whose write fails just as the server's CLOSE(0) becomes
-/// readable: the driver reads on after the write error and reports the server's reason;
-/// queued data that can never be sent does not keep it alive for `close_timeout`.
-#[tokio::test(start_paused = true)]
-async fn a_write_error_does_not_hide_the_servers_close() {
+/// A v1 session over a [`RacingTransport`] granting `credit`, with one stream that has
+/// queued `packets` DATA packets of 1 KiB; the driver is not running yet.
+async fn racing_session(
+    credit: u32,
+    on_write_failure: Vec<Bytes>,
+    packets: usize,
+) -> (
+    ClientMux,
+    wisp_client::MuxStream,
+    wisp_client::MultiplexorActorFuture,
+    Arc<Mutex<usize>>,
+) {
     let (to_inbox, inbox) = futures::channel::mpsc::unbounded();
     to_inbox
-        .unbounded_send(Ok(Packet::continue_(0, 128).to_bytes()))
+        .unbounded_send(Ok(Packet::continue_(0, credit).to_bytes()))
         .unwrap();
     let writes = Arc::new(Mutex::new(0));
     let (rx, tx) = TransportExt::split_fast(RacingTransport {
         inbox,
         to_inbox,
-        on_write_failure: vec![Packet::close(0, CloseReason::PASSWORD_AUTH_FAILED).to_bytes()],
+        on_write_failure,
         failed: false,
         writes: writes.clone(),
     });
-    let (mux, driver) = ClientMux::new(rx, tx, None)
+    let options = MuxOptions::default().close_timeout(Duration::from_secs(5));
+    let (mux, driver) = ClientMux::new_with_options(rx, tx, None, options)
         .await
         .unwrap()
         .with_no_required_extensions();
     let mut stream = mux.new_stream(StreamType::TCP, "h", 1).await.unwrap();
-    for _ in 0..8 {
+    for _ in 0..packets {
         stream.feed(Bytes::from_static(&[0; 1024])).await.unwrap();
     }
+    (mux, stream, driver, writes)
+}
+
+/// Items 6 and 7 with a transport whose write fails just as the server's CLOSE(0) becomes
+/// readable: the driver reads on after the write error and reports the server's reason;
+/// queued data that can never be sent does not keep it alive for `close_timeout`.
+#[tokio::test(start_paused = true)]
+async fn a_write_error_does_not_hide_the_servers_close() {
+    let close = Packet::close(0, CloseReason::PASSWORD_AUTH_FAILED).to_bytes();
+    let (_mux, mut stream, driver, writes) = racing_session(128, vec![close], 8).await;
     let start = tokio::time::Instant::now();
     let result = tokio::spawn(driver).await.unwrap();
     assert!(
@@ -240,30 +258,11 @@ async fn a_write_error_does_not_hide_the_servers_close() {
 }
 
 /// Item 7 alone: a write error with nothing from the server: the streams get the error and
-/// the driver ends at once, although data is still queued.
+/// the driver ends at once, although data is still queued (more packets than the driver
+/// takes in one batch, so some stay queued in the core).
 #[tokio::test(start_paused = true)]
 async fn a_failed_transport_ends_the_driver_at_once() {
-    let (to_inbox, inbox) = futures::channel::mpsc::unbounded();
-    to_inbox
-        .unbounded_send(Ok(Packet::continue_(0, 1000).to_bytes()))
-        .unwrap();
-    let (rx, tx) = TransportExt::split_fast(RacingTransport {
-        inbox,
-        to_inbox,
-        on_write_failure: Vec::new(),
-        failed: false,
-        writes: Arc::default(),
-    });
-    let options = MuxOptions::default().close_timeout(Duration::from_secs(5));
-    let (mux, driver) = ClientMux::new_with_options(rx, tx, None, options)
-        .await
-        .unwrap()
-        .with_no_required_extensions();
-    let mut stream = mux.new_stream(StreamType::TCP, "h", 1).await.unwrap();
-    // More packets than the driver takes in one batch, so some stay queued in the core.
-    for _ in 0..200 {
-        stream.feed(Bytes::from_static(&[0; 1024])).await.unwrap();
-    }
+    let (_mux, _stream, driver, _) = racing_session(1000, Vec::new(), 200).await;
     let start = tokio::time::Instant::now();
     let result = tokio::spawn(driver).await.unwrap();
     assert!(

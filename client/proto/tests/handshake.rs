@@ -182,10 +182,7 @@ fn other_major_versions_are_incompatible(#[case] major: u8) {
         conn.error(),
         Some(Error::PeerIncompatible(PeerIncompatible::Version { found, .. })) if found.major == major
     ));
-    assert_eq!(
-        transmitted(&mut conn),
-        vec![Packet::close(0, CloseReason::EXTENSIONS_INCOMPATIBLE)]
-    );
+    assert_sent_only_close_04(&mut conn);
 }
 
 fn password_config(layout: impl Into<Option<PasswordLayout>>, creds: bool) -> V2Config {
@@ -202,16 +199,8 @@ fn password_config(layout: impl Into<Option<PasswordLayout>>, creds: bool) -> V2
 #[case::draft6(PasswordLayout::Draft6)]
 #[case::draft5(PasswordLayout::Draft5)]
 fn password_record_uses_the_chosen_layout(#[case] layout: PasswordLayout) {
-    let now = Instant::now();
-    let mut conn = connect(v2(password_config(layout, true)), now);
-    conn.handle_message(
-        server_info(vec![(ExtensionId::PASSWORD, Bytes::from_static(&[1]))]),
-        now,
-    );
-    let sent = transmitted(&mut conn);
-    let record = &client_info(&sent).extensions[0];
-    assert_eq!(record.id, ExtensionId::PASSWORD);
-    let creds = PasswordClientRecord::decode(&record.data, layout).unwrap();
+    let record = password_record(Some(layout), false);
+    let creds = PasswordClientRecord::decode(&record, layout).unwrap();
     assert_eq!(
         (creds.username.as_str(), creds.password.as_str()),
         ("alice", "s3cret")
@@ -305,10 +294,7 @@ fn cert_auth_with_an_algorithm_the_client_lacks() {
             0b10
         )))
     ));
-    assert_eq!(
-        transmitted(&mut conn),
-        vec![Packet::close(0, CloseReason::EXTENSIONS_INCOMPATIBLE)]
-    );
+    assert_sent_only_close_04(&mut conn);
 }
 
 #[test]
@@ -344,10 +330,7 @@ fn required_extensions_survive_a_downgrade() {
         "UDP is implied by v1.2, MOTD is not: {:?}",
         conn.error()
     );
-    assert_eq!(
-        transmitted(&mut conn),
-        vec![Packet::close(0, CloseReason::EXTENSIONS_INCOMPATIBLE)]
-    );
+    assert_sent_only_close_04(&mut conn);
 
     let mut config = offer_all();
     config.required = vec![ExtensionId::UDP];
@@ -395,10 +378,7 @@ fn a_malformed_record_of_an_offered_extension_is_rejected_with_close_04() {
         conn.error(),
         Some(Error::Malformed(Malformed::Extension(_)))
     ));
-    assert_eq!(
-        transmitted(&mut conn),
-        vec![Packet::close(0, CloseReason::EXTENSIONS_INCOMPATIBLE)]
-    );
+    assert_sent_only_close_04(&mut conn);
 }
 
 /// A v2 client waiting for an older-draft INFO after CONTINUE(0): any packet other than
@@ -441,10 +421,7 @@ fn a_stray_packet_during_the_late_info_wait_checks_required_extensions() {
         conn.error(),
         Some(Error::PeerIncompatible(PeerIncompatible::MissingExtensions(ids))) if ids == &vec![ExtensionId::MOTD]
     ));
-    assert_eq!(
-        transmitted(&mut conn),
-        vec![Packet::close(0, CloseReason::EXTENSIONS_INCOMPATIBLE)]
-    );
+    assert_sent_only_close_04(&mut conn);
 }
 
 /// A CLOSE(0) during the late-INFO wait is still the server refusing the handshake, with
@@ -515,18 +492,11 @@ fn a_v1_client_waiting_after_info_still_honours_the_handshake_timeout() {
     ));
 }
 
-/// Without a pinned layout the password record follows the draft the server's handshake
-/// order reveals: INFO first is draft 6, CONTINUE(0) before INFO is drafts 1-3, whose
-/// servers (wisp-mux 5.x, epoxy-server) read the draft-5 layout (issue 11, item 8).
-#[rstest]
-#[case::info_first(false, PasswordLayout::Draft6)]
-#[case::continue_first(true, PasswordLayout::Draft5)]
-fn an_unpinned_password_layout_follows_the_handshake_order(
-    #[case] continue_first: bool,
-    #[case] expected: PasswordLayout,
-) {
+/// The client's password record after the server opened the handshake in its order
+/// (`continue_first`: CONTINUE(0) before INFO) with a required password.
+fn password_record(layout: Option<PasswordLayout>, continue_first: bool) -> Bytes {
     let now = Instant::now();
-    let mut conn = connect(v2(password_config(None, true)), now);
+    let mut conn = connect(v2(password_config(layout, true)), now);
     if continue_first {
         conn.handle_message(cont(0, 8), now);
     }
@@ -536,39 +506,25 @@ fn an_unpinned_password_layout_follows_the_handshake_order(
     );
     let sent = transmitted(&mut conn);
     let record = &client_info(&sent).extensions[0];
-    let creds = PasswordClientRecord::decode(&record.data, expected).unwrap();
-    assert_eq!(
-        (creds.username.as_str(), creds.password.as_str()),
-        ("alice", "s3cret")
-    );
-    let golden: &[u8] = match expected {
-        PasswordLayout::Draft5 => b"\x05\x06\x00alices3cret",
-        _ => b"\x05alices3cret",
-    };
-    assert_eq!(&record.data[..], golden);
+    assert_eq!(record.id, ExtensionId::PASSWORD);
+    record.data.clone()
 }
 
-/// A pinned layout is used whatever the order.
+/// Without a pinned layout the password record follows the draft the server's handshake
+/// order reveals: INFO first is draft 6, CONTINUE(0) before INFO is drafts 1-3, whose
+/// servers (wisp-mux 5.x, epoxy-server) read the draft-5 layout (issue 11, item 8). A pinned
+/// layout is used whatever the order.
 #[rstest]
-#[case::draft6_pinned_continue_first(PasswordLayout::Draft6)]
-#[case::draft5_pinned_continue_first(PasswordLayout::Draft5)]
-fn a_pinned_password_layout_wins_over_the_handshake_order(#[case] layout: PasswordLayout) {
-    let now = Instant::now();
-    let mut conn = connect(v2(password_config(layout, true)), now);
-    conn.handle_message(cont(0, 8), now);
-    conn.handle_message(
-        server_info(vec![(ExtensionId::PASSWORD, Bytes::from_static(&[1]))]),
-        now,
-    );
-    let sent = transmitted(&mut conn);
-    let record = &client_info(&sent).extensions[0];
-    let expected = PasswordClientRecord {
-        username: "alice".into(),
-        password: "s3cret".into(),
-    }
-    .encode(layout)
-    .unwrap();
-    assert_eq!(record.data, expected);
+#[case::unpinned_info_first(None, false, b"\x05alices3cret".as_slice())]
+#[case::unpinned_continue_first(None, true, b"\x05\x06\x00alices3cret".as_slice())]
+#[case::draft6_pinned_continue_first(Some(PasswordLayout::Draft6), true, b"\x05alices3cret".as_slice())]
+#[case::draft5_pinned_info_first(Some(PasswordLayout::Draft5), false, b"\x05\x06\x00alices3cret".as_slice())]
+fn the_password_layout_follows_the_handshake_order_unless_pinned(
+    #[case] pinned: Option<PasswordLayout>,
+    #[case] continue_first: bool,
+    #[case] golden: &[u8],
+) {
+    assert_eq!(&password_record(pinned, continue_first)[..], golden);
 }
 
 /// `Debug` of the connection never shows the password, though the client INFO carrying it

@@ -167,3 +167,15 @@ pub fn client_info(packets: &[Packet]) -> &InfoPacket {
         None => panic!("no client INFO in {packets:?}"),
     }
 }
+
+/// Asserts the connection sent exactly one packet, CLOSE(0, 0x04): how the client refuses
+/// a server it cannot work with.
+pub fn assert_sent_only_close_04(conn: &mut ClientConnection) {
+    assert_eq!(
+        transmitted(conn),
+        vec![Packet::close(
+            0,
+            wisp_proto::CloseReason::EXTENSIONS_INCOMPATIBLE
+        )]
+    );
+}
