@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
-use wisp_client::proto::StreamType;
+use wisp_proto::StreamType;
 
 use crate::values::{Dur, ErrorSet, Hex, ReasonSpec, StreamTypeSpec};
 

@@ -14,10 +14,11 @@
 //! expect: {handshake: ok, motd: welcome}
 //! ```
 
-use ed25519_dalek::SigningKey;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
-use wisp_client::proto::PasswordLayout;
+use wisp_proto::{MuxOptions, PasswordLayout};
+
+pub use crate::ext::{ClientCertAuth, ClientExtension, ClientPassword};
 
 use crate::Meta;
 use crate::actions::{Actions, HandshakeOk, StreamExpects};
@@ -36,93 +37,6 @@ pub enum VersionSel {
     V2,
 }
 
-/// The password record layout, as written in case files.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LayoutSpec {
-    /// Draft 6: `ulen u8 | username | password…`.
-    #[default]
-    Draft6,
-    /// Drafts ≤ 5: `ulen u8 | plen u16 LE | username | password`.
-    Draft5,
-}
-
-impl LayoutSpec {
-    /// The codec's layout.
-    pub fn layout(self) -> PasswordLayout {
-        match self {
-            Self::Draft6 => PasswordLayout::Draft6,
-            Self::Draft5 => PasswordLayout::Draft5,
-        }
-    }
-}
-
-/// The password extension offered by the client.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientPassword {
-    /// The username (give both or neither).
-    #[serde(default)]
-    pub username: Option<String>,
-    /// The password (give both or neither).
-    #[serde(default)]
-    pub password: Option<String>,
-    /// The record layout.
-    #[serde(default)]
-    pub layout: LayoutSpec,
-}
-
-/// The certificate extension offered by the client.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientCertAuth {
-    /// A PKCS#8 PEM private key, relative to `cases/` (none: offered without a key).
-    #[serde(default)]
-    pub key: Option<Spanned<String>>,
-    /// The loaded key (filled by the loader).
-    #[serde(skip)]
-    pub signing_key: Option<SigningKey>,
-}
-
-/// An extension the client offers.
-// Case files are small configuration values, read once; boxing would only add noise.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum ClientExtension {
-    /// UDP (0x01).
-    Udp,
-    /// Password (0x02).
-    Password(ClientPassword),
-    /// Certificate authentication (0x03).
-    CertAuth(ClientCertAuth),
-    /// MOTD (0x04).
-    Motd,
-    /// Stream-open confirmation (0x05).
-    StreamConfirmation,
-}
-
-/// Client tunables (`MuxOptions`).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientOptions {
-    /// Bound on the handshake.
-    #[serde(default)]
-    pub handshake_timeout: Option<Dur>,
-    /// Wait for a late INFO after CONTINUE(0).
-    #[serde(default)]
-    pub legacy_info_wait: Option<Dur>,
-    /// Largest DATA payload.
-    #[serde(default)]
-    pub max_payload_len: Option<usize>,
-    /// First stream id.
-    #[serde(default)]
-    pub first_stream_id: Option<u32>,
-    /// Bound on stream-open confirmation.
-    #[serde(default)]
-    pub stream_open_timeout: Option<Dur>,
-}
-
 /// The client under test.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -139,9 +53,10 @@ pub struct ClientSpec {
     /// Extensions that must be negotiated (`MuxResult::with_required_extensions`).
     #[serde(default)]
     pub required_after: Vec<ExtName>,
-    /// Tunables.
+    /// Tunables: `MuxOptions` itself, in its serde form (durations with a unit, unknown
+    /// fields rejected, missing ones defaulted).
     #[serde(default)]
-    pub options: ClientOptions,
+    pub options: MuxOptions,
     /// Actions after the handshake.
     #[serde(default)]
     pub actions: Actions,
@@ -160,7 +75,7 @@ pub struct ServerOptions {
     /// The layout used to show the client's password record in the trace (default: the
     /// layout of the matching `expect`, else draft6).
     #[serde(default)]
-    pub password_layout: LayoutSpec,
+    pub password_layout: PasswordLayout,
 }
 
 fn default_step_timeout() -> Dur {
@@ -172,7 +87,7 @@ impl Default for ServerOptions {
         Self {
             echo_subprotocol: true,
             step_timeout: default_step_timeout(),
-            password_layout: LayoutSpec::Draft6,
+            password_layout: PasswordLayout::Draft6,
         }
     }
 }

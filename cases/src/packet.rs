@@ -9,106 +9,20 @@ use ed25519_dalek::VerifyingKey;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_saphyr::Spanned;
+use wisp_proto::PasswordLayout;
+
+pub use crate::ext::{
+    BuiltRecord, Challenge, RawExtension, SentChallenge, ServerCertAuth, ServerExtension,
+    ServerPassword,
+};
 
 use crate::actions::Repeat;
 use crate::values::{
     Dur, ExtName, Hex, ReasonSet, ReasonSpec, StreamRef, StreamTypeSpec, TypeSpec,
 };
 
-/// Server password metadata.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerPassword {
-    /// Whether credentials are required.
-    #[serde(default = "yes")]
-    pub required: bool,
-}
-
 pub(crate) fn yes() -> bool {
     true
-}
-
-/// How the certificate challenge is made.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Challenge {
-    /// 64 random bytes from the OS (masked in traces).
-    Random,
-    /// These bytes.
-    Fixed(Hex),
-}
-
-impl<'de> Deserialize<'de> for Challenge {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if s == "random" {
-            Ok(Self::Random)
-        } else {
-            Hex::parse(&s).map(Self::Fixed).map_err(de::Error::custom)
-        }
-    }
-}
-
-/// Server certificate-auth metadata.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerCertAuth {
-    /// Whether a signature is required.
-    #[serde(default = "yes")]
-    pub required: bool,
-    /// The algorithm mask (bit 0 = Ed25519).
-    #[serde(default = "one")]
-    pub algorithms: u8,
-    /// `random` (64 bytes from getrandom) or hex.
-    #[serde(default = "random")]
-    pub challenge: Challenge,
-    /// The public key (PEM, relative to `cases/`) a later `expect` verifies against.
-    #[serde(default)]
-    pub verify_key: Option<Spanned<String>>,
-    /// The loaded key.
-    #[serde(skip)]
-    pub verifying_key: Option<(String, VerifyingKey)>,
-}
-
-fn one() -> u8 {
-    1
-}
-fn random() -> Challenge {
-    Challenge::Random
-}
-
-/// A record of unknown or deliberately malformed shape.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawExtension {
-    /// The extension id.
-    pub id: u8,
-    /// The metadata.
-    #[serde(default)]
-    pub hex: Hex,
-    /// The length written in the record header (default: the metadata length); larger
-    /// than the data makes an oversized record.
-    #[serde(default)]
-    pub len: Option<u32>,
-}
-
-/// An extension record in the server's INFO.
-// Case files are small configuration values, read once; boxing would only add noise.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum ServerExtension {
-    /// UDP (empty metadata).
-    Udp,
-    /// Password (`required` byte).
-    Password(ServerPassword),
-    /// Certificate auth (`required`, `algorithms`, challenge).
-    CertAuth(ServerCertAuth),
-    /// MOTD text.
-    Motd(String),
-    /// Stream-open confirmation (empty metadata).
-    StreamConfirmation,
-    /// Any id with any bytes.
-    Raw(RawExtension),
 }
 
 /// `times:` on a sent packet: a number, or (server role) an expression of the stream
@@ -275,7 +189,7 @@ pub struct PasswordCheck {
     pub password: Option<String>,
     /// The layout to decode with.
     #[serde(default)]
-    pub layout: crate::client::LayoutSpec,
+    pub layout: PasswordLayout,
 }
 
 /// `valid` or `invalid`.

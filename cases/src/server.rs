@@ -17,9 +17,11 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use serde_saphyr::Spanned;
 
+pub use crate::ext::{ClientCertRecord, ClientInfoRecord, ClientPasswordRecord};
+
 use crate::Meta;
 use crate::actions::{Actions, HandshakeOk, StreamExpects};
-use crate::packet::{PacketSpec, Pattern, RawExtension};
+use crate::packet::{PacketSpec, Pattern};
 use crate::values::{Dur, ErrorSet, ExtName, Hex, ReasonSet, StreamRef};
 use crate::verdict::Level;
 
@@ -177,44 +179,6 @@ pub struct ConnectSpec {
     /// Certificate key (default `run`).
     #[serde(default)]
     pub key: KeyChoice,
-}
-
-/// A password record in a client INFO the script sends.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientPasswordRecord {
-    /// Which credentials (default `run`; `none` is not allowed here).
-    #[serde(default)]
-    pub credentials: Secret,
-}
-
-/// A certificate record in a client INFO the script sends: a signature over the challenge
-/// of the last server INFO.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientCertRecord {
-    /// Which key signs (default `run`; `none` is not allowed here).
-    #[serde(default)]
-    pub key: KeyChoice,
-}
-
-/// An extension record in a client INFO the script sends.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum ClientInfoRecord {
-    /// UDP (empty metadata).
-    Udp,
-    /// MOTD (empty metadata on the client side).
-    Motd,
-    /// Stream-open confirmation (empty metadata).
-    StreamConfirmation,
-    /// Password credentials.
-    Password(ClientPasswordRecord),
-    /// A certificate signature.
-    CertAuth(ClientCertRecord),
-    /// Any id with any bytes (`len` overrides the length in the record header).
-    Raw(RawExtension),
 }
 
 /// `send_info`: a client INFO packet on stream 0.

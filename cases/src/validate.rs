@@ -8,7 +8,7 @@ use std::path::Path;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde_saphyr::{Location, Spanned};
-use wisp_client::proto::PacketType;
+use wisp_proto::PacketType;
 
 use crate::actions::{Action, Actions, StreamExpects};
 use crate::client::{ClientExtension, ServerStep, VersionSel};

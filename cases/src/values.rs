@@ -8,43 +8,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use wisp_client::WispError;
-use wisp_client::proto::{CloseReason, ExtensionId, PacketType, StreamType};
+use wisp_proto::{CloseReason, ExtensionId, PacketType, StreamType};
 
 /// A duration written with a unit: `150ms`, `2s`, `1.5s`, `1m`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Dur(pub Duration);
 
 impl Dur {
-    /// Parses `150ms`, `2s`, `1.5s`, `1m` or `0s`.
+    /// Parses `150ms`, `2s`, `1.5s`, `1m` or `0s` ([`wisp_proto::parse_duration`], the
+    /// format `MuxOptions` reads too).
     pub fn parse(text: &str) -> Result<Self, String> {
-        let t = text.trim();
-        let (number, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-            Some(i) => t.split_at(i),
-            None => {
-                return Err(format!(
-                    "duration {text:?} needs a unit: write e.g. `500ms`, `2s` or `1m`"
-                ));
-            }
-        };
-        let value: f64 = number
-            .parse()
-            .map_err(|_| format!("duration {text:?}: {number:?} is not a number"))?;
-        let millis = match unit.trim() {
-            "ms" => value,
-            "s" => value * 1000.0,
-            "m" | "min" => value * 60_000.0,
-            other => {
-                return Err(format!(
-                    "duration {text:?}: unknown unit {other:?} (use ms, s or m)"
-                ));
-            }
-        };
-        if !millis.is_finite() || !(0.0..=86_400_000.0).contains(&millis) {
-            return Err(format!("duration {text:?} is out of range"));
-        }
-        Ok(Self(
-            Duration::from_micros((millis * 1000.0).round() as u64),
-        ))
+        wisp_proto::parse_duration(text).map(Self)
     }
 }
 
@@ -61,25 +35,7 @@ impl fmt::Display for Dur {
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Dur;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration with a unit, e.g. `500ms` or `2s`")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
-                Dur::parse(v).map_err(E::custom)
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
-                Err(E::custom(format!(
-                    "duration {v} needs a unit: write e.g. `{v}ms` or `{v}s`"
-                )))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
-                self.visit_u64(v.unsigned_abs())
-            }
-        }
-        d.deserialize_any(V)
+        wisp_proto::serde_duration::required::deserialize(d).map(Self)
     }
 }
 
@@ -242,22 +198,23 @@ impl<'de> Deserialize<'de> for StreamRef {
     }
 }
 
-/// The scenario names of the extensions.
-pub const EXTENSION_NAMES: &[(&str, ExtensionId)] = &[
-    ("udp", ExtensionId::UDP),
-    ("password", ExtensionId::PASSWORD),
-    ("cert_auth", ExtensionId::CERT_AUTH),
-    ("motd", ExtensionId::MOTD),
-    ("stream_confirmation", ExtensionId::STREAM_CONFIRMATION),
-];
+/// The case-language name of a known extension: its [`ExtensionId`] name in lower case
+/// (`udp`, `password`, `cert_auth`, `motd`, `stream_confirmation`), so a new extension id is
+/// a new name with no table to update.
+pub fn extension_name(id: ExtensionId) -> Option<String> {
+    id.name().map(str::to_ascii_lowercase)
+}
 
-/// The scenario name of an extension id (`udp`, ...), or its number in hex.
+/// The names of every known extension, in id order.
+fn extension_names() -> Vec<String> {
+    (0..=u8::MAX)
+        .filter_map(|b| extension_name(ExtensionId(b)))
+        .collect()
+}
+
+/// The case-language name of an extension id (`udp`, ...), or its number in hex.
 pub fn extension_label(id: ExtensionId) -> String {
-    EXTENSION_NAMES
-        .iter()
-        .find(|(_, e)| *e == id)
-        .map(|(n, _)| (*n).to_owned())
-        .unwrap_or_else(|| format!("0x{:02x}", id.0))
+    extension_name(id).unwrap_or_else(|| format!("0x{:02x}", id.0))
 }
 
 /// An extension: `udp`, `password`, `cert_auth`, `motd`, `stream_confirmation` or a number.
@@ -270,18 +227,21 @@ impl<'de> Deserialize<'de> for ExtName {
         impl Visitor<'_> for V {
             type Value = ExtName;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(
-                    "an extension: udp, password, cert_auth, motd, stream_confirmation or a number",
+                write!(
+                    f,
+                    "an extension: {} or a number",
+                    extension_names().join(", ")
                 )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ExtName, E> {
-                EXTENSION_NAMES
-                    .iter()
-                    .find(|(n, _)| *n == v)
-                    .map(|(_, id)| ExtName(*id))
+                (0..=u8::MAX)
+                    .map(ExtensionId)
+                    .find(|id| extension_name(*id).as_deref() == Some(v))
+                    .map(ExtName)
                     .ok_or_else(|| {
                         E::custom(format!(
-                            "unknown extension {v:?}: use udp, password, cert_auth, motd, stream_confirmation or a number"
+                            "unknown extension {v:?}: use {} or a number",
+                            extension_names().join(", ")
                         ))
                     })
             }

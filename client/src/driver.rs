@@ -7,6 +7,17 @@
 //! queued packets into the sink and flush, route the connection's events. When the
 //! connection has ended, flush what is left (a CLOSE), close the WebSocket, bounded by
 //! [`MuxOptions::close_timeout`](crate::MuxOptions::close_timeout), and resolve.
+//!
+//! A failed write does not end the connection by itself: a server that rejects the client
+//! sends CLOSE(0, reason) and closes the WebSocket, and a write racing that close fails
+//! (broken pipe, reset) while the server's CLOSE already waits to be read. So after a write
+//! error the driver writes nothing more and reads on, bounded by the close timeout: a
+//! CLOSE(0) found there ends the connection with the server's reason; otherwise the write
+//! error does, when the read side ends or the bound passes. Nothing queued is flushed after
+//! a write error (it can never be sent), so the driver ends as soon as the transport is
+//! gone. (A transport must keep what it received readable after a write error for this to
+//! help; [`crate::transport::DeferWriteErrors`] makes a tokio-websockets stream do so, and
+//! [`crate::transport::connect`] uses it.)
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -46,6 +57,11 @@ pub(crate) struct Driver<R, W> {
     timer_deadline: Option<std::time::Instant>,
     closing_deadline: Option<tokio::time::Instant>,
     close_timeout: Duration,
+    /// The sink failed with this error: nothing more is written, and the connection ends
+    /// with it unless the read side yields the server's CLOSE(0) first.
+    write_error: Option<WispError>,
+    /// How long the read side is given to say why the server went away.
+    write_error_wait: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<R, W> Drop for Driver<R, W> {
@@ -78,6 +94,8 @@ impl<R: TransportRead, W: TransportWrite> Driver<R, W> {
             timer_deadline: None,
             closing_deadline: None,
             close_timeout,
+            write_error: None,
+            write_error_wait: None,
         }
     }
 
@@ -143,7 +161,12 @@ impl<R: TransportRead, W: TransportWrite> Driver<R, W> {
         }
         if let Some(error) = end {
             self.rx_done = true;
-            let error = error.map_or(TransportError::Closed, WispError::into_transport);
+            // After a failed write the read side ends because of it: the write error is
+            // the first failure, so it is the one reported (unless a CLOSE(0) came first).
+            let error = match (&self.write_error, error) {
+                (Some(write_error), _) => write_error.clone().into_transport(),
+                (None, error) => error.map_or(TransportError::Closed, WispError::into_transport),
+            };
             state.conn.handle_transport_closed(error);
         }
         state.process_events();
@@ -201,6 +224,39 @@ impl<R: TransportRead, W: TransportWrite> Driver<R, W> {
         Ok(!budget_left)
     }
 
+    /// The sink failed: write nothing more, and read on (now, and until the read side ends
+    /// or the close timeout passes) for a CLOSE(0) that explains the failure.
+    fn write_failed(&mut self, cx: &mut Context<'_>, error: WispError) -> bool {
+        self.outgoing.clear();
+        self.needs_flush = false;
+        self.write_error = Some(error);
+        // A sleep of its own: `timer` follows the connection's deadlines.
+        self.write_error_wait = Some(Box::pin(tokio::time::sleep(self.close_timeout)));
+        self.poll_read(cx)
+    }
+
+    /// After a write error, ends the connection with it once the read side has had its
+    /// chance: it ended, or the bound passed.
+    fn settle_write_error(&mut self, cx: &mut Context<'_>) {
+        let Some(error) = &self.write_error else {
+            return;
+        };
+        let mut state = self.shared.lock();
+        if state.conn.error().is_some() {
+            return;
+        }
+        let waited_enough = self
+            .write_error_wait
+            .as_mut()
+            .is_none_or(|wait| wait.as_mut().poll(cx).is_ready());
+        if self.rx_done || waited_enough {
+            state
+                .conn
+                .handle_transport_closed(error.clone().into_transport());
+            state.process_events();
+        }
+    }
+
     fn poll_timer(&mut self, cx: &mut Context<'_>) {
         loop {
             let deadline = self.shared.lock().conn.poll_timeout();
@@ -230,19 +286,19 @@ impl<R: TransportRead, W: TransportWrite> Future for Driver<R, W> {
         let this = self.get_mut();
         let mut yield_now = this.poll_read(cx);
         this.poll_timer(cx);
-        let write_result = this.poll_write(cx);
-        let mut state = this.shared.lock();
-        match write_result {
-            Ok(exhausted) => yield_now |= exhausted,
-            Err(e) => {
-                state.conn.handle_transport_closed(e.into_transport());
-                state.process_events();
-                this.outgoing.clear();
+        if this.write_error.is_none() {
+            match this.poll_write(cx) {
+                Ok(exhausted) => yield_now |= exhausted,
+                Err(e) => yield_now |= this.write_failed(cx, e),
             }
         }
+        this.settle_write_error(cx);
+        let mut state = this.shared.lock();
         if let Some(error) = state.conn.error().cloned() {
             // Closing: flush what is left (CLOSE packets), then close the WebSocket, bounded.
-            let pending = !this.outgoing.is_empty() || state.conn.queued_bytes() > 0;
+            // After a write error nothing more can be sent: only the close is tried.
+            let pending = this.write_error.is_none()
+                && (!this.outgoing.is_empty() || state.conn.queued_bytes() > 0);
             state.driver_waker = Some(cx.waker().clone());
             drop(state);
             let deadline = *this
@@ -273,9 +329,10 @@ impl<R: TransportRead, W: TransportWrite> Future for Driver<R, W> {
         state.driver_waker = Some(cx.waker().clone());
         // A writer on another worker thread may have queued a packet after `poll_write`
         // emptied the queue but before the waker above was stored: its `wake_driver` found
-        // no waker. Unless the sink is what we wait for (packets still in `outgoing`), look
-        // again rather than sleep on a non-empty queue.
-        let queued_meanwhile = this.outgoing.is_empty() && state.conn.queued_bytes() > 0;
+        // no waker. Unless the sink is what we wait for (packets still in `outgoing`) or has
+        // failed, look again rather than sleep on a non-empty queue.
+        let queued_meanwhile =
+            this.write_error.is_none() && this.outgoing.is_empty() && state.conn.queued_bytes() > 0;
         drop(state);
         if yield_now || queued_meanwhile {
             cx.waker().wake_by_ref();

@@ -366,3 +366,85 @@ async fn strict_turns_non_strict_into_a_gate_failure() {
     assert!(text(&lenient).contains("NON-STRICT"), "{}", text(&lenient));
     assert_eq!(strict.status.code(), Some(1), "{}", text(&strict));
 }
+
+/// Runs the CLI with its stdout connected to a pipe whose reader is already closed (what
+/// `| head -2` becomes after two lines, or `| grep -q` after a match), and stderr captured.
+fn cli_closed_stdout(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_wisp-conformance"))
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("the CLI runs")
+}
+
+#[test]
+fn piping_into_a_closed_reader_exits_quietly() {
+    for args in [
+        &["list"][..],
+        &["--help"],
+        &["server", "--help"],
+        &["server", "ws://127.0.0.1:1/", "--list"],
+        &["--filter", "handshake.draft6"],
+    ] {
+        let out = cli_closed_stdout(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}
+
+/// `--password-file` and `WISP_PASSWORD` give the credentials (the valid-password case runs
+/// and passes; without them it is UNSUPPORTED), and the password is never printed.
+#[test]
+fn credentials_come_from_a_file_or_the_environment() {
+    use wisp_testkit::faulty::{FaultConfig, FaultyServer};
+    const SECRET: &str = "s3cret-from-file";
+    let server = FaultyServer::start(FaultConfig {
+        password: Some(("wisp".to_owned(), SECRET.to_owned())),
+        ..FaultConfig::default()
+    })
+    .expect("the faulty server starts");
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("credentials");
+    std::fs::write(&file, format!("wisp:{SECRET}\n")).expect("write the file");
+    let base = [
+        "server",
+        url.as_str(),
+        "--only",
+        "server.auth.password.valid",
+        "-q",
+        "-v",
+    ];
+    let run = |extra: &[&str], env: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wisp-conformance"));
+        cmd.args(base).args(extra).env_remove("WISP_PASSWORD");
+        if let Some(v) = env {
+            cmd.env("WISP_PASSWORD", v);
+        }
+        cmd.output().expect("the CLI runs")
+    };
+    for (how, out) in [
+        (
+            "--password-file",
+            run(&["--password-file", path(&file)], None),
+        ),
+        ("WISP_PASSWORD", run(&[], Some(&format!("wisp:{SECRET}")))),
+    ] {
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{how}: {t}");
+        assert!(
+            t.contains("server.auth.password.valid") && t.contains(" OK "),
+            "{how}: {t}"
+        );
+        assert!(!t.contains(SECRET), "{how} leaks the password: {t}");
+    }
+    let without = text(&run(&[], None));
+    assert!(without.contains("UNSUPPORTED"), "{without}");
+}

@@ -29,12 +29,3 @@ pub mod trace;
 
 pub use replay::{MockServer, Script, ScriptOutcome, StepFailure};
 pub use trace::{Trace, TraceEntry};
-
-// `frames` names the case language by these paths; they point into `wisp-cases` until
-// `frames` is switched to the client's extension encoders.
-mod scenario {
-    pub(crate) use wisp_cases::packet::{Challenge, PacketSpec, ServerExtension, parse_version};
-}
-mod values {
-    pub(crate) use wisp_cases::values::StreamRef;
-}

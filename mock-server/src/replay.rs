@@ -203,7 +203,7 @@ pub async fn serve<S: Io>(
         trace,
         ctx: RenderCtx {
             keys: script.keys.clone(),
-            password_layout: script.options.password_layout.layout(),
+            password_layout: script.options.password_layout,
             ..RenderCtx::default()
         },
         start,
@@ -505,7 +505,7 @@ impl Session {
             None => p.password.as_ref(),
         };
         if let Some(check) = checked_layout {
-            self.ctx.password_layout = check.layout.layout();
+            self.ctx.password_layout = check.layout;
         }
         let deadline = Instant::now() + bound;
         loop {

@@ -3,7 +3,9 @@
 //! server-role suite against a live Wisp server.
 //!
 //! Both suites run on the same engine and write the same reports: a table on stdout, and
-//! with `--json FILE` / `--junit FILE` a JSON report and a JUnit XML report.
+//! with `--json FILE` / `--junit FILE` / `--html DIR` a JSON report, a JUnit XML report
+//! and a static HTML site; `report --html DIR RUN.json...` merges JSON reports into one
+//! HTML matrix.
 //!
 //! Exit codes: 0 the gate passed, 1 conformance failures (or, with `--expect`, verdicts
 //! that differ from the baseline), 2 bad case files, a filter that matches nothing, a
@@ -22,8 +24,11 @@
 //! wisp-conformance server ws://127.0.0.1:6001/ --v1 --json out.json --junit out.xml
 //! wisp-conformance server ws://127.0.0.1:6001/ --expect harness/baselines/mine-v2.yaml
 //! wisp-conformance coverage --json coverage.json
+//! wisp-conformance --html report/            # a static HTML site (index.html) of the run
+//! wisp-conformance report --html matrix/ a=a.json b=b.json   # several runs in one matrix
 //! ```
 
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,8 +37,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
-use wisp_cases::client::LayoutSpec;
-use wisp_harness::report::{coverage, json, junit, table};
+use wisp_client::proto::PasswordLayout;
+use wisp_harness::report::{coverage, html, json, junit, table};
 use wisp_harness::server::baseline::{self, Baseline};
 use wisp_harness::server::{RunMode, ServerConfig};
 use wisp_harness::{
@@ -68,6 +73,8 @@ enum Command {
     /// Print which requirements of the spec the cases check (the spec coverage map).
     #[command(long_about = COVERAGE_ABOUT)]
     Coverage(CoverageArgs),
+    /// Merge JSON reports (of either suite) into one HTML matrix.
+    Report(ReportCmd),
 }
 
 const COVERAGE_ABOUT: &str = "\
@@ -88,6 +95,18 @@ struct CoverageArgs {
     /// Write the map as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+}
+
+/// `report`: options.
+#[derive(Debug, Args)]
+struct ReportCmd {
+    /// Write the site here (index.html and one page per case and run).
+    #[arg(long, value_name = "DIR")]
+    html: PathBuf,
+    /// JSON reports written with --json, one column each, in this order; `NAME=FILE`
+    /// names the column (default: the server URL and mode, or the suite).
+    #[arg(value_name = "RUN.json", required = true)]
+    runs: Vec<String>,
 }
 
 const SERVER_ABOUT: &str = "\
@@ -133,9 +152,14 @@ struct ServerArgs {
     #[arg(long)]
     v2: bool,
     /// Credentials for password authentication (enables the auth.password cases that need
-    /// valid ones; the others run without).
-    #[arg(long, value_name = "USER:PASS")]
+    /// valid ones; the others run without). On the command line they land in shell history
+    /// and process lists: prefer --password-file or the WISP_PASSWORD environment variable
+    /// (USER:PASS), used when neither flag is given. Reports redact the password.
+    #[arg(long, value_name = "USER:PASS", conflicts_with = "password_file")]
     password: Option<String>,
+    /// Read the credentials (USER:PASS, one line) from this file.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
     /// The layout of the password record the harness sends.
     #[arg(long, value_enum, value_name = "LAYOUT", default_value = "draft6")]
     password_layout: LayoutArg,
@@ -234,6 +258,41 @@ struct ReportArgs {
     /// Write a JUnit XML report (Maven Surefire format) here.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    /// Write a static HTML report into this directory (open its index.html).
+    #[arg(long, value_name = "DIR")]
+    html: Option<PathBuf>,
+}
+
+/// Prints a line on stdout. A reader that went away (`| head -2`, `| grep -q`) is not an
+/// error: the rest of the output is dropped and the command still ends with its own exit
+/// code. Any other write error is said once on stderr.
+macro_rules! out {
+    ($($arg:tt)*) => { emit(&mut std::io::stdout().lock(), format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// [`out!`] without the newline.
+macro_rules! out_raw {
+    ($($arg:tt)*) => { emit(&mut std::io::stdout().lock(), format_args!($($arg)*)) };
+}
+
+/// Prints a line on stderr, dropping it if stderr is closed.
+macro_rules! err {
+    ($($arg:tt)*) => { emit(&mut std::io::stderr().lock(), format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Writes to `w` as `print!` would, without panicking when the stream is closed.
+fn emit(w: &mut dyn std::io::Write, args: std::fmt::Arguments<'_>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static REPORTED: AtomicBool = AtomicBool::new(false);
+    match w.write_fmt(args).and_then(|()| w.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            if !REPORTED.swap(true, Ordering::Relaxed) {
+                let _ = writeln!(std::io::stderr(), "error: writing the output: {e}");
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -243,6 +302,7 @@ fn main() -> ExitCode {
         Some(Command::Server(args)) => server(&args),
         Some(Command::Coverage(args)) => coverage_map(&args),
         Some(Command::Run(run)) => run_all(&run),
+        Some(Command::Report(args)) => report(&args),
         None => run_all(&cli.run),
     }
 }
@@ -253,7 +313,7 @@ fn load(select: &SelectArgs) -> Result<(Vec<Case>, usize), ExitCode> {
     let dir = select.cases.clone().unwrap_or_else(default_cases_dir);
     let (cases, errors) = load_dir(&dir);
     for e in &errors {
-        eprintln!("error: {e}");
+        err!("error: {e}");
     }
     // Server-role cases run with `server URL`.
     let cases: Vec<Case> = cases
@@ -264,7 +324,7 @@ fn load(select: &SelectArgs) -> Result<(Vec<Case>, usize), ExitCode> {
     match filter.apply(&cases) {
         Ok(selected) => Ok((selected.into_iter().cloned().collect(), errors.len())),
         Err(e) => {
-            eprintln!("error: {e}");
+            err!("error: {e}");
             Err(ExitCode::from(2))
         }
     }
@@ -278,9 +338,9 @@ fn list(select: &SelectArgs) -> ExitCode {
     let width = cases.iter().map(|c| c.id().len()).max().unwrap_or(0);
     for c in cases.iter().filter_map(Case::as_client) {
         let ignored = if c.ignore.is_some() { " [ignored]" } else { "" };
-        println!("{:<width$}  {}{ignored}", c.meta.id, c.meta.title);
+        out!("{:<width$}  {}{ignored}", c.meta.id, c.meta.title);
     }
-    println!("{} cases", cases.len());
+    out!("{} cases", cases.len());
     if bad > 0 {
         ExitCode::from(2)
     } else {
@@ -304,7 +364,42 @@ fn write_reports(
         std::fs::write(path, junit::junit(report, gate)?)
             .map_err(|e| format!("--junit {}: {e}", path.display()))?;
     }
+    if let Some(dir) = &args.html {
+        let run = html::Run::from_report(report, gate, baseline)?;
+        html::write(&[run], dir)?;
+    }
     Ok(())
+}
+
+/// `report --html DIR RUN.json...`: one matrix of several runs.
+fn report(args: &ReportCmd) -> ExitCode {
+    let mut runs = Vec::new();
+    for arg in &args.runs {
+        let (name, path) = match arg.split_once('=') {
+            Some((n, p)) if !Path::new(arg).exists() => (Some(n.to_owned()), Path::new(p)),
+            _ => (None, Path::new(arg.as_str())),
+        };
+        match html::Run::load(path) {
+            Ok(mut run) => {
+                run.name = name.or(run.name);
+                runs.push(run);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match html::write(&runs, &args.html) {
+        Ok(index) => {
+            println!("{}", index.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn run_all(args: &RunArgs) -> ExitCode {
@@ -322,14 +417,14 @@ fn run_all(args: &RunArgs) -> ExitCode {
     let report = match run_suite_blocking(&cases, Subject::OurClient, &options, &mut |_, _, _| {}) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            err!("error: {e}");
             return ExitCode::from(2);
         }
     };
     let gate = Gate::decide(&report, false, None, true);
-    print!("{}", table::table(&report, args.verbose));
-    println!("{}", gate.summary());
-    println!(
+    out_raw!("{}", table::table(&report, args.verbose));
+    out!("{}", gate.summary());
+    out!(
         "{}{}",
         table::closing_line(&report),
         if bad > 0 {
@@ -339,7 +434,7 @@ fn run_all(args: &RunArgs) -> ExitCode {
         }
     );
     if let Err(e) = write_reports(&args.reports, &report, &gate, None) {
-        eprintln!("error: {e}");
+        err!("error: {e}");
         return ExitCode::from(2);
     }
     if bad > 0 {
@@ -388,7 +483,7 @@ fn server(args: &ServerArgs) -> ExitCode {
     match server_inner(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            err!("error: {e}");
             ExitCode::from(2)
         }
     }
@@ -423,6 +518,35 @@ fn select_server_cases(args: &ServerArgs, dir: &Path) -> Result<(Vec<Case>, bool
     Ok((selected, complete))
 }
 
+/// The environment variable the credentials are read from without `--password` or
+/// `--password-file`.
+const PASSWORD_ENV: &str = "WISP_PASSWORD";
+
+/// The credentials of the run: `--password`, else `--password-file`, else `WISP_PASSWORD`
+/// (each `USER:PASS`), else none.
+fn credentials(args: &ServerArgs) -> Result<Option<(String, String)>, String> {
+    let (text, from) = if let Some(p) = &args.password {
+        (p.clone(), "--password".to_owned())
+    } else if let Some(path) = &args.password_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--password-file {}: {e}", path.display()))?;
+        let line = text.lines().next().unwrap_or_default().to_owned();
+        (line, format!("--password-file {}", path.display()))
+    } else {
+        match std::env::var(PASSWORD_ENV) {
+            Ok(v) if !v.is_empty() => (v, PASSWORD_ENV.to_owned()),
+            Ok(_) | Err(std::env::VarError::NotPresent) => return Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(format!("{PASSWORD_ENV} is not valid UTF-8"));
+            }
+        }
+    };
+    let (user, pass) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{from} takes USER:PASS"))?;
+    Ok(Some((user.to_owned(), pass.to_owned())))
+}
+
 fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
     let dir = args.cases.clone().unwrap_or_else(default_cases_dir);
     let (cases, complete) = select_server_cases(args, &dir)?;
@@ -436,7 +560,7 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
             } else {
                 " [not in this mode]"
             };
-            println!(
+            out!(
                 "{:<width$}  {:<6}  {:<24}  {}{applies}",
                 c.meta.id,
                 c.meta.level.name(),
@@ -444,7 +568,7 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
                 c.meta.title
             );
         }
-        println!("{} cases", cases.len());
+        out!("{} cases", cases.len());
         return Ok(ExitCode::SUCCESS);
     }
     let mut config = ServerConfig::new(&args.url, mode);
@@ -455,13 +579,10 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
     }
     config.step_timeout = Duration::from_secs_f64(args.timeout);
     config.password_layout = match args.password_layout {
-        LayoutArg::Draft6 => LayoutSpec::Draft6,
-        LayoutArg::Draft5 => LayoutSpec::Draft5,
+        LayoutArg::Draft6 => PasswordLayout::Draft6,
+        LayoutArg::Draft5 => PasswordLayout::Draft5,
     };
-    if let Some(p) = &args.password {
-        let (user, pass) = p.split_once(':').ok_or("--password takes USER:PASS")?;
-        config.credentials = Some((user.to_owned(), pass.to_owned()));
-    }
+    config.credentials = credentials(args)?;
     if let Some(path) = &args.key {
         let pem =
             std::fs::read_to_string(path).map_err(|e| format!("--key {}: {e}", path.display()))?;
@@ -503,15 +624,15 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
     let subject = Subject::Server(Box::new(config));
     let report = run_suite_blocking(&cases, subject, &options, &mut |done, total, case| {
         if !quiet {
-            eprintln!("{}", table::progress_line(done, total, case));
+            err!("{}", table::progress_line(done, total, case));
         }
     })?;
     let gate = Gate::decide(&report, args.strict, baseline.as_ref(), complete);
-    println!("{}", table::table(&report, args.verbose));
+    out!("{}", table::table(&report, args.verbose));
     for m in &gate.mismatches {
-        println!("baseline: {m}");
+        out!("baseline: {m}");
     }
-    println!("{}", gate.summary());
+    out!("{}", gate.summary());
     write_reports(&args.reports, &report, &gate, baseline.as_ref())?;
     if let Some(path) = &args.write_baseline {
         let name = args.server_name.clone().unwrap_or_else(|| args.url.clone());

@@ -21,7 +21,7 @@ use wisp_testkit::vtime::{Tracked, tracked_pair};
 use super::CaseRun;
 use super::actions::{ActionState, Policy, Unobserved, run_actions};
 use super::judge::{Wording, check_stream, describe_end, error_text, judge_handshake};
-use super::ours::{describe_extension, mux_options, open_mux, v2_handshake};
+use super::ours::{describe_extension, open_mux, v2_handshake};
 
 /// How the client role words the stream checks' failures.
 const CLIENT_WORDING: Wording = Wording {
@@ -125,7 +125,7 @@ async fn drive_client(
         rx,
         tx,
         handshake,
-        mux_options(&spec.options),
+        spec.options.clone(),
         &spec.required_after,
     )
     .await;
@@ -341,9 +341,9 @@ async fn check_outcome(case: &ClientCase, state: &mut ClientState, failures: &mu
         Some(actor) if expect.mux_result.is_some() || actor.is_finished() => {
             match tokio::time::timeout(step_timeout, actor).await {
                 Ok(Ok(r)) => Some(Some(r)),
-                Ok(Err(e)) => Some(Some(Err(WispError::InvalidArgument(format!(
-                    "the actor task panicked: {e}"
-                ))))),
+                // The driver task panicked (or was cancelled): the runtime's error is the
+                // source.
+                Ok(Err(e)) => Some(Some(Err(WispError::MuxTaskFailed(Arc::new(e))))),
                 Err(_) => Some(None),
             }
         }

@@ -208,6 +208,14 @@ impl Prepared {
         }
     }
 
+    /// The rows of the run-level checks, after every case ran.
+    fn check_reports(&self) -> Vec<CaseReport> {
+        match self {
+            Self::OurClient => Vec::new(),
+            Self::Server(run) => run.check_reports(),
+        }
+    }
+
     fn info(&self) -> SubjectInfo {
         match self {
             Self::OurClient => SubjectInfo::OurClient,
@@ -291,12 +299,14 @@ pub async fn run_suite(
         progress(done, total, &report);
         slots[index] = Some(report);
     }
+    let mut cases: Vec<CaseReport> = slots.into_iter().flatten().collect();
+    cases.extend(prepared.check_reports());
     let subject = prepared.info();
     // The subject's resources (a server run's loopback targets) end with the run.
     drop(prepared);
     Ok(SuiteReport {
         subject,
-        cases: slots.into_iter().flatten().collect(),
+        cases,
         not_applicable,
         duration: started.elapsed(),
     })

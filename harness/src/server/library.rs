@@ -6,11 +6,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
 use tokio::time::Instant;
 use wisp_cases::ServerCase;
 use wisp_cases::client::VersionSel;
-use wisp_client::MuxOptions;
+use wisp_client::proto::StreamType;
 use wisp_client::transport::TransportExt;
+use wisp_client::{ClientMux, MuxOptions};
 
 use super::session::{Recorder, RecordingTransport};
 use super::{Body, CaseCtx, RunMode};
@@ -58,10 +61,19 @@ pub(crate) async fn run(case: &ServerCase, ctx: &CaseCtx, rec: &Recorder) -> Bod
     let (mux, driver) = match opened {
         Ok((mux, driver)) if expect.error.is_none() => (mux, driver),
         Ok((mux, driver)) => {
-            // The handshake succeeded where the case expects it to fail: nothing more to
-            // judge on this connection.
-            body.failures.extend(judged);
+            // The handshake looks done where the case expects it to fail. In the older
+            // order (CONTINUE(0), then INFO) the server judges the client INFO only after
+            // it: wait (bounded) for its judgement before the verdict.
             let driver = tokio::spawn(driver);
+            match await_judgement(&mux, ctx, rec).await {
+                Judgement::Rejected(how) => {
+                    rec.event(format!("the server judged the client INFO: {how}"));
+                    wait_close_on(rec, case, &body).await;
+                }
+                Judgement::Accepted(how) => {
+                    body.failures.extend(judged.map(|j| format!("{j}: {how}")));
+                }
+            }
             let _ = tokio::time::timeout(Duration::from_secs(1), mux.close()).await;
             driver.abort();
             return body;
@@ -105,6 +117,65 @@ pub(crate) async fn run(case: &ServerCase, ctx: &CaseCtx, rec: &Recorder) -> Bod
     let _ = tokio::time::timeout(Duration::from_secs(1), mux.close()).await;
     driver.abort();
     body
+}
+
+/// What the server did with the client INFO, once the client library considered the
+/// handshake done.
+enum Judgement {
+    /// It refused the connection (how: a CLOSE on stream 0, or the end of the connection).
+    Rejected(String),
+    /// It served the connection (how), or did nothing within the bound.
+    Accepted(String),
+}
+
+/// Waits, at most the step timeout, for the server's judgement of the client INFO: a
+/// CLOSE on stream 0 or the end of the connection (rejected), or a stream to the TCP echo
+/// that echoes a probe (accepted).
+async fn await_judgement(mux: &ClientMux, ctx: &CaseCtx, rec: &Recorder) -> Judgement {
+    const PROBE: &[u8] = b"auth-judgement-probe";
+    let step = ctx.step_timeout;
+    let echo = ctx.tcp_echo;
+    let probe = async {
+        let mut stream = mux
+            .new_stream(StreamType::TCP, echo.ip().to_string(), echo.port())
+            .await
+            .map_err(|e| error_text(&e))?;
+        stream
+            .send(Bytes::from_static(PROBE))
+            .await
+            .map_err(|e| error_text(&e))?;
+        let mut got = Vec::new();
+        while got.len() < PROBE.len() {
+            match stream.next().await {
+                Some(Ok(chunk)) => got.extend_from_slice(&chunk),
+                Some(Err(e)) => return Err(error_text(&e)),
+                None => return Err("the probe stream ended".to_owned()),
+            }
+        }
+        Ok(got)
+    };
+    let probed = tokio::time::timeout(step, probe).await;
+    if let Some(close) = rec.close_on(0) {
+        return Judgement::Rejected(format!("CLOSE(0) reason {}", close.reason));
+    }
+    match probed {
+        Ok(Ok(got)) if got.starts_with(PROBE) => Judgement::Accepted(
+            "after the handshake a stream to the TCP echo echoed a probe".to_owned(),
+        ),
+        Ok(Ok(_)) => Judgement::Accepted(
+            "after the handshake a stream to the TCP echo carried data".to_owned(),
+        ),
+        Ok(Err(why)) if mux.is_closed() => Judgement::Rejected(format!(
+            "the connection ended without a CLOSE on stream 0 ({why})"
+        )),
+        Ok(Err(why)) => Judgement::Accepted(format!(
+            "no rejection; a stream to the TCP echo failed: {why}"
+        )),
+        Err(_) => Judgement::Accepted(format!(
+            "the server neither rejected the client INFO nor served a stream within {}ms",
+            step.as_millis()
+        )),
+    }
 }
 
 /// Waits (at most the judge's `within`) for the CLOSE the close judge reads.

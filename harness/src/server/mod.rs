@@ -32,6 +32,7 @@
 //! ```
 
 pub mod baseline;
+pub mod checks;
 mod library;
 mod probe;
 mod script;
@@ -46,12 +47,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use wisp_cases::client::{ClientCertAuth, ClientExtension, ClientPassword, LayoutSpec};
+use wisp_cases::client::{ClientCertAuth, ClientExtension, ClientPassword};
 use wisp_cases::server::{
     KeyChoice, Mode, Secret, SubprotocolChoice, SubprotocolExpect, VersionChoice,
 };
 use wisp_cases::values::StreamRef;
 use wisp_cases::{Case, ServerCase, load_case_str_with};
+use wisp_client::proto::PasswordLayout;
 
 pub use probe::Probe;
 pub use targets::{BANNER, Targets};
@@ -59,6 +61,7 @@ pub use targets::{BANNER, Targets};
 use crate::engine::CaseRun;
 use crate::engine::judge::judge_close;
 use crate::report::ServerInfo;
+use checks::RunChecks;
 use probe::CapCheck;
 use session::Recorder;
 
@@ -91,7 +94,7 @@ pub struct ServerConfig {
     /// Password credentials (`--password USER:PASS`).
     pub credentials: Option<(String, String)>,
     /// The layout of the password record the harness sends (default draft 6).
-    pub password_layout: LayoutSpec,
+    pub password_layout: PasswordLayout,
     /// The Ed25519 key for certificate authentication (`--key`).
     pub key: Option<SigningKey>,
     /// A destination the server blocks by policy (`--blocked HOST:PORT`).
@@ -111,7 +114,7 @@ impl ServerConfig {
             url: url.into(),
             mode,
             credentials: None,
-            password_layout: LayoutSpec::Draft6,
+            password_layout: PasswordLayout::Draft6,
             key: None,
             blocked: None,
             step_timeout: Duration::from_secs(5),
@@ -161,7 +164,7 @@ pub(crate) struct CaseCtx {
     pub(crate) version: RunMode,
     pub(crate) subprotocol: Option<String>,
     /// The credentials presented in the handshake (`connect.password`).
-    pub(crate) password: Option<(String, String, LayoutSpec)>,
+    pub(crate) password: Option<(String, String, PasswordLayout)>,
     pub(crate) connect_password: Secret,
     /// The key presented in the handshake (`connect.key`).
     pub(crate) key: Option<SigningKey>,
@@ -245,12 +248,12 @@ impl CaseCtx {
     }
 
     /// The credentials a [`Secret`] stands for.
-    pub(crate) fn password_for(&self, s: Secret) -> Option<(String, String, LayoutSpec)> {
+    pub(crate) fn password_for(&self, s: Secret) -> Option<(String, String, PasswordLayout)> {
         let configured = self.config.credentials.clone();
         match s {
             Secret::None => None,
             Secret::Run => configured.map(|(u, p)| (u, p, self.config.password_layout)),
-            Secret::Draft5 => configured.map(|(u, p)| (u, p, LayoutSpec::Draft5)),
+            Secret::Draft5 => configured.map(|(u, p)| (u, p, PasswordLayout::Draft5)),
             Secret::Wrong => {
                 let user = configured.map_or_else(|| "wisp-conformance".to_owned(), |(u, _)| u);
                 Some((
@@ -299,6 +302,7 @@ pub(crate) struct ServerRun {
     targets: Targets,
     placeholders: wisp_cases::Placeholders,
     probe: Probe,
+    checks: RunChecks,
 }
 
 impl ServerRun {
@@ -319,6 +323,7 @@ impl ServerRun {
             targets,
             placeholders,
             probe,
+            checks: RunChecks::default(),
         })
     }
 
@@ -342,6 +347,11 @@ impl ServerRun {
                 .collect(),
             blocked: config.blocked.as_ref().map(|(h, p)| format!("{h}:{p}")),
         }
+    }
+
+    /// The rows of the run-level checks ([`checks`]), once every case has run.
+    pub(crate) fn check_reports(&self) -> Vec<crate::report::CaseReport> {
+        self.checks.reports()
     }
 
     /// Runs one case: loads it again with the run's target addresses, checks the
@@ -385,7 +395,7 @@ impl ServerRun {
             Ok(c) => c,
             Err(e) => return CaseRun::error(e),
         };
-        let rec = Recorder::new();
+        let rec = Recorder::new(self.checks.clone(), &case.meta.id);
         let deadline = case.timeout().max(config.step_timeout * 2);
         let played = async {
             if case.is_script() {
@@ -425,6 +435,17 @@ impl ServerRun {
                 SubprotocolExpect::Echoed if echoed.is_none() || echoed != offered => {
                     failures.push(format!(
                         "the upgrade response carries Sec-WebSocket-Protocol {echoed:?}; the client offered {offered:?}"
+                    ));
+                }
+                // The echo is a promise: the selected wisp-v2 is spoken (an INFO came).
+                SubprotocolExpect::Echoed
+                    if echoed == Some(wisp_client::transport::WISP_V2_SUBPROTOCOL)
+                        && rec.info().is_none() =>
+                {
+                    failures.push(format!(
+                        "the upgrade response selects {echoed:?} but the server then speaks v1: no INFO within {}ms (first packet: {}); a client that trusts the header waits for an INFO that never comes",
+                        config.step_timeout.as_millis(),
+                        rec.first_received().unwrap_or_else(|| "none".to_owned())
                     ));
                 }
                 SubprotocolExpect::None if echoed.is_some() => failures.push(format!(

@@ -60,13 +60,30 @@ pub trait Extension: Clone + fmt::Debug + Into<AnyExtensionBuilder> {
 
     /// The negotiation rule: what the client answers to the server's record `server`
     /// (`offer` is `None` when the client did not offer the extension; auth extensions still
-    /// learn whether the server requires them). An `Err` ends the handshake.
-    fn negotiate(offer: Option<&Self>, server: &Bytes) -> Result<Reply, Error>;
+    /// learn whether the server requires them). `order` is how the server opened the
+    /// handshake, which tells the drafts apart. An `Err` ends the handshake.
+    fn negotiate(
+        offer: Option<&Self>,
+        server: &Bytes,
+        order: HandshakeOrder,
+    ) -> Result<Reply, Error>;
 
     /// What a Wisp v1 connection (which sends no INFO) implies for this extension.
     fn implied_by_v1() -> Option<NegotiatedExtension> {
         None
     }
+}
+
+/// How the server opened a v2 handshake. The order is the only sign of the draft a server
+/// follows before the client must answer, so rules whose wire format changed between drafts
+/// (the password record) choose by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HandshakeOrder {
+    /// INFO first: draft 6 (which waits for the client INFO before CONTINUE(0)); drafts 4–5
+    /// also send INFO first, with CONTINUE(0) right after it.
+    InfoFirst,
+    /// CONTINUE(0), then INFO: drafts 1–3 (wisp-mux 5.x, epoxy-server of 2024).
+    ContinueFirst,
 }
 
 /// An extension's answer to the server's record.
@@ -186,6 +203,7 @@ macro_rules! registry {
             id: ExtensionId,
             offers: &[AnyExtensionBuilder],
             server: &Bytes,
+            order: HandshakeOrder,
         ) -> Option<Result<Reply, Error>> {
             $(
                 if id == <$builder as Extension>::ID {
@@ -194,7 +212,7 @@ macro_rules! registry {
                         #[allow(unreachable_patterns)]
                         _ => None,
                     });
-                    return Some(<$builder as Extension>::negotiate(offer, server));
+                    return Some(<$builder as Extension>::negotiate(offer, server, order));
                 }
             )*
             None
