@@ -162,8 +162,8 @@ fn row(id: &str, title: &str, spec: &str, level: Level) -> CaseReport {
         spec: spec.to_owned(),
         level,
         description: String::new(),
-        timeout: None,
         covers: Vec::new(),
+        timeout: None,
     };
     CaseReport::new(&meta, Role::Server)
 }

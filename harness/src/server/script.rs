@@ -675,8 +675,7 @@ impl RawClient<'_> {
             .is_some()
             .then_some(self.ctx.connect_password);
         let key = self.ctx.key.is_some().then_some(self.ctx.connect_key);
-        // The case's extra records come first, then the answer's own.
-        let mut records: Vec<ClientInfoRecord> = extra.to_vec();
+        let mut records = extra.to_vec();
         records.extend(
             server
                 .extensions
