@@ -1,5 +1,5 @@
 //! The spec coverage map's reporters: the `wisp-conformance coverage` table ([`text`]) and
-//! its JSON ([`json`]).
+//! its JSON ([`json()`]).
 //!
 //! The map itself is [`Coverage`] (from `wisp_cases::requirements`): every requirement of
 //! `cases/requirements.yaml` in file order with the cases of each role that check it, its
