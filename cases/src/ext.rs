@@ -380,3 +380,146 @@ impl ClientInfoRecord {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use wisp_proto::Packet;
+
+    use super::*;
+
+    fn parse<T: for<'de> Deserialize<'de>>(yaml: &str) -> T {
+        match serde_saphyr::from_str(yaml) {
+            Ok(v) => v,
+            Err(e) => panic!("{yaml}: {e}"),
+        }
+    }
+
+    #[test]
+    fn client_entries_become_the_offers_of_their_ids() {
+        let entries: Vec<ClientExtension> = parse(
+            "[udp, {password: {username: u, password: p, layout: draft5}}, {cert_auth: {}}, motd, stream_confirmation]",
+        );
+        let ids: Vec<ExtensionId> = entries.iter().map(|e| e.builder().id()).collect();
+        assert_eq!(
+            ids,
+            [
+                ExtensionId::UDP,
+                ExtensionId::PASSWORD,
+                ExtensionId::CERT_AUTH,
+                ExtensionId::MOTD,
+                ExtensionId::STREAM_CONFIRMATION
+            ]
+        );
+    }
+
+    #[test]
+    fn server_entries_encode_with_the_extension_modules() {
+        let entries: Vec<ServerExtension> = parse(
+            "[udp, {password: {required: false}}, {cert_auth: {challenge: \"aabb\"}}, {motd: hi}, {raw: {id: 9, hex: \"01\", len: 7}}]",
+        );
+        let mut out = Vec::new();
+        let mut challenges = Vec::new();
+        for e in &entries {
+            let built = e
+                .record(|_| Err("no randomness here".to_owned()))
+                .expect("builds");
+            challenges.extend(built.challenge.clone());
+            built.encode(&mut out);
+        }
+        assert_eq!(
+            hex::encode(&out),
+            "0100000000\
+             020100000000\
+             0304000000 0101aabb\
+             04020000006869\
+             090700000001"
+                .replace(' ', "")
+        );
+        assert_eq!(challenges.len(), 1);
+        assert!(!challenges[0].random);
+        let random: ServerExtension = parse("{cert_auth: {}}");
+        let built = random
+            .record(|n| Ok(Bytes::from(vec![7; n])))
+            .expect("builds");
+        assert!(
+            built
+                .challenge
+                .is_some_and(|c| c.random && c.bytes.len() == 64)
+        );
+    }
+
+    #[test]
+    fn a_client_cert_record_signs_the_servers_challenge() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let challenge = Bytes::from_static(b"a challenge of some thirty-two bytes");
+        let server_info = InfoPacket::new(
+            wisp_proto::WispVersion::V2,
+            vec![
+                CertAuthServerRecord {
+                    required: true,
+                    algorithms: 1,
+                    challenge: challenge.clone(),
+                }
+                .record(),
+            ],
+        );
+        let entry: ClientInfoRecord = parse("{cert_auth: {}}");
+        let built = entry
+            .record(|_| None, |_| Some(key.clone()), Some(&server_info))
+            .expect("builds");
+        let record = CertAuthClientRecord::decode(&built.record.data).expect("decodes");
+        assert!(record.verify(&key.verifying_key(), &challenge));
+        let missing = entry.record(|_| None, |_| None, Some(&server_info));
+        assert_eq!(
+            missing.expect_err("no key").as_str(),
+            "no key for the certificate record"
+        );
+        let no_info = entry.record(|_| None, |_| Some(key.clone()), None);
+        assert!(no_info.is_err());
+    }
+
+    #[test]
+    fn the_answer_to_a_server_info_follows_the_run() {
+        let ids = [
+            ExtensionId::UDP,
+            ExtensionId::PASSWORD,
+            ExtensionId::CERT_AUTH,
+            ExtensionId::MOTD,
+            ExtensionId::STREAM_CONFIRMATION,
+        ];
+        let answered = |password, key| -> Vec<ExtensionId> {
+            ids.iter()
+                .filter(|id| ClientInfoRecord::answering(**id, password, key).is_some())
+                .copied()
+                .collect()
+        };
+        assert_eq!(answered(None, None), [ExtensionId::UDP, ExtensionId::MOTD]);
+        assert_eq!(
+            answered(Some(Secret::Wrong), Some(KeyChoice::Run)),
+            [
+                ExtensionId::UDP,
+                ExtensionId::PASSWORD,
+                ExtensionId::CERT_AUTH,
+                ExtensionId::MOTD
+            ]
+        );
+        let record = ClientInfoRecord::answering(ExtensionId::PASSWORD, Some(Secret::Draft5), None)
+            .expect("answered")
+            .record(
+                |s| {
+                    (s == Secret::Draft5)
+                        .then(|| ("bob".into(), "pw".into(), PasswordLayout::Draft5))
+                },
+                |_| None,
+                None,
+            )
+            .expect("builds");
+        assert_eq!(hex::encode(&record.record.data), "030200626f627077");
+        // A whole client INFO packet, as a server-role script sends it.
+        let info = Packet::info(InfoPacket::new(
+            wisp_proto::WispVersion::V2,
+            vec![record.record],
+        ));
+        assert_eq!(info.to_bytes()[0], 0x05);
+    }
+}

@@ -198,23 +198,18 @@ impl<'de> Deserialize<'de> for StreamRef {
     }
 }
 
-/// The case-language name of a known extension: its [`ExtensionId`] name in lower case
-/// (`udp`, `password`, `cert_auth`, `motd`, `stream_confirmation`), so a new extension id is
-/// a new name with no table to update.
-pub fn extension_name(id: ExtensionId) -> Option<String> {
-    id.name().map(str::to_ascii_lowercase)
-}
-
-/// The names of every known extension, in id order.
+/// The case-language names of every known extension, in id order: their
+/// [`ExtensionId`] names in lower case (`udp`, `cert_auth`), so a new extension id is a new
+/// name with no table to update here.
 fn extension_names() -> Vec<String> {
     (0..=u8::MAX)
-        .filter_map(|b| extension_name(ExtensionId(b)))
+        .filter_map(|b| ExtensionId(b).lower_name())
         .collect()
 }
 
 /// The case-language name of an extension id (`udp`, ...), or its number in hex.
 pub fn extension_label(id: ExtensionId) -> String {
-    extension_name(id).unwrap_or_else(|| format!("0x{:02x}", id.0))
+    id.lower_name().unwrap_or_else(|| format!("0x{:02x}", id.0))
 }
 
 /// An extension: `udp`, `password`, `cert_auth`, `motd`, `stream_confirmation` or a number.
@@ -236,7 +231,7 @@ impl<'de> Deserialize<'de> for ExtName {
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ExtName, E> {
                 (0..=u8::MAX)
                     .map(ExtensionId)
-                    .find(|id| extension_name(*id).as_deref() == Some(v))
+                    .find(|id| id.lower_name().as_deref() == Some(v))
                     .map(ExtName)
                     .ok_or_else(|| {
                         E::custom(format!(
@@ -654,6 +649,23 @@ mod tests {
         assert_eq!(Dur::parse("1m").unwrap().0, Duration::from_secs(60));
         assert!(Dur::parse("15").is_err());
         assert!(Dur::parse("2h").is_err());
+    }
+
+    #[test]
+    fn extension_names_are_the_lower_case_id_names() {
+        let parse = |y: &str| serde_saphyr::from_str::<ExtName>(y);
+        assert_eq!(
+            parse("stream_confirmation").expect("known").0,
+            ExtensionId::STREAM_CONFIRMATION
+        );
+        assert_eq!(parse("7").expect("a number").0, ExtensionId(7));
+        let err = parse("UDP").expect_err("names are lower case").to_string();
+        assert!(
+            err.contains("use udp, password, cert_auth, motd, stream_confirmation or a number"),
+            "{err}"
+        );
+        assert_eq!(extension_label(ExtensionId::CERT_AUTH), "cert_auth");
+        assert_eq!(extension_label(ExtensionId(0x42)), "0x42");
     }
 
     #[test]

@@ -139,13 +139,7 @@ fn failing_case_exits_1_with_a_junit_failure_and_a_bad_file_exits_2() {
 }
 
 async fn refused_url() -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    format!("ws://127.0.0.1:{port}/")
+    format!("ws://{}/", wisp_testkit::refused_port().await)
 }
 
 /// A v1 server that sends CONTINUE(0) and then nothing, for every connection (and does

@@ -61,17 +61,12 @@ async fn run_jobs(cases: &[Case], config: ServerConfig, jobs: usize) -> SuiteRep
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_server_gives_connection_errors_and_exit_2() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let refused = wisp_testkit::refused_port().await;
     let cases = server_cases(&[]);
     let started = Instant::now();
     let report = run(
         &cases,
-        config(format!("ws://127.0.0.1:{port}/"), RunMode::V1, 1000),
+        config(format!("ws://{refused}/"), RunMode::V1, 1000),
     )
     .await;
     assert!(started.elapsed() < Duration::from_secs(20));

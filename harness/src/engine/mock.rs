@@ -21,7 +21,7 @@ use wisp_testkit::vtime::{Tracked, tracked_pair};
 use super::CaseRun;
 use super::actions::{ActionState, Policy, Unobserved, run_actions};
 use super::judge::{Wording, check_stream, describe_end, error_text, judge_handshake};
-use super::ours::{describe_extension, open_mux, v2_handshake};
+use super::ours::{open_mux, v2_handshake};
 
 /// How the client role words the stream checks' failures.
 const CLIENT_WORDING: Wording = Wording {
@@ -143,7 +143,7 @@ async fn drive_client(
     let exts: Vec<String> = mux
         .get_extensions()
         .iter()
-        .map(describe_extension)
+        .map(ToString::to_string)
         .collect();
     log.push(format!(
         "handshake: ok version={} downgraded={} extensions=[{}]",

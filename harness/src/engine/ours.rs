@@ -4,9 +4,7 @@
 
 use wisp_cases::client::{ClientExtension, VersionSel};
 use wisp_cases::values::ExtName;
-use wisp_cases::values::extension_label;
 use wisp_client::extensions::WispV2Handshake;
-use wisp_client::proto::NegotiatedExtension;
 use wisp_client::transport::{TransportRead, TransportWrite};
 use wisp_client::{ClientMux, MultiplexorActorFuture, MuxOptions, WispError};
 
@@ -43,18 +41,5 @@ pub(crate) async fn open_mux<R: TransportRead, W: TransportWrite>(
     } else {
         let ids: Vec<u8> = required_after.iter().map(|e| e.0.0).collect();
         result.with_required_extensions(&ids).await
-    }
-}
-
-/// A negotiated extension as transcripts show it.
-pub(crate) fn describe_extension(e: &NegotiatedExtension) -> String {
-    match e {
-        NegotiatedExtension::Motd(m) => format!("motd {m:?}"),
-        NegotiatedExtension::Password { required } => format!("password(required={required})"),
-        NegotiatedExtension::CertAuth {
-            required,
-            algorithms,
-        } => format!("cert_auth(required={required}, algorithms=0x{algorithms:02x})"),
-        other => extension_label(other.id()),
     }
 }

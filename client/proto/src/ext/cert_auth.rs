@@ -80,6 +80,22 @@ impl Extension for CertAuthExtensionBuilder {
         };
         Ok(Reply::agree(record, agreed).with_auth(server.required, true))
     }
+
+    /// The server's record is `required | algorithms (non-zero) | challenge`, the challenge
+    /// at least 32 bytes (draft 6 asks for 64 random bytes).
+    fn check_server_record(server: &Bytes) -> Result<(), String> {
+        match CertAuthServerRecord::decode(server) {
+            Err(e) => Err(format!("malformed CERT_AUTH record: {}", e.reason)),
+            Ok(rec) if rec.algorithms == 0 => {
+                Err("the CERT_AUTH record offers no algorithm".to_owned())
+            }
+            Ok(rec) if rec.challenge.len() < 32 => Err(format!(
+                "the CERT_AUTH challenge is {} bytes, expected about 64",
+                rec.challenge.len()
+            )),
+            Ok(_) => Ok(()),
+        }
+    }
 }
 
 /// Bit 0 of the certificate-auth algorithm mask: Ed25519.

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use super::{Extension, ExtensionId, HandshakeOrder, NegotiatedExtension, Reply};
+use super::{Extension, ExtensionId, HandshakeOrder, NegotiatedExtension, Reply, check_empty};
 use crate::error::Error;
 use crate::info::ExtensionRecord;
 
@@ -36,5 +36,10 @@ impl Extension for StreamConfirmationExtensionBuilder {
             Some(_) => Reply::agree(Bytes::new(), NegotiatedExtension::StreamConfirmation),
             None => Reply::skip(),
         })
+    }
+
+    /// The server's record is empty.
+    fn check_server_record(server: &Bytes) -> Result<(), String> {
+        check_empty(Self::ID, server)
     }
 }

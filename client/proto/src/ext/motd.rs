@@ -68,4 +68,11 @@ impl Extension for MotdExtensionBuilder {
             None => Reply::skip(),
         })
     }
+
+    /// The server's record is UTF-8 text.
+    fn check_server_record(server: &Bytes) -> Result<(), String> {
+        std::str::from_utf8(server)
+            .map(drop)
+            .map_err(|_| "the MOTD is not UTF-8".to_owned())
+    }
 }

@@ -93,6 +93,18 @@ impl Extension for PasswordExtensionBuilder {
                 .with_auth(required, true),
         )
     }
+
+    /// The server's record is one byte, `required`.
+    fn check_server_record(server: &Bytes) -> Result<(), String> {
+        if server.len() == 1 {
+            Ok(())
+        } else {
+            Err(format!(
+                "the PASSWORD record carries {} bytes, expected 1 (`required`)",
+                server.len()
+            ))
+        }
+    }
 }
 
 /// The password extension's server metadata: whether a password is required.
@@ -234,5 +246,18 @@ impl PasswordClientRecord {
             username: text(username)?,
             password: text(password)?,
         })
+    }
+}
+
+#[cfg(all(test, feature = "serde"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_deserialize_by_draft() {
+        let layouts: Vec<PasswordLayout> =
+            serde_saphyr::from_str("[draft6, draft5]").expect("parses");
+        assert_eq!(layouts, [PasswordLayout::Draft6, PasswordLayout::Draft5]);
+        assert!(serde_saphyr::from_str::<PasswordLayout>("draft4").is_err());
     }
 }

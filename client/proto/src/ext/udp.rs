@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::{Extension, ExtensionId, HandshakeOrder, NegotiatedExtension, Reply};
+use super::{Extension, ExtensionId, HandshakeOrder, NegotiatedExtension, Reply, check_empty};
 use crate::error::Error;
 use crate::info::ExtensionRecord;
 
@@ -29,6 +29,11 @@ impl Extension for UdpExtensionBuilder {
             Some(_) => Reply::agree(Bytes::new(), NegotiatedExtension::Udp),
             None => Reply::skip(),
         })
+    }
+
+    /// The server's record is empty.
+    fn check_server_record(server: &Bytes) -> Result<(), String> {
+        check_empty(Self::ID, server)
     }
 
     fn implied_by_v1() -> Option<NegotiatedExtension> {
