@@ -834,3 +834,52 @@ fn continue_counts_packets_still_queued_against_the_new_credit() {
         "with the queue drained the full value applies"
     );
 }
+
+/// Found by the `client_conn` fuzz target: a wait longer than an `Instant` can represent
+/// (`Duration::MAX`, a natural "never") panicked with "overflow when adding duration to
+/// instant". Such a wait has no deadline.
+#[rstest]
+#[case::handshake_timeout(ConnectionConfig {
+    handshake_timeout: Some(Duration::MAX),
+    ..v2(offer_all())
+})]
+#[case::legacy_info_wait(ConnectionConfig {
+    handshake_timeout: None,
+    legacy_info_wait: Duration::MAX,
+    ..v2(offer_all())
+})]
+#[case::stream_open_timeout(ConnectionConfig {
+    handshake_timeout: None,
+    stream_open_timeout: Some(Duration::MAX),
+    ..v2(V2Config {
+        stream_confirmation: true,
+        ..offer_all()
+    })
+})]
+fn waits_too_long_for_an_instant_have_no_deadline(#[case] config: ConnectionConfig) {
+    let now = Instant::now();
+    let legacy_wait = config.legacy_info_wait == Duration::MAX;
+    let mut conn = ClientConnection::new(config, now);
+    if legacy_wait {
+        conn.handle_message(cont(0, 8), now);
+        assert_eq!(conn.poll_timeout(), None, "the INFO wait never ends");
+        conn.handle_message(server_info(vec![(ExtensionId::UDP, Bytes::new())]), now);
+    } else {
+        assert_eq!(conn.poll_timeout(), None, "no handshake deadline");
+        conn.handle_message(
+            server_info(vec![(ExtensionId::STREAM_CONFIRMATION, Bytes::new())]),
+            now,
+        );
+        conn.handle_message(cont(0, 8), now);
+    }
+    assert!(conn.is_established());
+    let id = conn.open_stream(StreamType::TCP, "h", 1, now).unwrap();
+    assert_eq!(conn.poll_timeout(), None, "no stream-open deadline");
+    conn.handle_timeout(now + Duration::from_secs(1 << 40));
+    assert!(conn.error().is_none());
+    assert_eq!(
+        conn.stream_count(),
+        1,
+        "stream {id} is still open or opening"
+    );
+}

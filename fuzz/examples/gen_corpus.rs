@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
+use ed25519_dalek::Signer;
+use sha2::{Digest, Sha256};
 
 // Import paths (the only lines to update when the crates move).
 use wisp_client::proto::{ExtensionId, PacketType};
@@ -51,7 +53,13 @@ impl Corpus {
         }
         let name: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let files = self.files.entry(target).or_default();
         let mut unique = name.clone();
@@ -79,6 +87,7 @@ fn main() {
     let fuzz_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut corpus = Corpus::default();
     golden_vectors(&fuzz_dir.join("../client/tests/codec.rs"), &mut corpus);
+    signed_records(&mut corpus);
     let (cases, errors) = load_dir(&wisp_fuzz::cases_dir());
     assert!(errors.is_empty(), "cases/ does not load: {errors:?}");
     for case in &cases {
@@ -87,7 +96,10 @@ fn main() {
     for target in TARGETS {
         let dir = fuzz_dir.join("corpus").join(target);
         std::fs::create_dir_all(&dir).expect("create the corpus directory");
-        for entry in std::fs::read_dir(&dir).expect("read the corpus directory").flatten() {
+        for entry in std::fs::read_dir(&dir)
+            .expect("read the corpus directory")
+            .flatten()
+        {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with("golden-") || name.starts_with("case-") {
                 std::fs::remove_file(entry.path()).expect("remove an old seed");
@@ -144,6 +156,32 @@ fn golden_vectors(path: &Path, corpus: &mut Corpus) {
         put_chunk16(&mut all, m);
     }
     corpus.add("server_packets", "golden-all", all);
+}
+
+/// INFO payloads whose certificate records use the targets' key and challenge, so the
+/// "known key, valid signature" paths of the renderers have a seed.
+fn signed_records(corpus: &mut Corpus) {
+    let key = wisp_fuzz::signing_key();
+    let challenge = wisp_fuzz::info_records::CHALLENGE;
+    let record = |id: u8, data: &[u8]| {
+        let mut r = vec![id];
+        r.extend_from_slice(&u32::try_from(data.len()).unwrap_or(0).to_le_bytes());
+        r.extend_from_slice(data);
+        r
+    };
+    let mut client = vec![1u8];
+    client.extend_from_slice(&Sha256::digest(key.verifying_key().as_bytes()));
+    client.extend_from_slice(&key.sign(&challenge).to_bytes());
+    let mut payload = vec![2, 0];
+    payload.extend(record(ExtensionId::CERT_AUTH.0, &client));
+    payload.extend(record(ExtensionId::PASSWORD.0, b"\x03\x02\x00bobpw"));
+    corpus.add("info_records", "golden-client-info-signed", payload);
+    let mut server = vec![1u8, 1];
+    server.extend_from_slice(&challenge);
+    let mut payload = vec![2, 0];
+    payload.extend(record(ExtensionId::CERT_AUTH.0, &server));
+    payload.extend(record(ExtensionId::PASSWORD.0, &[1]));
+    corpus.add("info_records", "golden-server-info-challenge", payload);
 }
 
 fn hex_decode(s: &str) -> Result<Vec<u8>, ()> {
@@ -251,7 +289,10 @@ fn client_role(case: &Case, seed: &str, corpus: &mut Corpus) {
                 corpus.server_message(&format!("{seed}-{i}"), &msg);
                 stream.push(u8::try_from(i % 256).unwrap_or(0));
                 put_chunk16(&mut stream, &msg);
-                let times = spec.times.map_or(1, |t| t.count(0)).min(u64::from(MAX_TIMES));
+                let times = spec
+                    .times
+                    .map_or(1, |t| t.count(0))
+                    .min(u64::from(MAX_TIMES));
                 for _ in 0..times {
                     state.message(&msg);
                 }
@@ -263,9 +304,9 @@ fn client_role(case: &Case, seed: &str, corpus: &mut Corpus) {
                 state.message(&h.0);
             }
             ServerStep::Expect(p) => {
-                let connect = alternatives(p).iter().any(|a| {
-                    a.packet_type.map(|t| t.0) == Some(PacketType::CONNECT)
-                });
+                let connect = alternatives(p)
+                    .iter()
+                    .any(|a| a.packet_type.map(|t| t.0) == Some(PacketType::CONNECT));
                 if connect {
                     // The client's actions up to its next `open` made this CONNECT.
                     while let Some(action) = actions.pop() {
@@ -316,7 +357,8 @@ fn header(client: &ClientSpec) -> Vec<u8> {
                 ClientExtension::StreamConfirmation => flags |= 8,
                 ClientExtension::Password(p) => match (&p.username, &p.password) {
                     (Some(u), Some(pw)) => {
-                        let draft5 = p.layout.layout() == wisp_client::proto::PasswordLayout::Draft5;
+                        let draft5 =
+                            p.layout.layout() == wisp_client::proto::PasswordLayout::Draft5;
                         flags |= if draft5 { 0x30 } else { 0x20 };
                         credentials = Some((u.clone(), pw.clone()));
                     }
@@ -339,9 +381,17 @@ fn header(client: &ClientSpec) -> Vec<u8> {
     let mut out = vec![
         flags,
         required,
-        optional_byte(Some(o.handshake_timeout.map_or(Duration::from_secs(10), |d| d.0))),
-        duration_byte(o.legacy_info_wait.map_or(Duration::from_millis(200), |d| d.0)),
-        optional_byte(Some(o.stream_open_timeout.map_or(Duration::from_secs(30), |d| d.0))),
+        optional_byte(Some(
+            o.handshake_timeout.map_or(Duration::from_secs(10), |d| d.0),
+        )),
+        duration_byte(
+            o.legacy_info_wait
+                .map_or(Duration::from_millis(200), |d| d.0),
+        ),
+        optional_byte(Some(
+            o.stream_open_timeout
+                .map_or(Duration::from_secs(30), |d| d.0),
+        )),
     ];
     let max_payload = o.max_payload_len.unwrap_or(64 * 1024 - 5);
     out.extend_from_slice(&u16::try_from(max_payload).unwrap_or(u16::MAX).to_le_bytes());

@@ -41,7 +41,6 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ed25519_dalek::SigningKey;
 
 // Import paths (the only lines to update when the crates move).
 use wisp_client::WispError;
@@ -102,7 +101,7 @@ pub fn config(input: &mut Input<'_>) -> ConnectionConfig {
         let cert_auth = match flags >> 6 {
             0 => None,
             1 => Some(None),
-            _ => Some(Some(SigningKey::from_bytes(&[7; 32]))),
+            _ => Some(Some(crate::signing_key().clone())),
         };
         let mut required_ids: Vec<ExtensionId> = (0..5u8)
             .filter(|bit| required & (1 << bit) != 0)
@@ -306,7 +305,10 @@ fn check_event(event: &Event, model: &mut Model) {
             assert!(model.open.contains(id), "{event:?} for a stream not open");
         }
         Event::StreamWritable { id } => {
-            assert!(model.issued.contains(id), "{event:?} for a stream never opened");
+            assert!(
+                model.issued.contains(id),
+                "{event:?} for a stream never opened"
+            );
         }
         Event::StreamOpenFailed { id, .. } | Event::StreamClosed { id, .. } => {
             assert!(model.open.remove(id), "{event:?} for a stream not open");
@@ -328,9 +330,15 @@ fn check_sent(msg: Bytes, model: &mut Model) {
             "CONNECT for an id open_stream did not return"
         ),
         PacketBody::Data(d) => {
-            assert!(model.issued.contains(&packet.stream_id), "DATA on an unknown id");
+            assert!(
+                model.issued.contains(&packet.stream_id),
+                "DATA on an unknown id"
+            );
             if !model.udp.contains(&packet.stream_id) {
-                assert!(d.len() <= model.max_payload_len.max(1), "DATA over max_payload_len");
+                assert!(
+                    d.len() <= model.max_payload_len.max(1),
+                    "DATA over max_payload_len"
+                );
             }
         }
         PacketBody::Close { .. } => {}

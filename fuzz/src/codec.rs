@@ -46,7 +46,11 @@ fn decode_reencode(data: &[u8]) {
         PacketBody::Info(info) => data.len() - info.trailing,
         _ => data.len(),
     };
-    assert_eq!(&encoded[..], &data[..kept], "re-encoding differs from the input");
+    assert_eq!(
+        &encoded[..],
+        &data[..kept],
+        "re-encoding differs from the input"
+    );
     let mut again = Packet::decode(encoded).expect("a re-encoded packet decodes");
     if let (PacketBody::Info(a), PacketBody::Info(b)) = (&mut again.body, &packet.body) {
         assert_eq!(a.trailing, 0);

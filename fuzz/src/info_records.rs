@@ -7,7 +7,7 @@
 //!   `CertAuthServerRecord`);
 //! - the client's records as a server decodes them (`PasswordClientRecord` in both layouts,
 //!   `CertAuthClientRecord`), then as the mock server and the server suite render and
-//!   judge them (`RenderCtx::describe` with either layout and a known key and challenge,
+//!   judge them (`RenderCtx::describe` with either layout, a known key and [`CHALLENGE`],
 //!   `check_server_info_layout`).
 //!
 //! Whatever decodes re-encodes to the bytes it was decoded from (minus what the layout
@@ -16,7 +16,6 @@
 use std::collections::HashMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use ed25519_dalek::{Signer, SigningKey};
 
 // Import paths (the only lines to update when the crates move).
 use wisp_client::proto::{
@@ -26,6 +25,10 @@ use wisp_client::proto::{
 use wisp_mock_server::frames::SentChallenge;
 use wisp_mock_server::pattern::check_server_info_layout;
 use wisp_mock_server::trace::RenderCtx;
+
+/// The certificate challenge the mock server "sent" (a client record signing it with
+/// [`crate::signing_key`] is valid).
+pub const CHALLENGE: [u8; 64] = [0x11; 64];
 
 /// Runs every decoder on `data`.
 pub fn run(data: &[u8]) {
@@ -45,15 +48,8 @@ pub fn run(data: &[u8]) {
     msg.put_u32_le(0);
     msg.put_slice(data);
     let msg = msg.freeze();
-    let key = SigningKey::from_bytes(&[7; 32]);
-    // The challenge the key signs: the first certificate record's, so the "valid" branch
-    // is reachable too.
-    let challenge = info
-        .extensions
-        .iter()
-        .find_map(|r| CertAuthServerRecord::decode(&r.data).ok())
-        .map_or_else(|| Bytes::from_static(b"challenge"), |r| r.challenge);
-    let _ = key.sign(&challenge);
+    let key = crate::signing_key();
+    let challenge = Bytes::from_static(&CHALLENGE);
     for layout in [PasswordLayout::Draft6, PasswordLayout::Draft5] {
         let ctx = RenderCtx {
             aliases: HashMap::new(),

@@ -19,3 +19,10 @@ pub mod server_packets;
 pub fn cases_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../cases"))
 }
+
+/// The Ed25519 key the targets sign and verify with (made once: deriving the public key
+/// costs more than a whole run of most targets).
+pub fn signing_key() -> &'static ed25519_dalek::SigningKey {
+    static KEY: std::sync::OnceLock<ed25519_dalek::SigningKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| ed25519_dalek::SigningKey::from_bytes(&[7; 32]))
+}

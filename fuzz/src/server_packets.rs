@@ -71,7 +71,7 @@ pub fn run(data: &[u8]) {
     let mut aliases: HashMap<String, u32> = HashMap::new();
     let mut seen = Seen::default();
     let challenge = SentChallenge {
-        bytes: Bytes::from_static(&[0x11; 64]),
+        bytes: Bytes::from_static(&crate::info_records::CHALLENGE),
         random: false,
     };
     while !input.is_empty() {

@@ -223,12 +223,21 @@ pub enum Event {
     ConnectionClosed(WispError),
 }
 
+/// The deadline `wait` after `now`; `None` when it lies beyond what an `Instant` can
+/// represent (`Duration::MAX` and the like mean "never", not a panic).
+fn deadline(now: Instant, wait: Duration) -> Option<Instant> {
+    now.checked_add(wait)
+}
+
 /// The handshake or connection phase.
 #[derive(Debug)]
 enum Phase {
     AwaitFirst,
     AwaitContinue,
-    AwaitLateInfo { credit: u32, deadline: Instant },
+    AwaitLateInfo {
+        credit: u32,
+        deadline: Option<Instant>,
+    },
     Established,
     Closed(WispError),
 }
@@ -267,7 +276,7 @@ impl ClientConnection {
     pub fn new(config: ConnectionConfig, now: Instant) -> Self {
         let first = config.first_stream_id.max(1);
         Self {
-            handshake_deadline: config.handshake_timeout.map(|t| now + t),
+            handshake_deadline: config.handshake_timeout.and_then(|t| deadline(now, t)),
             config,
             phase: Phase::AwaitFirst,
             negotiated: None,
@@ -358,10 +367,10 @@ impl ClientConnection {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.phase {
             Phase::AwaitFirst | Phase::AwaitContinue => self.handshake_deadline,
-            Phase::AwaitLateInfo { deadline, .. } => Some(match self.handshake_deadline {
-                Some(h) => h.min(*deadline),
-                None => *deadline,
-            }),
+            Phase::AwaitLateInfo { deadline, .. } => match (self.handshake_deadline, *deadline) {
+                (Some(h), Some(d)) => Some(h.min(d)),
+                (h, d) => h.or(d),
+            },
             Phase::Established => self
                 .streams
                 .values()
@@ -384,7 +393,7 @@ impl ClientConnection {
             }
             Phase::AwaitLateInfo { credit, deadline } => {
                 let credit = *credit;
-                if now >= *deadline {
+                if deadline.is_some_and(|d| now >= d) {
                     self.downgrade(credit);
                 } else if self.handshake_deadline.is_some_and(|d| now >= d) {
                     self.fail(WispError::HandshakeTimedOut);
@@ -447,7 +456,7 @@ impl ClientConnection {
                     // only CONTINUE. Wait briefly for an INFO before settling on v1.
                     self.phase = Phase::AwaitLateInfo {
                         credit: buffer_remaining,
-                        deadline: now + self.config.legacy_info_wait,
+                        deadline: deadline(now, self.config.legacy_info_wait),
                     };
                 }
                 Phase::AwaitFirst => self.establish_v1(buffer_remaining, false),
@@ -772,7 +781,10 @@ impl ClientConnection {
         self.next_stream_id = id.checked_add(1);
         let phase = if confirm {
             StreamPhase::Opening {
-                deadline: self.config.stream_open_timeout.map(|t| now + t),
+                deadline: self
+                    .config
+                    .stream_open_timeout
+                    .and_then(|t| deadline(now, t)),
             }
         } else {
             StreamPhase::Open
