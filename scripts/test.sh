@@ -3,7 +3,8 @@
 # (the pinned wisp-server-python and wisp-js from PyPI/npm, into .tools/), then the
 # formatting, lint and documentation checks, and all unit/integration/doc tests: interop
 # against the real servers, the conformance cases, the server suite against three real
-# servers, and the benchmark's smoke mode (a #[test] in bench/).
+# servers, and the benchmark's smoke mode (a #[test] in bench/); then a bounded run of
+# every fuzz target (fuzz/run.sh, fuzz/README.md).
 #
 # This is exactly what CI runs (.ci/run calls this script).
 set -euo pipefail
@@ -28,5 +29,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "cargo test (unit, integration, interop, conformance cases, doc tests)"
 # insta never writes snapshots when CI is set: a changed trace fails the run.
 CI="${CI:-true}" cargo test --workspace --locked
+
+step "fuzzing (fuzz/run.sh: every target for ${FUZZ_SECONDS:-30}s from fuzz/corpus/)"
+# Installs the pinned cargo-fuzz when it is missing; any finding fails the run.
+bash fuzz/run.sh
 
 step "all tests passed"

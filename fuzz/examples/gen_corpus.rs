@@ -133,7 +133,7 @@ fn golden_vectors(path: &Path, corpus: &mut Corpus) {
                 .chars()
                 .filter(|c| !c.is_whitespace() && *c != '|')
                 .collect();
-            let Ok(bytes) = hex_decode(&clean) else {
+            let Ok(bytes) = hex::decode(&clean) else {
                 continue;
             };
             if bytes.is_empty() {
@@ -182,16 +182,6 @@ fn signed_records(corpus: &mut Corpus) {
     payload.extend(record(ExtensionId::CERT_AUTH.0, &server));
     payload.extend(record(ExtensionId::PASSWORD.0, &[1]));
     corpus.add("info_records", "golden-server-info-challenge", payload);
-}
-
-fn hex_decode(s: &str) -> Result<Vec<u8>, ()> {
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(());
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| ()))
-        .collect()
 }
 
 fn from_case(case: &Case, corpus: &mut Corpus) {

@@ -51,6 +51,9 @@ use wisp_client::proto::{
 
 use crate::input::Input;
 
+/// What the application writes (a prefix of it): no allocation per write.
+static PAYLOAD: [u8; u16::MAX as usize] = [0x5a; u16::MAX as usize];
+
 /// A duration from one byte: 0 is zero, 255 is `Duration::MAX` (a "practically never"
 /// a user may pass), others grow quadratically up to about 4 minutes.
 pub fn duration(b: u8) -> Duration {
@@ -202,8 +205,7 @@ pub fn run(data: &[u8]) {
             4 => {
                 let id = pick(&order, input.u8());
                 let len = usize::from(input.u16());
-                let payload = vec![0x5a; len];
-                if let Ok(Some(n)) = conn.send_data(id, &payload) {
+                if let Ok(Some(n)) = conn.send_data(id, &PAYLOAD[..len]) {
                     assert!(n <= len, "took more than was given");
                     if !model.udp.contains(&id) {
                         assert!(n <= model.max_payload_len.max(1), "over max_payload_len");
