@@ -29,7 +29,8 @@
 //! (events drained, due timers fired) and:
 //!
 //! - a due timer never stays due after `handle_timeout` (a driver would spin);
-//! - the handshake never outlives `handshake_timeout`;
+//! - the handshake never outlives `handshake_timeout`, nor an unconfirmed stream
+//!   `stream_open_timeout`;
 //! - the client only sends well-formed packets, CONNECT only for ids it returned, one INFO
 //!   at most and only in v2;
 //! - events name only streams the application opened and has not seen end; after
@@ -37,7 +38,7 @@
 //! - the stream count matches the streams the events leave open;
 //! - a write takes at most `max_payload_len` bytes of a TCP stream.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -139,7 +140,10 @@ struct Model {
     now: Instant,
     v2: bool,
     handshake_timeout: Option<Duration>,
+    stream_open_timeout: Option<Duration>,
     max_payload_len: usize,
+    /// When each stream was opened.
+    opened_at: BTreeMap<u32, Instant>,
     /// Streams the application opened and has not seen end.
     open: BTreeSet<u32>,
     /// Every id `open_stream` returned.
@@ -160,7 +164,9 @@ pub fn run(data: &[u8]) {
         now: start,
         v2: config.v2.is_some(),
         handshake_timeout: config.handshake_timeout,
+        stream_open_timeout: config.stream_open_timeout,
         max_payload_len: config.max_payload_len,
+        opened_at: BTreeMap::new(),
         open: BTreeSet::new(),
         issued: BTreeSet::new(),
         udp: BTreeSet::new(),
@@ -199,6 +205,7 @@ pub fn run(data: &[u8]) {
                         model.udp.insert(id);
                     }
                     model.open.insert(id);
+                    model.opened_at.insert(id, model.now);
                     order.push(id);
                 }
             }
@@ -272,6 +279,17 @@ fn service(conn: &mut ClientConnection, model: &mut Model, drain: bool) {
             "still handshaking {elapsed:?} after start (handshake_timeout {t:?})"
         );
     }
+    if let Some(t) = model.stream_open_timeout {
+        for (id, at) in &model.opened_at {
+            if conn.is_opening(*id) {
+                let waited = model.now.duration_since(*at);
+                assert!(
+                    waited < t,
+                    "stream {id} unconfirmed {waited:?} after open (stream_open_timeout {t:?})"
+                );
+            }
+        }
+    }
     while let Some(event) = conn.poll_event() {
         check_event(&event, model);
     }
@@ -314,11 +332,13 @@ fn check_event(event: &Event, model: &mut Model) {
         }
         Event::StreamOpenFailed { id, .. } | Event::StreamClosed { id, .. } => {
             assert!(model.open.remove(id), "{event:?} for a stream not open");
+            model.opened_at.remove(id);
         }
         Event::ConnectionClosed(e) => {
             let _ = e.to_string();
             model.closed = true;
             model.open.clear();
+            model.opened_at.clear();
         }
         _ => {}
     }
