@@ -244,7 +244,6 @@ pub fn run(data: &[u8]) {
         }
         service(&mut conn, &mut model, drain);
     }
-    let _ = format!("{conn:?}");
 }
 
 /// A stream id from an index byte: one of the opened ids, or (when the byte is past them)
