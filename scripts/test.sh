@@ -30,6 +30,18 @@ step "cargo test (unit, integration, interop, conformance cases, doc tests)"
 # insta never writes snapshots when CI is set: a changed trace fails the run.
 CI="${CI:-true}" cargo test --workspace --locked
 
+step "instruction counts (callgrind): ours within 5 % of bench/instructions.json"
+if ! command -v valgrind >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "valgrind not found: installing it with apt-get"
+    (apt-get update -qq && apt-get install -y -qq valgrind) >/dev/null
+  else
+    echo "valgrind not found: install it (Debian/Ubuntu: apt-get install valgrind)" >&2
+    exit 1
+  fi
+fi
+cargo run -p wisp-bench --release --locked -- --instructions
+
 step "fuzzing (fuzz/run.sh: every target for ${FUZZ_SECONDS:-30}s from fuzz/corpus/)"
 # Installs the pinned cargo-fuzz when it is missing; any finding fails the run.
 bash fuzz/run.sh

@@ -6,10 +6,16 @@
 //!   copy into the DATA packet, like the other two).
 //! - [`Kind::WispMux`]: the published `wisp-mux` 5.1.0 client in v1 mode over fastwebsockets
 //!   0.8 (its only transport), one task per stream calling `MuxStream::write(&buf)`.
-//! - [`Kind::Raw`]: one tokio-websockets connection and one sender feeding binary messages,
-//!   no multiplexing, with the transport settings ours uses: the ceiling a multiplexor
-//!   over tokio-websockets can approach. [`Kind::RawDefault`] is the same with
-//!   tokio-websockets' default settings (the 8 KiB flush threshold).
+//! - [`Kind::RawBest`]: the real limit. One sender on one tokio-websockets connection sending
+//!   the same Wisp bytes as ours (a CONNECT, then DATA packets of one stream within the
+//!   server's credit) with the least work the wire allows: masked frames encoded straight
+//!   into one reused buffer ([`crate::wire::FrameWriter`]: one pass over each payload, no
+//!   allocation per message) and written with one `write` each time the buffer reaches
+//!   ours' flush threshold.
+//! - [`Kind::Raw`]: one tokio-websockets connection and one sender feeding binary messages
+//!   through its `Sink`, no multiplexing and no Wisp framing, with the transport settings
+//!   ours uses. [`Kind::RawDefault`] is the same with tokio-websockets' default settings
+//!   (the 8 KiB flush threshold).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use futures::SinkExt;
+use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -25,6 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_websockets::{ClientBuilder, Limits, Message, WebSocketStream};
 
 use crate::server::{MAX_MESSAGE, PROBE_HOST, stamp_payload};
+use crate::wire::{self, FrameWriter, Incoming};
 
 /// Which client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -33,6 +40,9 @@ pub enum Kind {
     Ours,
     /// crates.io `wisp-mux` 5.1.0.
     WispMux,
+    /// One sender, Wisp DATA framing, frames encoded into one reused buffer: the least
+    /// work the wire allows ([`RawBest`]).
+    RawBest,
     /// Raw tokio-websockets, one sender, no multiplexing, with the same transport settings
     /// as ours (`wisp_client::transport::FLUSH_THRESHOLD`).
     Raw,
@@ -46,6 +56,7 @@ impl Kind {
         match self {
             Kind::Ours => "ours",
             Kind::WispMux => "wisp-mux",
+            Kind::RawBest => "raw-best",
             Kind::Raw => "raw",
             Kind::RawDefault => "raw-default",
         }
@@ -53,9 +64,15 @@ impl Kind {
 
     /// Parses a name from [`Kind::name`].
     pub fn parse(s: &str) -> Option<Self> {
-        [Kind::Ours, Kind::WispMux, Kind::Raw, Kind::RawDefault]
-            .into_iter()
-            .find(|k| k.name() == s)
+        [
+            Kind::Ours,
+            Kind::WispMux,
+            Kind::RawBest,
+            Kind::Raw,
+            Kind::RawDefault,
+        ]
+        .into_iter()
+        .find(|k| k.name() == s)
     }
 
     /// Whether the client multiplexes streams.
@@ -146,11 +163,18 @@ pub struct Target {
     pub token: String,
     /// The payload length every write uses.
     pub payload_len: usize,
+    /// Ask the server to acknowledge every this many payloads of a stream (0: never); see
+    /// [`crate::server`].
+    pub ack_every: u64,
 }
 
 impl Target {
     fn path(&self, mode: &str) -> String {
-        format!("/{mode}/{}/{}", self.token, self.payload_len)
+        let mut p = format!("/{mode}/{}/{}", self.token, self.payload_len);
+        if self.ack_every > 0 {
+            p.push_str(&format!("/{}", self.ack_every));
+        }
+        p
     }
 }
 
@@ -273,6 +297,7 @@ pub fn start(kind: Kind, target: Target, streams: usize) -> Session {
         match kind {
             Kind::Ours => run_ours(target, streams, s, probe_rx, ready_tx, drain).await,
             Kind::WispMux => run_wisp_mux(target, streams, s, probe_rx, ready_tx, drain).await,
+            Kind::RawBest => run_raw_best(target, s, ready_tx, drain).await,
             Kind::Raw => run_raw(target, s, ready_tx, drain, true).await,
             Kind::RawDefault => run_raw(target, s, ready_tx, drain, false).await,
         }
@@ -362,14 +387,29 @@ async fn write_ours(
     let id = stream.get_stream_id();
     let mut io = stream.into_tokio_io();
     let mut buf = vec![0x5a; len];
-    let mut seq = 0;
-    while !stop.is_stopped() && limit.is_none_or(|l| seq < l) {
-        stamp_payload(&mut buf, seq);
-        io.write_all(&buf).await.map_err(err)?;
-        seq += 1;
-    }
+    let seq = write_payloads(&mut io, &mut buf, 0, |seq| {
+        !stop.is_stopped() && limit.is_none_or(|l| seq < l)
+    })
+    .await?;
     stop.stopped().await;
     Ok((id, seq, io))
+}
+
+/// Writes payloads numbered `seq`, `seq + 1`, … through `io` (each `buf`, stamped with its
+/// number, written with `write_all`) for as long as `more(next number)` holds; returns the
+/// next number.
+pub async fn write_payloads(
+    io: &mut (impl tokio::io::AsyncWrite + Unpin),
+    buf: &mut [u8],
+    mut seq: u64,
+    mut more: impl FnMut(u64) -> bool,
+) -> Result<u64, String> {
+    while more(seq) {
+        stamp_payload(buf, seq);
+        io.write_all(buf).await.map_err(err)?;
+        seq += 1;
+    }
+    Ok(seq)
 }
 
 async fn run_wisp_mux(
@@ -465,4 +505,176 @@ async fn run_raw(
     drain.report(vec![(0, seq)]).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), ws.close()).await;
     Ok(())
+}
+
+async fn run_raw_best(
+    target: Target,
+    stop: Arc<Stop>,
+    ready: oneshot::Sender<Vec<u32>>,
+    drain: Drain,
+) -> Result<(), String> {
+    let mut sender = RawBest::connect(&target).await?;
+    let _ = ready.send(vec![RAW_BEST_STREAM]);
+    while !stop.is_stopped() {
+        sender.send().await?;
+    }
+    sender.flush().await?;
+    drain.report(vec![(RAW_BEST_STREAM, sender.sent())]).await;
+    sender.close().await;
+    Ok(())
+}
+
+/// The stream id `raw-best` opens.
+pub const RAW_BEST_STREAM: u32 = 1;
+
+/// The `raw-best` sender: one Wisp stream on one tokio-websockets connection, with the least
+/// work the wire allows.
+///
+/// tokio-websockets performs the upgrade and reads what the server sends (CONTINUE, and
+/// the acknowledgements of [`crate::server`]); the sender writes its own masked frames to
+/// the socket ([`FrameWriter`], see [`crate::wire`] for why it bypasses the library's
+/// `Sink`). It waits for the server's initial CONTINUE, sends a CONNECT, then one DATA
+/// packet per [`RawBest::send`] as long as it has credit. Each time the pending frames reach
+/// ours' flush threshold (`wisp_client::transport::FLUSH_THRESHOLD`) it writes them with
+/// one `write_all` and then takes whatever the server sent meanwhile without waiting; with
+/// no credit left it writes what is pending and waits for a CONTINUE.
+#[derive(Debug)]
+pub struct RawBest {
+    ws: WebSocketStream<TcpStream>,
+    frames: FrameWriter,
+    payload: Vec<u8>,
+    credit: u32,
+    sent: u64,
+    acks: u64,
+}
+
+impl RawBest {
+    /// Connects, waits for the server's CONTINUE(0) and queues the stream's CONNECT.
+    pub async fn connect(target: &Target) -> Result<Self, String> {
+        let ws = tokio_ws(target, "wisp", true).await?;
+        let threshold = wisp_client::transport::FLUSH_THRESHOLD;
+        let mut sender = Self {
+            ws,
+            frames: FrameWriter::new(threshold + target.payload_len + 64),
+            payload: vec![0x5a; target.payload_len],
+            credit: 0,
+            sent: 0,
+            acks: 0,
+        };
+        let first_continue = async {
+            loop {
+                let msg = message(sender.ws.next().await)?;
+                if let Incoming::Continue(0, credit) = wire::parse(msg.as_payload()) {
+                    return Ok::<_, String>(credit);
+                }
+            }
+        };
+        sender.credit = tokio::time::timeout(Duration::from_secs(10), first_continue)
+            .await
+            .map_err(|_| "no CONTINUE(0) from the server within 10 s".to_owned())??;
+        let connect = wire::connect_packet(RAW_BEST_STREAM, "bench.invalid", 9);
+        sender.frames.frame(&connect, &[]);
+        Ok(sender)
+    }
+
+    /// Payloads sent so far (each stamped with its sequence number).
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Acknowledgements received so far (with `Target::ack_every`).
+    pub fn acks(&self) -> u64 {
+        self.acks
+    }
+
+    /// Queues the next payload as one DATA frame, writing the pending frames when they
+    /// reach the flush threshold, and waiting for credit when there is none.
+    pub async fn send(&mut self) -> Result<(), String> {
+        while self.credit == 0 {
+            self.flush().await?;
+            let msg = self.ws.next().await;
+            self.on_message(msg)?;
+        }
+        stamp_payload(&mut self.payload, self.sent);
+        self.frames
+            .frame(&wire::header(wire::DATA, RAW_BEST_STREAM), &self.payload);
+        self.sent += 1;
+        self.credit -= 1;
+        if self.frames.len() >= wisp_client::transport::FLUSH_THRESHOLD {
+            self.flush().await?;
+            while let Some(msg) = self.ws.next().now_or_never() {
+                self.on_message(msg)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the pending frames.
+    pub async fn flush(&mut self) -> Result<(), String> {
+        if !self.frames.is_empty() {
+            self.ws
+                .get_mut()
+                .write_all(self.frames.pending())
+                .await
+                .map_err(err)?;
+            self.frames.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes the pending frames and waits until `n` acknowledgements in all have come.
+    pub async fn wait_acks(&mut self, n: u64) -> Result<(), String> {
+        self.flush().await?;
+        while self.acks < n {
+            let msg = self.ws.next().await;
+            self.on_message(msg)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the WebSocket (bounded).
+    pub async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.ws.close()).await;
+    }
+
+    fn on_message(
+        &mut self,
+        msg: Option<Result<Message, tokio_websockets::Error>>,
+    ) -> Result<(), String> {
+        let msg = message(msg)?;
+        match wire::parse(msg.as_payload()) {
+            Incoming::Continue(RAW_BEST_STREAM, credit) => self.credit = credit,
+            Incoming::Data(RAW_BEST_STREAM, body) => {
+                self.acks += 1;
+                let errors = ack_errors(body)?;
+                if errors > 0 {
+                    return Err(format!("the server counted {errors} integrity errors"));
+                }
+            }
+            Incoming::Close(id, reason) => {
+                return Err(format!("the server closed stream {id} ({reason:#04x})"));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// A binary message from the server, or why there is none.
+fn message(msg: Option<Result<Message, tokio_websockets::Error>>) -> Result<Message, String> {
+    match msg {
+        Some(Ok(m)) if m.is_binary() => Ok(m),
+        Some(Ok(m)) if m.is_close() => Err("the server closed the connection".into()),
+        Some(Ok(_)) => Err("unexpected non-binary message".into()),
+        Some(Err(e)) => Err(err(e)),
+        None => Err("the connection ended".into()),
+    }
+}
+
+/// The integrity error count an acknowledgement of [`crate::server`] carries.
+pub fn ack_errors(body: &[u8]) -> Result<u64, String> {
+    let bytes: [u8; 8] = body
+        .try_into()
+        .map_err(|_| format!("acknowledgement of {} bytes, expected 8", body.len()))?;
+    Ok(u64::from_le_bytes(bytes))
 }

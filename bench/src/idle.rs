@@ -14,13 +14,13 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, BytesMut};
 use futures::SinkExt;
 use serde::{Deserialize, Serialize};
 use tokio_websockets::Message;
 
 use crate::clients::{self, Kind, Target};
 use crate::server::Server;
+use crate::wire;
 
 /// What one idle-streams child measured.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -77,6 +77,7 @@ pub fn run_child(
         addr: server.addr(),
         token: format!("idle-{}", kind.name()),
         payload_len: 1024,
+        ack_every: 0,
     };
     let registered = server.expect(&target.token);
     let client = runtimes.client.spawn(async move {
@@ -181,19 +182,12 @@ async fn hold(
             drop(mux);
             let _ = tokio::time::timeout(Duration::from_secs(10), actor).await;
         }
-        Kind::Raw | Kind::RawDefault => {
+        Kind::Raw | Kind::RawDefault | Kind::RawBest => {
             let mut ws = clients::tokio_ws(&target, "wisp", true).await?;
             let _ = ready.send(());
             let _ = go.await;
             for id in 1..=n as u32 {
-                let host = b"idle.invalid";
-                let mut p = BytesMut::with_capacity(8 + host.len());
-                p.put_u8(0x01);
-                p.put_u32_le(id);
-                p.put_u8(0x01);
-                p.put_u16_le(9);
-                p.put_slice(host);
-                ws.feed(Message::binary(p.freeze()))
+                ws.feed(Message::binary(wire::connect_packet(id, "idle.invalid", 9)))
                     .await
                     .map_err(|e| e.to_string())?;
             }

@@ -1,7 +1,8 @@
 //! The Wisp client benchmark: `wisp_client::ClientMux`, the published `wisp-mux` 5.1.0
-//! client and raw tokio-websockets, side by side in one process against one lossless
-//! in-process discard server ([`server`]). See `bench/README.md` for what is measured, how,
-//! and the latest results.
+//! client and raw tokio-websockets senders ([`clients`]), side by side in one process
+//! against one lossless in-process discard server ([`server`]); and the client-side
+//! instruction counts of ours and `raw-best` under callgrind, with their gate ([`instr`]).
+//! See `bench/README.md` for what is measured, how, and the latest results.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -11,8 +12,10 @@ use serde::Serialize;
 
 pub mod clients;
 pub mod idle;
+pub mod instr;
 pub mod report;
 pub mod server;
+pub mod wire;
 
 use clients::{Kind, Target};
 use server::Server;
@@ -123,7 +126,13 @@ impl Config {
     /// The full benchmark.
     pub fn full() -> Self {
         Self {
-            clients: vec![Kind::Ours, Kind::WispMux, Kind::Raw, Kind::RawDefault],
+            clients: vec![
+                Kind::Ours,
+                Kind::WispMux,
+                Kind::RawBest,
+                Kind::Raw,
+                Kind::RawDefault,
+            ],
             streams: vec![1, 64],
             sizes: vec![1024, 16 * 1024, 60 * 1024],
             runs: 3,
@@ -206,6 +215,23 @@ pub struct RunResult {
     pub disturbed_attempts: u32,
 }
 
+/// The machine, for reports: `N cores, <CPU model>` (from `/proc/cpuinfo`).
+pub fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!(
+        "{} cores, {model}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    )
+}
+
 /// CPU seconds (user + system) used so far by this process's threads whose name starts
 /// with `prefix` (from `/proc/self/task/*/stat`, in clock ticks of 10 ms).
 pub fn thread_cpu_secs(prefix: &str) -> f64 {
@@ -277,6 +303,7 @@ pub fn run_once(
         addr: server.addr(),
         token: token.to_owned(),
         payload_len: size,
+        ack_every: 0,
     };
     let registered = server.expect(token);
     let session = {

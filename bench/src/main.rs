@@ -20,7 +20,7 @@ struct Args {
     /// failed run; timings are not checked.
     #[arg(long)]
     smoke: bool,
-    /// Clients, comma-separated (ours, wisp-mux, raw).
+    /// Clients, comma-separated (ours, wisp-mux, raw-best, raw, raw-default).
     #[arg(long, value_delimiter = ',')]
     clients: Option<Vec<String>>,
     /// Stream-count series, comma-separated.
@@ -56,10 +56,78 @@ struct Args {
     /// Internal: run the idle-stream measurement for one client and print it as JSON.
     #[arg(long, hide = true)]
     idle_child: Option<String>,
+    /// Instruction counts instead of the wall-clock bench: runs every scenario under
+    /// valgrind's callgrind, prints the table and fails when ours' instructions per MiB
+    /// exceed the committed figures by more than 5 % (WISP_BENCH_UPDATE=1 rewrites them).
+    #[arg(long)]
+    instructions: bool,
+    /// MiB of payload measured per instruction-count scenario.
+    #[arg(long, default_value_t = 8.0)]
+    instr_mib: f64,
+    /// Runs per instruction-count scenario.
+    #[arg(long, default_value_t = 1)]
+    instr_runs: usize,
+    /// The committed instruction-count figures.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/instructions.json"))]
+    instr_file: std::path::PathBuf,
+    /// Internal: run one instruction-count scenario (client:streams:size:per_round).
+    #[arg(long, hide = true)]
+    instr_child: Option<String>,
+    /// Internal: the binary that serves the instruction-count client.
+    #[arg(long, hide = true)]
+    instr_server_exe: Option<std::path::PathBuf>,
+    /// Internal: run the instruction-count sink server until standard input closes.
+    #[arg(long, hide = true)]
+    instr_server: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.instr_server {
+        return exit(wisp_bench::instr::serve_sink().map(|()| true));
+    }
+    if let Some(spec) = &args.instr_child {
+        let Some(spec) = wisp_bench::instr::ChildSpec::parse(spec) else {
+            eprintln!("bad --instr-child {spec:?}");
+            return ExitCode::from(2);
+        };
+        let server = match &args.instr_server_exe {
+            Some(p) => p.clone(),
+            None => match std::env::current_exe() {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
+        return exit(wisp_bench::instr::run_child(spec, &server).map(|r| {
+            println!("{}", serde_json::to_string(&r).unwrap_or_default());
+            true
+        }));
+    }
+    if args.instructions {
+        let exe = match std::env::current_exe() {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if cfg!(debug_assertions) {
+            eprintln!(
+                "note: a debug build; the committed figures are of a release build (--release)"
+            );
+        }
+        let opts = wisp_bench::instr::GateOptions {
+            exe,
+            file: args.instr_file.clone(),
+            mib: args.instr_mib.max(0.01),
+            runs: args.instr_runs.max(1),
+            update: std::env::var("WISP_BENCH_UPDATE").is_ok_and(|v| v == "1"),
+        };
+        return exit(wisp_bench::instr::gate(&opts));
+    }
     let mut cfg = if args.smoke {
         Config::smoke()
     } else {
@@ -110,7 +178,7 @@ fn main() -> ExitCode {
             match Kind::parse(c) {
                 Some(k) => kinds.push(k),
                 None => {
-                    eprintln!("unknown client {c:?} (ours, wisp-mux, raw)");
+                    eprintln!("unknown client {c:?} (ours, wisp-mux, raw-best, raw, raw-default)");
                     return ExitCode::from(2);
                 }
             }
@@ -153,9 +221,8 @@ fn main() -> ExitCode {
     };
     println!("{}", wisp_bench::report::markdown(&report));
     println!(
-        "Machine: {} cores, {}; runtime {:?}; server credit {} packets per stream; {:.0} s.",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        cpu_model(),
+        "Machine: {}; runtime {:?}; server credit {} packets per stream; {:.0} s.",
+        wisp_bench::machine(),
         cfg.runtime,
         report.buffer,
         report.wall_secs
@@ -163,7 +230,11 @@ fn main() -> ExitCode {
     if let Some(path) = &args.json
         && let Err(e) = std::fs::write(
             path,
-            serde_json::to_string_pretty(&report).unwrap_or_default(),
+            serde_json::to_string_pretty(&JsonOut {
+                summary: wisp_bench::report::summary(&report),
+                report: &report,
+            })
+            .unwrap_or_default(),
         )
     {
         eprintln!("writing {}: {e}", path.display());
@@ -180,14 +251,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
+/// The JSON results: the throughput table's medians and ratios, then every run.
+#[derive(serde::Serialize)]
+struct JsonOut<'a> {
+    summary: Vec<wisp_bench::report::SummaryRow>,
+    #[serde(flatten)]
+    report: &'a wisp_bench::Report,
+}
+
+/// Success, a failed check (already reported), or an error to print.
+fn exit(result: Result<bool, String>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("wisp-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -14,6 +14,10 @@
 //! The path of the WebSocket request selects the mode and names the connection:
 //! `/wisp/<token>/<payload_len>` or `/raw/<token>/<payload_len>`. In raw mode each binary
 //! message is one payload of the single pseudo-stream 0 (no Wisp framing, no credit).
+//! A Wisp path may end in `/<ack_every>`: the server then answers every `ack_every`-th
+//! payload of a stream with a DATA packet on that stream carrying the connection's
+//! integrity error count so far (8 bytes, little endian), so a client knows its payloads
+//! arrived intact (the instruction-count benchmark ends its measurement on it).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,11 +25,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bytes::{BufMut, Bytes, BytesMut};
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_websockets::{Config, Limits, Message, ServerBuilder, WebSocketStream};
+
+use crate::wire;
 
 /// Streams with an id below this get per-stream byte and packet counters the bench can
 /// sample while the connection runs (the fairness windows and the loss check).
@@ -210,8 +215,14 @@ impl Server {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect();
-        let (mode, token, payload_len) = match path.as_slice() {
-            [mode, token, len] => (mode.clone(), token.clone(), len.parse().unwrap_or(0)),
+        let (mode, token, payload_len, ack_every) = match path.as_slice() {
+            [mode, token, len] => (mode.clone(), token.clone(), len.parse().unwrap_or(0), 0),
+            [mode, token, len, ack] => (
+                mode.clone(),
+                token.clone(),
+                len.parse().unwrap_or(0),
+                ack.parse().unwrap_or(0),
+            ),
             _ => return,
         };
         let stats = Arc::new(ConnStats::new());
@@ -232,6 +243,7 @@ impl Server {
             ws,
             stats: stats.clone(),
             payload_len,
+            ack_every,
             buffer: self.buffer,
             streams: IdMap::default(),
             probe_tx,
@@ -290,6 +302,9 @@ struct Conn {
     ws: WebSocketStream<TcpStream>,
     stats: Arc<ConnStats>,
     payload_len: usize,
+    /// Answer every this many payloads of a stream with a DATA carrying the error count
+    /// (0: never).
+    ack_every: u64,
     buffer: u32,
     streams: IdMap<StreamState>,
     probe_tx: mpsc::UnboundedSender<ProbeSeen>,
@@ -379,7 +394,7 @@ impl Conn {
 
     async fn run_wisp(mut self) -> Result<(), tokio_websockets::Error> {
         self.ws
-            .send(Message::binary(continue_packet(0, self.buffer)))
+            .send(Message::binary(wire::continue_packet(0, self.buffer)))
             .await?;
         let mut last = Instant::now();
         let mut gaps = Vec::new();
@@ -406,9 +421,9 @@ impl Conn {
             let id = u32::from_le_bytes([packet[1], packet[2], packet[3], packet[4]]);
             let body = &packet[5..];
             match packet[0] {
-                0x01 => self.on_connect(id, body),
-                0x02 => self.on_data(id, body).await?,
-                0x04 => {
+                wire::CONNECT => self.on_connect(id, body),
+                wire::DATA => self.on_data(id, body).await?,
+                wire::CLOSE => {
                     self.stats.closes.fetch_add(1, Ordering::Relaxed);
                     if id == 0 {
                         break;
@@ -436,7 +451,7 @@ impl Conn {
 
     fn on_connect(&mut self, id: u32, body: &[u8]) {
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
-        if body.len() < 3 || body[0] != 0x01 {
+        if body.len() < 3 || body[0] != wire::STREAM_TCP {
             self.stats
                 .error(format!("stream {id}: malformed or non-TCP CONNECT"));
         }
@@ -491,34 +506,39 @@ impl Conn {
         }
         // The payload is consumed at once, so the whole buffer is free again.
         stream.since_continue += 1;
-        if stream.since_continue >= self.buffer / 2 {
+        let cont = stream.since_continue >= self.buffer / 2;
+        if cont {
             stream.since_continue = 0;
             self.stats.continues.fetch_add(1, Ordering::Relaxed);
-            let cont = Message::binary(continue_packet(id, self.buffer));
-            if !self.write_failed {
-                // A client that stops reading (or closes) must not stop the server from
-                // reading what it already sent.
-                match self.ws.feed(cont).await {
-                    Ok(()) => self.dirty = true,
-                    Err(_) => self.write_failed = true,
-                }
-            }
+        }
+        let ack = self.ack_every > 0 && stream.next_seq.is_multiple_of(self.ack_every);
+        if cont {
+            self.feed(wire::continue_packet(id, self.buffer)).await;
+        }
+        if ack {
+            let errors = self.stats.errors.load(Ordering::Relaxed);
+            self.feed(wire::data_packet(id, &errors.to_le_bytes()))
+                .await;
         }
         Ok(())
+    }
+
+    /// Queues a packet for the client, flushed before the server next waits for input.
+    async fn feed(&mut self, packet: bytes::Bytes) {
+        if !self.write_failed {
+            // A client that stops reading (or closes) must not stop the server from
+            // reading what it already sent.
+            match self.ws.feed(Message::binary(packet)).await {
+                Ok(()) => self.dirty = true,
+                Err(_) => self.write_failed = true,
+            }
+        }
     }
 }
 
 fn debug() -> bool {
     static DEBUG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *DEBUG.get_or_init(|| std::env::var_os("WISP_BENCH_DEBUG").is_some())
-}
-
-fn continue_packet(id: u32, credit: u32) -> Bytes {
-    let mut b = BytesMut::with_capacity(9);
-    b.put_u8(0x03);
-    b.put_u32_le(id);
-    b.put_u32_le(credit);
-    b.freeze()
 }
 
 #[cfg(test)]

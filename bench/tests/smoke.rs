@@ -5,19 +5,24 @@
 
 use std::process::Command;
 
-fn smoke(args: &[&str]) {
+/// Runs `wisp-bench ARGS`, asserts it succeeded and returns its standard output.
+fn bench(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_wisp-bench"))
-        .arg("--smoke")
         .args(args)
         .output()
         .expect("run wisp-bench");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "wisp-bench --smoke failed ({}):\n{stderr}",
-        out.status
+        "wisp-bench {args:?} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
     );
-    let report = String::from_utf8_lossy(&out.stdout);
+    stdout
+}
+
+fn smoke(args: &[&str]) {
+    let report = bench(&[&["--smoke"], args].concat());
     assert!(report.contains("### Integrity"), "no report:\n{report}");
 }
 
@@ -38,8 +43,33 @@ fn smoke_mode_on_one_multi_threaded_runtime() {
         "--runtime",
         "shared",
         "--clients",
-        "ours,raw",
+        "ours,raw-best,raw",
         "--idle-streams",
         "0",
     ]);
+}
+
+/// The instruction-count scenarios run natively (no valgrind, debug build): the sink server
+/// child starts, every round's payloads arrive intact and are acknowledged, and the client
+/// reports the measured volume.
+#[test]
+fn instruction_count_scenarios_run_to_their_acknowledgements() {
+    for spec in [
+        "ours:1:1024:64",
+        "ours:64:1024:2",
+        "raw-best:1:1024:64",
+        "raw-best:1:61440:2",
+    ] {
+        let stdout = bench(&["--instr-child", spec]);
+        let fields: Vec<u64> = spec
+            .split(':')
+            .skip(1)
+            .map(|f| f.parse().unwrap())
+            .collect();
+        let bytes = fields[0] * fields[1] * fields[2] * wisp_bench::instr::ROUNDS;
+        assert!(
+            stdout.contains(&format!("\"bytes\":{bytes}")),
+            "{spec}: expected {bytes} bytes in {stdout}"
+        );
+    }
 }

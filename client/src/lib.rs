@@ -42,10 +42,12 @@
 //!
 //! # Design
 //!
-//! The protocol lives in [`proto`], a sans-IO core: [`proto::ClientConnection`] takes
-//! WebSocket messages and time in and gives packets and events out, with no tokio, socket or
-//! clock inside. [`ClientMux::new`] runs the handshake, then returns the mux handle and one
-//! driver future ([`MultiplexorActorFuture`]) that owns the WebSocket. Streams write through
+//! The protocol lives in [`proto`], the sans-IO core (the `wisp-proto` crate, which has no
+//! tokio dependency): [`proto::ClientConnection`] takes WebSocket messages and time in and
+//! gives packets and events out, with no socket or clock inside; each v2 extension is one
+//! module of [`proto::ext`]. This crate is the tokio driver around it. [`ClientMux::new`]
+//! polls the one driver future ([`MultiplexorActorFuture`], which owns the WebSocket)
+//! through the handshake, then hands it back with the mux handle. Streams write through
 //! the core (which enforces credit) and wake the driver, which batches queued packets into
 //! one flush. Each stream's DATA waits in its own queue and busy streams send one packet
 //! each in turn, so a fast writer cannot starve the others and a new stream's CONNECT goes
@@ -79,15 +81,25 @@
 //!   streams and INFO after the handshake are ignored. Nothing a server sends can panic
 //!   the client, and every wait (handshake, stream confirmation, close) is bounded.
 
+mod alloc;
+mod driver;
 pub mod error;
 pub mod extensions;
 mod mux;
-pub mod proto;
+mod shared;
 pub mod stream;
 pub mod transport;
 
+/// The sans-IO protocol core (the `wisp-proto` crate).
+pub use wisp_proto as proto;
+
+pub use driver::MultiplexorActorFuture;
 pub use error::WispError;
-pub use mux::{ClientMux, MultiplexorActorFuture, MuxOptions, MuxResult};
+pub use extensions::WispV2Handshake;
+pub use mux::{ClientMux, MuxResult};
+/// The protocol types applications name, at the root as in the seed API (`StreamType::Tcp`
+/// and `CloseReason::Voluntary` are accepted spellings).
+pub use proto::{CloseReason, MuxOptions, StreamType, WispVersion};
 pub use stream::{
     MuxStream, MuxStreamAsyncRW, MuxStreamRead, MuxStreamTokioIo, MuxStreamWrite, StreamEnd,
 };

@@ -15,8 +15,8 @@ use bytes::{Buf, Bytes};
 use futures::{Sink, Stream};
 
 use crate::WispError;
-use crate::mux::Shared;
 use crate::proto::{CloseReason, Initiator, StreamType};
+use crate::shared::Shared;
 
 /// How a stream ended.
 #[derive(Clone, Debug)]
@@ -41,6 +41,14 @@ impl StreamEnd {
         match self {
             StreamEnd::Closed { reason, .. } => Some(*reason),
             StreamEnd::OpenFailed(e) | StreamEnd::ConnectionEnded(e) => e.close_reason(),
+        }
+    }
+
+    /// Who ended the stream, when a CLOSE ended it.
+    pub fn initiator(&self) -> Option<Initiator> {
+        match self {
+            StreamEnd::Closed { initiator, .. } => Some(*initiator),
+            _ => None,
         }
     }
 
@@ -340,7 +348,7 @@ impl MuxStreamWrite {
                 state.park_writer(self.stream.id, cx.waker());
                 Poll::Pending
             }
-            Err(e) => Poll::Ready(Err(e)),
+            Err(e) => Poll::Ready(Err(e.into())),
         }
     }
 
@@ -380,7 +388,7 @@ impl MuxStreamWrite {
                 }
                 Err(e) => {
                     self.pending = None;
-                    return Poll::Ready(Err(e));
+                    return Poll::Ready(Err(e.into()));
                 }
             }
         }

@@ -44,6 +44,29 @@ async fn v1_handshake_offers_no_subprotocol() {
     assert_eq!(mux.initial_credit(), 128);
 }
 
+/// The handshake reads no further than its last packet: what the server sent after it waits
+/// in the WebSocket for the driver, which by then knows the streams the caller opened.
+#[tokio::test(start_paused = true)]
+async fn packets_after_the_handshake_wait_for_the_driver() {
+    let (mut peer, client) = start_client(None, MuxOptions::default()).await;
+    peer.send(Packet::continue_(0, 8)).await;
+    peer.send(Packet::data(1, &b"early"[..])).await;
+    let (mux, driver) = client.await.unwrap().unwrap().with_no_required_extensions();
+    let mut stream = mux.new_stream(StreamType::TCP, "h", 1).await.unwrap();
+    let driver = tokio::spawn(driver);
+    assert_eq!(expect_connect(&mut peer).await, 1);
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.next()).await;
+    assert_eq!(
+        first
+            .expect("the early DATA reaches the stream")
+            .unwrap()
+            .unwrap(),
+        &b"early"[..]
+    );
+    drop((stream, mux));
+    driver.await.unwrap().unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn draft6_handshake_over_a_websocket() {
     let hs = WispV2Handshake::new([UdpExtensionBuilder.into(), MotdExtensionBuilder.into()]);
@@ -519,10 +542,10 @@ async fn close_with_reason_sends_close_zero_then_closes_the_websocket() {
     assert_eq!(peer.recv().await, Packet::close(0, CloseReason::VOLUNTARY));
     assert!(peer.recv_raw().await.is_none());
     driver.await.unwrap().unwrap();
-    assert!(matches!(
-        mux.close().await,
-        Err(WispError::MuxMessageFailedToSend)
-    ));
+    assert!(
+        mux.close().await.is_ok(),
+        "closing a connection that is over is Ok"
+    );
 }
 
 #[tokio::test(start_paused = true)]

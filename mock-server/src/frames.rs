@@ -1,30 +1,23 @@
 //! Builders that turn a structured [`PacketSpec`] into the bytes of one WebSocket message.
 //!
-//! Standard packets are encoded with the client crate's codec (as h2-support reuses h2's);
-//! INFO is written field by field here so records can carry a wrong length, and unknown
-//! packet types and trailing bytes are appended by hand. Golden vectors from the protocol
-//! reference (§1.4, §4.4, §8) pin the output, so a bug shared by the codec and the mock
-//! cannot pass unseen.
+//! Standard packets are encoded with the protocol core's codec (as h2-support reuses h2's),
+//! and INFO records by the case language's extension entries
+//! ([`wisp_cases::packet::ServerExtension::record`]), which call the encoders of each
+//! extension's module (`wisp_proto::ext`); only what the codec refuses to build is written
+//! here: a record whose length lies, unknown packet types and trailing bytes. Golden
+//! vectors from the protocol reference (§1.4, §4.4, §8) pin the output, so a bug shared by
+//! the codec and the mock cannot pass unseen.
 
 use std::collections::HashMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
+pub use wisp_cases::packet::SentChallenge;
+use wisp_cases::packet::{PacketSpec, parse_version};
+use wisp_cases::values::StreamRef;
 use wisp_client::proto::{
-    CertAuthServerRecord, CloseReason, ConnectPacket, Packet, PacketBody, PacketType,
-    PasswordServerRecord, StreamType,
+    CloseReason, ConnectPacket, Packet, PacketBody, PacketType, StreamType, WispVersion,
+    encode_header,
 };
-
-use crate::scenario::{Challenge, PacketSpec, ServerExtension, parse_version};
-use crate::values::StreamRef;
-
-/// A challenge the mock put in a certificate-auth record.
-#[derive(Clone, Debug)]
-pub struct SentChallenge {
-    /// The challenge bytes.
-    pub bytes: Bytes,
-    /// Whether they are random (and must be masked in traces).
-    pub random: bool,
-}
 
 /// One built message.
 #[derive(Clone, Debug)]
@@ -92,52 +85,18 @@ pub fn build(spec: &PacketSpec, aliases: &HashMap<String, u32>) -> Result<Built,
         }
         PacketType::INFO => {
             let (major, minor) = parse_version(spec.version.as_deref().unwrap_or("2.0"))?;
-            out.put_u8(PacketType::INFO.0);
-            out.put_u32_le(stream_id);
-            out.put_u8(major);
-            out.put_u8(minor);
+            encode_header(PacketType::INFO, stream_id, &mut out);
+            WispVersion { major, minor }.encode(&mut out);
             for ext in &spec.extensions {
-                let (id, data, len) = match ext {
-                    ServerExtension::Udp => (1u8, Bytes::new(), None),
-                    ServerExtension::Password(p) => (
-                        2,
-                        PasswordServerRecord {
-                            required: p.required,
-                        }
-                        .encode(),
-                        None,
-                    ),
-                    ServerExtension::CertAuth(c) => {
-                        let (bytes, random) = match &c.challenge {
-                            Challenge::Random => (random_bytes(64)?, true),
-                            Challenge::Fixed(h) => (h.0.clone(), false),
-                        };
-                        challenge = Some(SentChallenge {
-                            bytes: bytes.clone(),
-                            random,
-                        });
-                        let record = CertAuthServerRecord {
-                            required: c.required,
-                            algorithms: c.algorithms,
-                            challenge: bytes,
-                        };
-                        (3, record.encode(), None)
-                    }
-                    ServerExtension::Motd(text) => {
-                        (4, Bytes::copy_from_slice(text.as_bytes()), None)
-                    }
-                    ServerExtension::StreamConfirmation => (5, Bytes::new(), None),
-                    ServerExtension::Raw(r) => (r.id, r.hex.0.clone(), r.len),
-                };
-                out.put_u8(id);
-                let len = len.unwrap_or_else(|| u32::try_from(data.len()).unwrap_or(u32::MAX));
-                out.put_u32_le(len);
-                out.put_slice(&data);
+                let record = ext.record(random_bytes)?;
+                if record.challenge.is_some() {
+                    challenge = record.challenge.clone();
+                }
+                record.encode(&mut out);
             }
         }
         other => {
-            out.put_u8(other.0);
-            out.put_u32_le(stream_id);
+            encode_header(other, stream_id, &mut out);
             out.put_slice(&payload());
         }
     }

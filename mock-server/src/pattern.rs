@@ -4,16 +4,14 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use bytes::Bytes;
-use ed25519_dalek::{Signature, Verifier};
-use sha2::{Digest, Sha256};
 use wisp_client::proto::{
     CertAuthClientRecord, CertAuthServerRecord, ExtensionId, InfoPacket, Packet, PacketBody,
     PasswordClientRecord,
 };
 
 use crate::frames::SentChallenge;
-use crate::scenario::{Pattern, SignatureCheck, parse_version};
-use crate::values::{StreamRef, extension_label};
+use wisp_cases::packet::{Pattern, SignatureCheck, parse_version};
+use wisp_cases::values::{StreamRef, extension_label};
 
 /// A successful match: aliases to bind.
 #[derive(Clone, Debug, Default)]
@@ -282,7 +280,7 @@ fn check_info(
     if let Some(check) = &p.password {
         match info.extension(ExtensionId::PASSWORD) {
             None => why.push("no PASSWORD record".to_owned()),
-            Some(r) => match PasswordClientRecord::decode(&r.data, check.layout.layout()) {
+            Some(r) => match PasswordClientRecord::decode(&r.data, check.layout) {
                 Err(e) => why.push(format!(
                     "the PASSWORD record is not a {:?} record: {}",
                     check.layout, e.reason
@@ -320,12 +318,7 @@ fn check_info(
                         ));
                     }
                     let valid = match (&check.verifying_key, challenge) {
-                        (Some((_, key)), Some(c)) => {
-                            let hash_ok = Sha256::digest(key.as_bytes()).as_slice() == rec.key_hash;
-                            let sig_ok = Signature::from_slice(&rec.signature)
-                                .is_ok_and(|s| key.verify(&c.bytes, &s).is_ok());
-                            hash_ok && sig_ok
-                        }
+                        (Some((_, key)), Some(c)) => rec.verify(key, &c.bytes),
                         _ => false,
                     };
                     let want_valid = check.signature == SignatureCheck::Valid;

@@ -3,15 +3,14 @@
 
 use std::collections::HashMap;
 use std::io::{self, Cursor};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use base64::Engine as _;
 use fastwebsockets::FragmentCollectorRead;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{sleep, timeout};
 use wisp_mux::extensions::ProtocolExtensionBuilder;
@@ -19,10 +18,9 @@ use wisp_mux::extensions::password::{PasswordProtocolExtension, PasswordProtocol
 use wisp_mux::extensions::udp::UdpProtocolExtensionBuilder;
 use wisp_mux::{CloseReason, ConnectPacket, MuxStream, ServerMux, StreamType};
 
-/// The GUID appended to `Sec-WebSocket-Key` before hashing (RFC 6455 §1.3).
-const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-/// Largest HTTP request head (request line and headers) accepted.
-const MAX_REQUEST_HEAD: usize = 16 * 1024;
+use crate::net::{MAX_DATAGRAM, connected_udp};
+use crate::upgrade;
+
 /// Time a client gets to send its complete upgrade request.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upper bound for resolving and connecting one upstream socket; a timeout
@@ -31,8 +29,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes read from an upstream TCP socket per DATA packet at most (the
 /// capacity of tokio's `BufReader`, which epoxy-server reads through).
 const TCP_READ_CHUNK: usize = 8 * 1024;
-/// Largest UDP payload.
-const MAX_DATAGRAM: usize = 65_507;
 /// Pause after a failed `accept` (for example when out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -280,157 +276,13 @@ fn extension_builders(config: &WispMuxConfig) -> Builders {
     builders
 }
 
-/// Reads the HTTP/1.1 upgrade request and answers `101 Switching Protocols`
-/// (or an error status, returning `Err`). Returns the bytes read past the
-/// request head.
+/// Reads the HTTP/1.1 upgrade request and answers `101 Switching Protocols`,
+/// echoing the first offered `Sec-WebSocket-Protocol` (or an error status,
+/// returning `Err`). Returns the bytes read past the request head.
 async fn upgrade(tcp: &mut TcpStream) -> Result<Vec<u8>, String> {
-    let mut buf = Vec::with_capacity(1024);
-    let head_len = loop {
-        if let Some(end) = find_head_end(&buf) {
-            break end;
-        }
-        if buf.len() >= MAX_REQUEST_HEAD {
-            reject(tcp, "431 Request Header Fields Too Large", "").await;
-            return Err("request head too large".into());
-        }
-        let mut chunk = [0u8; 2048];
-        let n = tcp
-            .read(&mut chunk)
-            .await
-            .map_err(|e| format!("reading the upgrade request: {e}"))?;
-        if n == 0 {
-            return Err("connection closed before the end of the request head".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let leftover = buf.split_off(head_len);
-    let request = match parse_upgrade(&buf) {
-        Ok(request) => request,
-        Err(Rejection::BadRequest(why)) => {
-            reject(tcp, "400 Bad Request", "").await;
-            return Err(why);
-        }
-        Err(Rejection::Version) => {
-            reject(tcp, "426 Upgrade Required", "Sec-WebSocket-Version: 13\r\n").await;
-            return Err("unsupported Sec-WebSocket-Version".into());
-        }
-    };
-    let mut response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\n\
-         Upgrade: websocket\r\n\
-         Connection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n",
-        accept_key(&request.key)
-    );
-    if let Some(protocol) = request.protocol {
-        response.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
-    }
-    response.push_str("\r\n");
-    tcp.write_all(response.as_bytes())
-        .await
-        .map_err(|e| format!("writing the upgrade response: {e}"))?;
+    let (request, leftover) = upgrade::read_request(tcp).await?;
+    upgrade::accept(tcp, &request, request.protocol.as_deref()).await?;
     Ok(leftover)
-}
-
-/// Index just past the `\r\n\r\n` that ends the request head.
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .map(|at| at + 4)
-}
-
-/// Answers a failed upgrade with `status` and closes.
-async fn reject(tcp: &mut TcpStream, status: &str, extra_headers: &str) {
-    let response = format!(
-        "HTTP/1.1 {status}\r\n{extra_headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    let _ = tcp.write_all(response.as_bytes()).await;
-    let _ = tcp.shutdown().await;
-}
-
-/// What the response needs from a valid upgrade request.
-#[derive(Debug)]
-struct UpgradeRequest {
-    /// `Sec-WebSocket-Key`.
-    key: String,
-    /// The first value offered in `Sec-WebSocket-Protocol`, echoed back.
-    protocol: Option<String>,
-}
-
-/// Why an upgrade request was refused.
-#[derive(Debug)]
-enum Rejection {
-    /// Not a WebSocket upgrade (status 400).
-    BadRequest(String),
-    /// `Sec-WebSocket-Version` other than 13 (status 426).
-    Version,
-}
-
-/// Checks the RFC 6455 §4.2.1 requirements that matter here: `GET`,
-/// HTTP/1.1 or later, `Upgrade: websocket`, `Connection: upgrade`, a key,
-/// version 13. The request target is not checked.
-fn parse_upgrade(head: &[u8]) -> Result<UpgradeRequest, Rejection> {
-    let bad = |why: &str| Rejection::BadRequest(why.to_string());
-    let head = std::str::from_utf8(head).map_err(|_| bad("request head is not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or_default();
-    let mut parts = request_line.split(' ');
-    let (method, _target, version) = (parts.next(), parts.next(), parts.next());
-    if method != Some("GET") {
-        return Err(bad("method is not GET"));
-    }
-    if !matches!(version, Some(v) if v.starts_with("HTTP/1.") && v != "HTTP/1.0") {
-        return Err(bad("not HTTP/1.1"));
-    }
-
-    let (mut upgrade, mut connection, mut ws_version) = (false, false, None);
-    let (mut key, mut protocol) = (None, None);
-    for line in lines.filter(|line| !line.is_empty()) {
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(bad("malformed header line"));
-        };
-        let value = value.trim();
-        let has_token = |token: &str| {
-            value
-                .split(',')
-                .any(|item| item.trim().eq_ignore_ascii_case(token))
-        };
-        match name.trim().to_ascii_lowercase().as_str() {
-            "upgrade" => upgrade |= has_token("websocket"),
-            "connection" => connection |= has_token("upgrade"),
-            "sec-websocket-version" => ws_version = Some(value.to_string()),
-            "sec-websocket-key" if key.is_none() => key = Some(value.to_string()),
-            "sec-websocket-protocol" if protocol.is_none() => {
-                protocol = value
-                    .split(',')
-                    .map(str::trim)
-                    .find(|item| !item.is_empty())
-                    .map(str::to_string);
-            }
-            _ => {}
-        }
-    }
-    if !upgrade {
-        return Err(bad("no Upgrade: websocket"));
-    }
-    if !connection {
-        return Err(bad("no Connection: upgrade"));
-    }
-    let Some(key) = key.filter(|key| !key.is_empty()) else {
-        return Err(bad("no Sec-WebSocket-Key"));
-    };
-    if ws_version.as_deref() != Some("13") {
-        return Err(Rejection::Version);
-    }
-    Ok(UpgradeRequest { key, protocol })
-}
-
-/// `Sec-WebSocket-Accept`: base64(SHA-1(key + GUID)).
-fn accept_key(key: &str) -> String {
-    let mut sha1 = sha1_smol::Sha1::new();
-    sha1.update(key.as_bytes());
-    sha1.update(WEBSOCKET_GUID.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(sha1.digest().bytes())
 }
 
 /// Serves one stream the way epoxy-server does.
@@ -493,11 +345,11 @@ async fn tcp_stream(connect: ConnectPacket, stream: MuxStream) {
 
 /// Binds a UDP socket connected to the target: one DATA ⇔ one datagram.
 async fn udp_stream(connect: ConnectPacket, stream: MuxStream) {
-    let target = (
+    let (host, port) = (
         connect.destination_hostname.as_str(),
         connect.destination_port,
     );
-    let socket = match timeout(CONNECT_TIMEOUT, connected_udp(target)).await {
+    let socket = match timeout(CONNECT_TIMEOUT, connected_udp(host, port)).await {
         Ok(Ok(socket)) => socket,
         Ok(Err(_)) | Err(_) => {
             let _ = stream.close(CloseReason::ServerStreamUnreachable).await;
@@ -528,69 +380,4 @@ async fn udp_stream(connect: ConnectPacket, stream: MuxStream) {
         Err(_) => CloseReason::Unexpected,
     };
     let _ = closer.close(reason).await;
-}
-
-/// Resolves `target`, binds the unspecified address of the same family and
-/// connects the socket to the first address.
-async fn connected_udp(target: (&str, u16)) -> io::Result<UdpSocket> {
-    let addr = tokio::net::lookup_host(target)
-        .await?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
-    let local: SocketAddr = if addr.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = UdpSocket::bind(local).await?;
-    socket.connect(addr).await?;
-    Ok(socket)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_key_matches_rfc_6455_example() {
-        assert_eq!(
-            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
-    }
-
-    #[test]
-    fn parses_a_browser_style_upgrade() {
-        let head = b"GET /wisp/ HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\n\
-                     upgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\n\
-                     Sec-WebSocket-Key: abc==\r\nSec-WebSocket-Protocol: wisp-v2, other\r\n\r\n";
-        let request = parse_upgrade(head).unwrap();
-        assert_eq!(request.key, "abc==");
-        assert_eq!(request.protocol.as_deref(), Some("wisp-v2"));
-    }
-
-    #[test]
-    fn refuses_non_upgrades() {
-        let plain = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-        assert!(matches!(
-            parse_upgrade(plain),
-            Err(Rejection::BadRequest(_))
-        ));
-        let post = b"POST / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\
-                     Sec-WebSocket-Key: k\r\nSec-WebSocket-Version: 13\r\n\r\n";
-        assert!(matches!(parse_upgrade(post), Err(Rejection::BadRequest(_))));
-        let old = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\
-                    Sec-WebSocket-Key: k\r\nSec-WebSocket-Version: 8\r\n\r\n";
-        assert!(matches!(parse_upgrade(old), Err(Rejection::Version)));
-        assert!(matches!(
-            parse_upgrade(b"\xff\r\n\r\n"),
-            Err(Rejection::BadRequest(_))
-        ));
-    }
-
-    #[test]
-    fn finds_the_end_of_the_head() {
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nxyz"), Some(18));
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
-    }
 }

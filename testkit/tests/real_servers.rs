@@ -5,14 +5,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use http::{HeaderName, HeaderValue, Uri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout;
-use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
+use tokio_websockets::Message;
 use wisp_testkit::{RealServer, ServerKind, TcpEcho, TcpSink, UdpEcho, refused_port};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+mod support;
+use support::{Ws, ws_connect};
 
 const STEP: Duration = Duration::from_secs(10);
 
@@ -32,21 +32,7 @@ async fn start(kind: ServerKind) -> RealServer {
 }
 
 async fn connect(server: &RealServer, subprotocol: Option<&str>) -> Ws {
-    let uri: Uri = server.url().parse().unwrap();
-    let mut builder = ClientBuilder::from_uri(uri);
-    if let Some(protocol) = subprotocol {
-        builder = builder
-            .add_header(
-                HeaderName::from_static("sec-websocket-protocol"),
-                HeaderValue::from_str(protocol).unwrap(),
-            )
-            .unwrap();
-    }
-    let (ws, _response) = timeout(STEP, builder.connect())
-        .await
-        .expect("WebSocket upgrade timed out")
-        .unwrap_or_else(|e| panic!("WebSocket upgrade to {}: {e}", server.url()));
-    ws
+    ws_connect(&server.url(), subprotocol).await.0
 }
 
 /// The next binary message, as hex.

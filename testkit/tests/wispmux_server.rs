@@ -6,14 +6,14 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use http::{HeaderName, HeaderValue, Uri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, timeout};
-use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
+use tokio_websockets::Message;
 use wisp_testkit::{TcpEcho, UdpEcho, WispMuxConfig, WispMuxServer, refused_port};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+mod support;
+use support::{Ws, ws_connect};
 
 /// Upper bound for one expected event.
 const STEP: Duration = Duration::from_secs(10);
@@ -46,20 +46,7 @@ async fn connect_with(
     server: &WispMuxServer,
     subprotocol: Option<&str>,
 ) -> (Ws, http::Response<()>) {
-    let uri: Uri = server.url().parse().unwrap();
-    let mut builder = ClientBuilder::from_uri(uri);
-    if let Some(protocol) = subprotocol {
-        builder = builder
-            .add_header(
-                HeaderName::from_static("sec-websocket-protocol"),
-                HeaderValue::from_str(protocol).unwrap(),
-            )
-            .unwrap();
-    }
-    timeout(STEP, builder.connect())
-        .await
-        .expect("WebSocket upgrade timed out")
-        .unwrap_or_else(|e| panic!("WebSocket upgrade to {}: {e}", server.url()))
+    ws_connect(&server.url(), subprotocol).await
 }
 
 async fn connect(server: &WispMuxServer) -> Ws {

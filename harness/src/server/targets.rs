@@ -1,14 +1,15 @@
 //! The destinations the server under test connects to on the harness's behalf: a TCP
 //! echo, a UDP echo, a port that refuses, a TCP sink that never reads, a TCP discard
-//! (reads and drops) and a banner (writes one line, then closes). They bind the address
-//! given (loopback by default) and live as long as the [`Targets`] value.
+//! (reads and drops), a banner (writes one line, then closes) and a reset (resets the
+//! connection once data arrives). They bind the address given (loopback by default) and
+//! live as long as the [`Targets`] value.
 
 use std::net::{IpAddr, SocketAddr};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::{JoinHandle, JoinSet};
-use wisp_mock_server::Placeholders;
+use wisp_cases::Placeholders;
 
 /// Largest UDP payload over IPv4.
 const MAX_DATAGRAM: usize = 65_507;
@@ -31,6 +32,9 @@ pub struct Targets {
     pub discard: SocketAddr,
     /// Writes [`BANNER`], then closes.
     pub banner: SocketAddr,
+    /// Reads the first bytes that arrive, then resets the connection (an RST, no FIN): a
+    /// network error in the middle of a stream.
+    pub reset: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -67,6 +71,15 @@ impl Targets {
         })
         .await?;
         tasks.push(t);
+        let (reset, t) = serve_tcp(ip, |mut s| async move {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            // With a zero linger time, closing the socket sends an RST.
+            let _ = s.set_zero_linger();
+            drop(s);
+        })
+        .await?;
+        tasks.push(t);
         let (sink, t) = serve_tcp(ip, |s| async move {
             // Hold the connection open without reading until the targets stop.
             let _held = s;
@@ -96,6 +109,7 @@ impl Targets {
             sink,
             discard,
             banner,
+            reset,
             tasks,
         })
     }
@@ -113,7 +127,7 @@ impl Targets {
     }
 
     /// `(name, address)` of every target.
-    pub fn list(&self) -> [(&'static str, SocketAddr); 6] {
+    pub fn list(&self) -> [(&'static str, SocketAddr); 7] {
         [
             ("tcp_echo", self.tcp_echo),
             ("udp_echo", self.udp_echo),
@@ -121,6 +135,7 @@ impl Targets {
             ("sink", self.sink),
             ("discard", self.discard),
             ("banner", self.banner),
+            ("reset", self.reset),
         ]
     }
 }
@@ -172,6 +187,11 @@ mod tests {
         let mut got = Vec::new();
         banner.read_to_end(&mut got).await.expect("read");
         assert_eq!(got, BANNER);
+
+        let mut reset = TcpStream::connect(t.reset).await.expect("reset");
+        reset.write_all(b"x").await.expect("write");
+        let err = reset.read_to_end(&mut got).await.expect_err("reset");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
 
         let err = TcpStream::connect(t.refused).await.expect_err("refused");
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
