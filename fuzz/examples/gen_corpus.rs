@@ -1,5 +1,5 @@
 //! Regenerates the seed corpora under `fuzz/corpus/<target>/` from the codec golden
-//! vectors (`client/tests/codec.rs`) and the case files (`cases/**/*.yaml`).
+//! vectors (`client/proto/tests/codec.rs`) and the case files (`cases/**/*.yaml`).
 //!
 //! Run from `fuzz/`: `cargo run --example gen_corpus`. Files it wrote before (named
 //! `golden-*` and `case-*`) are replaced; any other file (a finding's input, `crash-*`,
@@ -16,15 +16,15 @@ use ed25519_dalek::Signer;
 use sha2::{Digest, Sha256};
 
 // Import paths (the only lines to update when the crates move).
-use wisp_client::proto::{ExtensionId, PacketType};
+use wisp_cases::actions::Action;
+use wisp_cases::client::{ClientExtension, ClientSpec, ServerStep, VersionSel};
+use wisp_cases::packet::{Challenge, PacketSpec, ServerExtension};
+use wisp_cases::server::ClientStep;
+use wisp_cases::values::{Hex, StreamRef};
+use wisp_cases::{Case, ClientCase, ServerCase, load_dir};
 use wisp_fuzz::input::{put_chunk8, put_chunk16};
-use wisp_mock_server::client_script::ClientStep;
 use wisp_mock_server::frames::build;
-use wisp_mock_server::scenario::{
-    Action, Case, Challenge, ClientExtension, ClientSpec, PacketSpec, Pattern, ServerExtension,
-    ServerStep, VersionSel, load_dir,
-};
-use wisp_mock_server::values::{Hex, StreamRef};
+use wisp_proto::{ExtensionId, PacketType, PasswordLayout, StreamType};
 
 /// Longest message kept in a seed.
 const MAX_MSG: usize = 4096;
@@ -86,7 +86,7 @@ impl Corpus {
 fn main() {
     let fuzz_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut corpus = Corpus::default();
-    golden_vectors(&fuzz_dir.join("../client/tests/codec.rs"), &mut corpus);
+    golden_vectors(&fuzz_dir.join("../client/proto/tests/codec.rs"), &mut corpus);
     signed_records(&mut corpus);
     let (cases, errors) = load_dir(&wisp_fuzz::cases_dir());
     assert!(errors.is_empty(), "cases/ does not load: {errors:?}");
@@ -117,7 +117,7 @@ fn main() {
 /// Every hex string literal of the codec tests, named after the `#[case::NAME]` it belongs
 /// to.
 fn golden_vectors(path: &Path, corpus: &mut Corpus) {
-    let text = std::fs::read_to_string(path).expect("read client/tests/codec.rs");
+    let text = std::fs::read_to_string(path).expect("read client/proto/tests/codec.rs");
     let mut name = String::from("literal");
     let mut messages = Vec::new();
     for line in text.lines() {
@@ -185,29 +185,29 @@ fn signed_records(corpus: &mut Corpus) {
 }
 
 fn from_case(case: &Case, corpus: &mut Corpus) {
-    let folder = Path::new(&case.rel_path)
+    let meta = case.meta();
+    let folder = Path::new(&meta.rel_path)
         .parent()
         .map(|p| p.to_string_lossy().replace('\\', "/"))
         .unwrap_or_default();
-    let seed = format!("case-{}", case.id);
+    let seed = format!("case-{}", meta.id);
     if let Some(sel) = wisp_fuzz::case_loader::selector(&folder) {
         let mut data = vec![sel];
-        data.extend_from_slice(case.source.as_bytes());
+        data.extend_from_slice(meta.source.as_bytes());
         corpus.add("case_loader", &seed, data);
     }
-    if case.is_server_role() {
-        server_role(case, &seed, corpus);
-    } else {
-        client_role(case, &seed, corpus);
+    match case {
+        Case::Server(case) => server_role(case, &seed, corpus),
+        Case::Client(case) => client_role(case, &seed, corpus),
     }
 }
 
 /// A server-role script: the packets the harness sends (client packets) are codec seeds;
 /// the exact messages its patterns expect are server messages.
-fn server_role(case: &Case, seed: &str, corpus: &mut Corpus) {
+fn server_role(case: &ServerCase, seed: &str, corpus: &mut Corpus) {
     let mut aliases = HashMap::new();
     let mut next_id = 1;
-    for (i, step) in case.file.script.iter().enumerate() {
+    for (i, step) in case.script.iter().enumerate() {
         match &step.value {
             ClientStep::Send(spec) => {
                 if let StreamRef::Alias(a) = &spec.stream
@@ -222,7 +222,7 @@ fn server_role(case: &Case, seed: &str, corpus: &mut Corpus) {
             }
             ClientStep::SendRaw(h) => corpus.add("codec", &format!("{seed}-{i}"), h.0.to_vec()),
             ClientStep::Expect(p) => {
-                for alt in alternatives(p) {
+                for alt in p.alternatives() {
                     if let Some(raw) = &alt.raw_hex {
                         corpus.server_message(&format!("{seed}-{i}"), &raw.0);
                     }
@@ -230,13 +230,6 @@ fn server_role(case: &Case, seed: &str, corpus: &mut Corpus) {
             }
             _ => {}
         }
-    }
-}
-
-fn alternatives(p: &Pattern) -> Vec<&Pattern> {
-    match &p.one_of {
-        Some(alts) => alts.iter().collect(),
-        None => vec![p],
     }
 }
 
@@ -257,10 +250,10 @@ fn built(spec: &PacketSpec, aliases: &HashMap<String, u32>) -> Option<Vec<u8>> {
 
 /// A client-role case: its server script's messages are server messages, and the whole
 /// case becomes a `client_conn` program (see `wisp_fuzz::client_conn`).
-fn client_role(case: &Case, seed: &str, corpus: &mut Corpus) {
-    let client = &case.file.client;
+fn client_role(case: &ClientCase, seed: &str, corpus: &mut Corpus) {
+    let client = &case.client;
     let mut program = header(client);
-    let first_id = client.options.first_stream_id.unwrap_or(1).max(1);
+    let first_id = client.options.first_stream_id.max(1);
     let mut actions: Vec<&Action> = client.actions.iter().map(|a| &a.value).collect();
     actions.reverse();
     let mut state = Program {
@@ -270,7 +263,7 @@ fn client_role(case: &Case, seed: &str, corpus: &mut Corpus) {
         next_id: first_id,
     };
     let mut stream = Vec::new();
-    for (i, step) in case.file.server.iter().enumerate() {
+    for (i, step) in case.server.iter().enumerate() {
         match &step.value {
             ServerStep::Send(spec) => {
                 let Some(msg) = built(spec, &state.server_aliases) else {
@@ -294,7 +287,8 @@ fn client_role(case: &Case, seed: &str, corpus: &mut Corpus) {
                 state.message(&h.0);
             }
             ServerStep::Expect(p) => {
-                let connect = alternatives(p)
+                let connect = p
+                    .alternatives()
                     .iter()
                     .any(|a| a.packet_type.map(|t| t.0) == Some(PacketType::CONNECT));
                 if connect {
@@ -309,7 +303,7 @@ fn client_role(case: &Case, seed: &str, corpus: &mut Corpus) {
                             break;
                         }
                     }
-                } else if alternatives(p).iter().any(|a| {
+                } else if p.alternatives().iter().any(|a| {
                     matches!(
                         a.packet_type.map(|t| t.0),
                         Some(PacketType::DATA | PacketType::CLOSE)
@@ -334,7 +328,8 @@ fn client_role(case: &Case, seed: &str, corpus: &mut Corpus) {
     corpus.add("server_packets", seed, stream);
 }
 
-/// The configuration header of a `client_conn` program for `client`.
+/// The configuration header of a `client_conn` program for `client` (see
+/// `wisp_fuzz::client_conn`).
 fn header(client: &ClientSpec) -> Vec<u8> {
     let mut flags = 0u8;
     let mut credentials = None;
@@ -346,11 +341,10 @@ fn header(client: &ClientSpec) -> Vec<u8> {
                 ClientExtension::Motd => flags |= 4,
                 ClientExtension::StreamConfirmation => flags |= 8,
                 ClientExtension::Password(p) => match (&p.username, &p.password) {
+                    // Case files pin the layout.
                     (Some(u), Some(pw)) => {
-                        let draft5 =
-                            p.layout.layout() == wisp_client::proto::PasswordLayout::Draft5;
-                        flags |= if draft5 { 0x30 } else { 0x20 };
-                        credentials = Some((u.clone(), pw.clone()));
+                        flags |= 0x30;
+                        credentials = Some((u.clone(), pw.clone(), p.layout));
                     }
                     _ => flags |= 0x10,
                 },
@@ -371,25 +365,19 @@ fn header(client: &ClientSpec) -> Vec<u8> {
     let mut out = vec![
         flags,
         required,
-        optional_byte(Some(
-            o.handshake_timeout.map_or(Duration::from_secs(10), |d| d.0),
-        )),
-        duration_byte(
-            o.legacy_info_wait
-                .map_or(Duration::from_millis(200), |d| d.0),
-        ),
-        optional_byte(Some(
-            o.stream_open_timeout
-                .map_or(Duration::from_secs(30), |d| d.0),
-        )),
+        optional_byte(o.handshake_timeout),
+        duration_byte(o.legacy_info_wait),
+        optional_byte(o.stream_open_timeout),
     ];
-    let max_payload = o.max_payload_len.unwrap_or(64 * 1024 - 5);
-    out.extend_from_slice(&u16::try_from(max_payload).unwrap_or(u16::MAX).to_le_bytes());
-    out.extend_from_slice(&o.first_stream_id.unwrap_or(1).to_le_bytes());
-    out.extend_from_slice(&(256u16 * 64).to_le_bytes());
-    if let Some((u, p)) = credentials {
+    let max_payload = u16::try_from(o.max_payload_len).unwrap_or(u16::MAX);
+    out.extend_from_slice(&max_payload.to_le_bytes());
+    out.extend_from_slice(&o.first_stream_id.to_le_bytes());
+    let queued = u16::try_from(o.max_queued_bytes / 16).unwrap_or(u16::MAX);
+    out.extend_from_slice(&queued.to_le_bytes());
+    if let Some((u, p, layout)) = credentials {
         put_chunk8(&mut out, u.as_bytes());
         put_chunk8(&mut out, p.as_bytes());
+        out.push(u8::from(layout == PasswordLayout::Draft5));
     }
     out
 }
@@ -445,8 +433,8 @@ impl Program {
                 self.next_id = self.next_id.wrapping_add(1);
                 self.ops.push(3);
                 self.ops.push(match open.stream_type.0 {
-                    wisp_client::proto::StreamType::TCP => 0,
-                    wisp_client::proto::StreamType::UDP => 1,
+                    StreamType::TCP => 0,
+                    StreamType::UDP => 1,
                     other => other.0.max(2),
                 });
                 put_chunk8(&mut self.ops, open.host.as_bytes());

@@ -1,23 +1,29 @@
-//! Target `case_loader`: the YAML case loader (`load_case_str_with`), for both roles.
+//! Target `case_loader`: the YAML case loader (`wisp_cases::load_case_str_with`), for both
+//! roles, and the requirements file parser (`Requirements::parse`).
 //!
 //! Input: one selector byte, then the YAML text (inputs that are not UTF-8 are skipped:
-//! the loader takes a `&str`). The selector picks the path the text is loaded as (a
-//! client topic, a server family, or a file outside any topic), because the topic decides
-//! the role and the ID prefix the loader demands. Key paths resolve against the real
+//! the loaders take a `&str`). The selector picks the path the text is loaded as (a
+//! client topic, a server family, a file outside any topic, or the requirements file),
+//! because the path decides the case's ID and role. Key paths resolve against the real
 //! `cases/` directory, so cases naming `keys/alice.pem` load their keys.
 //!
-//! A loaded case then goes through what the runners read first: its timeout and family,
+//! A loaded case then goes through what the runners read first: its timeout and group,
+//! each requirement it claims to cover (against the real `cases/requirements.yaml`),
 //! `Script::from_case`, the description of every pattern, and every `times` count.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 // Import paths (the only lines to update when the crates move).
-use wisp_mock_server::client_script::{ClientStep, Placeholders};
+use wisp_cases::client::ServerStep;
+use wisp_cases::requirements::Requirements;
+use wisp_cases::server::ClientStep;
+use wisp_cases::{Case, Placeholders, REQUIREMENTS_FILE, load_case_str_with};
 use wisp_mock_server::pattern::describe;
 use wisp_mock_server::replay::Script;
-use wisp_mock_server::scenario::{ServerStep, load_case_str_with};
 
-/// The folders (relative to `cases/`) a case is loaded from, by selector.
+/// The folders (relative to `cases/`) a case is loaded from, by selector; the selector
+/// one past the end parses the text as the requirements file.
 pub const FOLDERS: &[&str] = &[
     "auth",
     "extensions",
@@ -44,7 +50,21 @@ pub fn selector(folder: &str) -> Option<u8> {
         .and_then(|i| u8::try_from(i).ok())
 }
 
-/// Loads the case in `data`.
+/// The selector byte that parses the text as the requirements file.
+pub fn requirements_selector() -> u8 {
+    u8::try_from(FOLDERS.len()).unwrap_or(u8::MAX)
+}
+
+/// The real `cases/requirements.yaml`, parsed once.
+fn requirements() -> &'static Requirements {
+    static REQUIREMENTS: OnceLock<Requirements> = OnceLock::new();
+    REQUIREMENTS.get_or_init(|| {
+        Requirements::load(&crate::cases_dir().join(REQUIREMENTS_FILE))
+            .expect("cases/requirements.yaml loads")
+    })
+}
+
+/// Loads the case (or requirements file) in `data`.
 pub fn run(data: &[u8]) {
     let Some((&sel, text)) = data.split_first() else {
         return;
@@ -53,7 +73,14 @@ pub fn run(data: &[u8]) {
         return;
     };
     let root = crate::cases_dir();
-    let folder = FOLDERS[usize::from(sel) % FOLDERS.len()];
+    let sel = usize::from(sel) % (FOLDERS.len() + 1);
+    let Some(folder) = FOLDERS.get(sel) else {
+        let path = root.join(REQUIREMENTS_FILE);
+        if let Err(errors) = Requirements::parse(&path, text) {
+            let _ = errors.iter().map(ToString::to_string).count();
+        }
+        return;
+    };
     let path: PathBuf = root.join(folder).join("fuzz.yaml");
     let case = match load_case_str_with(&root, &path, text, &Placeholders::default()) {
         Ok(case) => case,
@@ -62,27 +89,38 @@ pub fn run(data: &[u8]) {
             return;
         }
     };
-    let _ = (case.timeout(), case.family(), case.is_server_role());
-    let _ = Script::from_case(&case);
-    for step in &case.file.server {
-        if let ServerStep::Expect(p) = &step.value {
-            let _ = describe(p);
-        }
+    let meta = case.meta();
+    let _ = (case.timeout(), case.id(), &meta.group);
+    for id in meta.covered_ids() {
+        let _ = requirements().claim(id, case.role());
     }
-    for step in &case.file.script {
-        match &step.value {
-            ClientStep::Expect(p) => {
-                let _ = describe(p);
-            }
-            ClientStep::ExpectNone(n) => {
-                let _ = describe(&n.pattern);
-            }
-            ClientStep::Send(p) => {
-                if let Some(t) = p.times {
-                    let _ = (t.count(0), t.count(u32::MAX), t.to_string());
+    match &case {
+        Case::Client(c) => {
+            let _ = Script::from_case(c);
+            for step in &c.server {
+                if let ServerStep::Expect(p) = &step.value {
+                    let _ = describe(p);
                 }
             }
-            _ => {}
+        }
+        Case::Server(s) => {
+            let _ = s.family();
+            for step in &s.script {
+                match &step.value {
+                    ClientStep::Expect(p) => {
+                        let _ = describe(p);
+                    }
+                    ClientStep::ExpectNone(n) => {
+                        let _ = describe(&n.pattern);
+                    }
+                    ClientStep::Send(p) => {
+                        if let Some(t) = p.times {
+                            let _ = (t.count(0), t.count(u32::MAX), t.to_string());
+                        }
+                    }
+                    _ => {}
+                }
+            }
         }
     }
 }

@@ -8,20 +8,21 @@
 //!
 //! | bytes | meaning |
 //! |---|---|
-//! | 1 | flags: bit 0 v2; bit 1 UDP; bit 2 MOTD; bit 3 stream confirmation; bits 4–5 password (0 none, 1 offered without credentials, 2 credentials draft 6, 3 credentials draft 5); bits 6–7 certificate (0 none, 1 offered without a key, 2–3 with a key) |
-//! | 1 | required extensions: bit *n* (0–4) requires id *n*+1, bit 5 requires unknown id 0xf3 |
+//! | 1 | flags: bit 0 v2; bit 1 UDP; bit 2 MOTD; bit 3 stream confirmation; bits 4–5 password (0 none, 1 offered without credentials, 2 credentials with the layout the server's handshake order implies, 3 credentials with a pinned layout); bits 6–7 certificate (0 none, 1 offered without a key, 2–3 with a key) |
+//! | 1 | required extensions ([`required_ids`]) |
 //! | 3 | handshake timeout, legacy INFO wait, stream-open timeout ([`duration`]; 0 is "none" for the optional ones) |
 //! | 2 | `max_payload_len` (LE; 0xffff: unbounded) |
 //! | 4 | `first_stream_id` (LE) |
 //! | 2 | `max_queued_bytes` / 16 (LE) |
-//! | 1+n, 1+n | username, password (length-prefixed; only read when credentials are on) |
+//! | 1+n, 1+n, (1) | username, password (length-prefixed), and for a pinned layout a byte (0 draft 6, else draft 5); only with credentials |
 //!
-//! Operations (first byte modulo 9): 0 a server message (`u16` length + bytes); 1 advance
+//! Operations (first byte modulo 10): 0 a server message (`u16` length + bytes); 1 advance
 //! time by a `u16` of milliseconds; 2 jump to the next deadline; 3 open a stream (type byte:
 //! 0 TCP, 1 UDP, else raw; host `u8`-prefixed; port `u16`); 4 write on a stream (index into
 //! the opened streams `u8`, length `u16`); 5 close a stream (index, reason); 6 close the
-//! connection (reason, 0: none); 7 the transport ends (0: EOF, else an error); 8 drain the
-//! transmit queue.
+//! connection (reason, 0: none); 7 the transport ends (0: closed, 1: abandoned, else an
+//! error); 8 stop (or resume) draining the transmit queue after each operation; 9 require
+//! extensions after the handshake (a [`required_ids`] mask).
 //!
 //! # What is checked
 //!
@@ -39,15 +40,17 @@
 //! - a write takes at most `max_payload_len` bytes of a TCP stream.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 // Import paths (the only lines to update when the crates move).
-use wisp_client::WispError;
-use wisp_client::proto::{
-    ClientConnection, CloseReason, ConnectionConfig, Event, ExtensionId, Packet, PacketBody,
-    PasswordLayout, PasswordOffer, StreamType, V2Config,
+use wisp_proto::{
+    CertAuthExtensionBuilder, ClientConnection, CloseReason, Event, ExtensionId,
+    MotdExtensionBuilder, MuxOptions, Packet, PacketBody, PasswordExtensionBuilder, PasswordLayout,
+    StreamConfirmationExtensionBuilder, StreamType, TransportError, UdpExtensionBuilder,
+    WispV2Handshake,
 };
 
 use crate::input::Input;
@@ -69,69 +72,74 @@ pub fn optional_duration(b: u8) -> Option<Duration> {
     b.checked_sub(1).map(duration)
 }
 
-/// Reads the configuration header.
-pub fn config(input: &mut Input<'_>) -> ConnectionConfig {
+/// Reads the configuration header: the v2 offer (`None`: v1) and the options.
+pub fn config(input: &mut Input<'_>) -> (Option<WispV2Handshake>, MuxOptions) {
     let flags = input.u8();
     let required = input.u8();
-    let handshake_timeout = optional_duration(input.u8());
-    let legacy_info_wait = duration(input.u8());
-    let stream_open_timeout = optional_duration(input.u8());
-    let max_payload_len = match input.u16() {
-        u16::MAX => usize::MAX,
-        n => usize::from(n),
-    };
-    let first_stream_id = input.u32();
-    let max_queued_bytes = usize::from(input.u16()) * 16;
-    let v2 = (flags & 1 != 0).then(|| {
-        let password = match (flags >> 4) & 3 {
-            0 => None,
-            1 => Some(PasswordOffer {
-                credentials: None,
-                layout: PasswordLayout::Draft6,
-            }),
-            n => {
-                let username = String::from_utf8_lossy(input.chunk8()).into_owned();
-                let password = String::from_utf8_lossy(input.chunk8()).into_owned();
-                Some(PasswordOffer {
-                    credentials: Some((username, password)),
-                    layout: if n == 2 {
-                        PasswordLayout::Draft6
-                    } else {
-                        PasswordLayout::Draft5
-                    },
-                })
-            }
-        };
-        let cert_auth = match flags >> 6 {
-            0 => None,
-            1 => Some(None),
-            _ => Some(Some(crate::signing_key().clone())),
-        };
-        let mut required_ids: Vec<ExtensionId> = (0..5u8)
-            .filter(|bit| required & (1 << bit) != 0)
-            .map(|bit| ExtensionId(bit + 1))
-            .collect();
-        if required & 0x20 != 0 {
-            required_ids.push(ExtensionId(0xf3));
-        }
-        V2Config {
-            udp: flags & 2 != 0,
-            password,
-            cert_auth,
-            motd: flags & 4 != 0,
-            stream_confirmation: flags & 8 != 0,
-            required: required_ids,
-        }
-    });
-    ConnectionConfig {
-        v2,
-        handshake_timeout,
-        legacy_info_wait,
-        max_payload_len,
-        first_stream_id,
-        stream_open_timeout,
-        max_queued_bytes,
+    let options = MuxOptions::default()
+        .handshake_timeout(optional_duration(input.u8()))
+        .legacy_info_wait(duration(input.u8()))
+        .stream_open_timeout(optional_duration(input.u8()))
+        .max_payload_len(match input.u16() {
+            u16::MAX => usize::MAX,
+            n => usize::from(n),
+        })
+        .first_stream_id(input.u32())
+        .max_queued_bytes(usize::from(input.u16()) * 16);
+    if flags & 1 == 0 {
+        return (None, options);
     }
+    let mut offer = WispV2Handshake::empty();
+    if flags & 2 != 0 {
+        offer.add_extension(UdpExtensionBuilder);
+    }
+    match (flags >> 4) & 3 {
+        0 => {}
+        1 => offer.add_extension(PasswordExtensionBuilder::new_client(None)),
+        pinned => {
+            let username = String::from_utf8_lossy(input.chunk8()).into_owned();
+            let password = String::from_utf8_lossy(input.chunk8()).into_owned();
+            let builder = PasswordExtensionBuilder::new_client(Some((username, password)));
+            offer.add_extension(if pinned == 3 {
+                builder.layout(if input.u8() == 0 {
+                    PasswordLayout::Draft6
+                } else {
+                    PasswordLayout::Draft5
+                })
+            } else {
+                builder
+            });
+        }
+    }
+    match flags >> 6 {
+        0 => {}
+        1 => offer.add_extension(CertAuthExtensionBuilder::new_client(None)),
+        _ => offer.add_extension(CertAuthExtensionBuilder::new_client(Some(
+            crate::signing_key().clone(),
+        ))),
+    }
+    if flags & 4 != 0 {
+        offer.add_extension(MotdExtensionBuilder);
+    }
+    if flags & 8 != 0 {
+        offer.add_extension(StreamConfirmationExtensionBuilder);
+    }
+    let offer = required_ids(required)
+        .into_iter()
+        .fold(offer, |offer, id| offer.with_required_extension(id));
+    (Some(offer), options)
+}
+
+/// Extension ids from a mask: bit *n* (0–4) is id *n*+1, bit 5 the unknown id 0xf3.
+pub fn required_ids(mask: u8) -> Vec<ExtensionId> {
+    let mut ids: Vec<ExtensionId> = (0..5u8)
+        .filter(|bit| mask & (1 << bit) != 0)
+        .map(|bit| ExtensionId(bit + 1))
+        .collect();
+    if mask & 0x20 != 0 {
+        ids.push(ExtensionId(0xf3));
+    }
+    ids
 }
 
 /// The state the checks compare the connection with.
@@ -157,15 +165,15 @@ struct Model {
 /// Runs the program in `data`.
 pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
-    let config = config(&mut input);
+    let (offer, options) = config(&mut input);
     let start = Instant::now();
     let mut model = Model {
         start,
         now: start,
-        v2: config.v2.is_some(),
-        handshake_timeout: config.handshake_timeout,
-        stream_open_timeout: config.stream_open_timeout,
-        max_payload_len: config.max_payload_len,
+        v2: offer.is_some(),
+        handshake_timeout: options.handshake_timeout,
+        stream_open_timeout: options.stream_open_timeout,
+        max_payload_len: options.max_payload_len,
         opened_at: BTreeMap::new(),
         open: BTreeSet::new(),
         issued: BTreeSet::new(),
@@ -173,11 +181,11 @@ pub fn run(data: &[u8]) {
         closed: false,
         infos_sent: 0,
     };
-    let mut conn = ClientConnection::new(config, start);
+    let mut conn = ClientConnection::new(offer, options, start);
     let mut order: Vec<u32> = Vec::new();
     let mut drain = true;
     while !input.is_empty() {
-        let op = input.u8() % 9;
+        let op = input.u8() % 10;
         match op {
             0 => {
                 let msg = Bytes::copy_from_slice(input.chunk16());
@@ -236,12 +244,18 @@ pub fn run(data: &[u8]) {
             }
             7 => {
                 let error = match input.u8() {
-                    0 => None,
-                    _ => Some(WispError::WsImplSocketClosed),
+                    0 => TransportError::Closed,
+                    1 => TransportError::Abandoned,
+                    _ => TransportError::Failed(Arc::new(std::io::Error::from(
+                        std::io::ErrorKind::ConnectionReset,
+                    ))),
                 };
                 conn.handle_transport_closed(error);
             }
-            _ => drain = !drain,
+            8 => drain = !drain,
+            _ => {
+                let _ = conn.require_extensions(&required_ids(input.u8()));
+            }
         }
         service(&mut conn, &mut model, drain, matches!(op, 1 | 2));
     }
@@ -341,7 +355,6 @@ fn check_event(event: &Event, model: &mut Model) {
             model.open.clear();
             model.opened_at.clear();
         }
-        _ => {}
     }
 }
 

@@ -11,7 +11,7 @@
 use bytes::Bytes;
 
 // Import paths (the only lines to update when the crates move).
-use wisp_client::proto::{
+use wisp_proto::{
     CloseReason, ExtensionId, ExtensionRecord, InfoPacket, Packet, PacketBody, PacketType,
     StreamType, WispVersion, encode_data,
 };

@@ -18,13 +18,13 @@ use std::collections::HashMap;
 use bytes::{BufMut, Bytes, BytesMut};
 
 // Import paths (the only lines to update when the crates move).
-use wisp_client::proto::{
-    CertAuthClientRecord, CertAuthServerRecord, InfoPacket, PacketType, PasswordClientRecord,
-    PasswordLayout, PasswordServerRecord,
-};
-use wisp_mock_server::frames::SentChallenge;
+use wisp_cases::packet::SentChallenge;
 use wisp_mock_server::pattern::check_server_info_layout;
 use wisp_mock_server::trace::RenderCtx;
+use wisp_proto::{
+    CertAuthClientRecord, CertAuthServerRecord, InfoPacket, MotdServerRecord, PacketType,
+    PasswordClientRecord, PasswordLayout, PasswordServerRecord,
+};
 
 /// The certificate challenge the mock server "sent" (a client record signing it with
 /// [`crate::signing_key`] is valid).
@@ -75,6 +75,10 @@ fn records(data: &Bytes) {
     let server = PasswordServerRecord::decode(data);
     if data.len() == 1 && data[0] <= 1 {
         assert_eq!(server.encode(), *data, "password server record round trip");
+    }
+    let motd = MotdServerRecord::decode(data);
+    if std::str::from_utf8(data).is_ok() {
+        assert_eq!(motd.encode(), *data, "MOTD record round trip");
     }
 
     for layout in [PasswordLayout::Draft6, PasswordLayout::Draft5] {

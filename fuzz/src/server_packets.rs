@@ -1,9 +1,9 @@
 //! Target `server_packets`: how the server suite (`harness/src/server`) decodes and judges
 //! what a server sends.
 //!
-//! The suite's own readers are private (`session::Recorder::received`, the script's
-//! `expect` steps, `probe::Probe::check`); this target drives the public functions they
-//! call, in the same order: `Packet::decode` and the facts the recorder keeps (first CLOSE
+//! The suite's own readers are private (`session::Recorder::received`, the run-level
+//! `checks::length_problem`, the script's `expect` steps, `probe::Probe::check`); this
+//! target drives the public functions they call, in the same order: `Packet::decode` and the facts the recorder keeps (first CLOSE
 //! per stream, the handshake credit, the first INFO), `RenderCtx::describe` for the wire
 //! log, the capability reads of the probe (`PasswordServerRecord`,
 //! `CertAuthServerRecord`), `check_server_info_layout`, and `match_pattern` against the
@@ -17,14 +17,15 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 
 // Import paths (the only lines to update when the crates move).
-use wisp_client::proto::{
+use wisp_cases::client::ServerStep;
+use wisp_cases::packet::{Pattern, SentChallenge};
+use wisp_cases::server::ClientStep;
+use wisp_cases::{Case, load_dir};
+use wisp_mock_server::pattern::{check_server_info_layout, describe, match_pattern};
+use wisp_mock_server::trace::RenderCtx;
+use wisp_proto::{
     CertAuthServerRecord, ExtensionId, InfoPacket, Packet, PacketBody, PasswordServerRecord,
 };
-use wisp_mock_server::client_script::ClientStep;
-use wisp_mock_server::frames::SentChallenge;
-use wisp_mock_server::pattern::{check_server_info_layout, describe, match_pattern};
-use wisp_mock_server::scenario::{Pattern, ServerStep, load_dir};
-use wisp_mock_server::trace::RenderCtx;
 
 use crate::input::Input;
 
@@ -37,16 +38,22 @@ pub fn patterns() -> &'static [Pattern] {
         let mut server = Vec::new();
         let mut client = Vec::new();
         for case in &cases {
-            for step in &case.file.script {
-                match &step.value {
-                    ClientStep::Expect(p) => server.push(p.clone()),
-                    ClientStep::ExpectNone(n) => server.push(n.pattern.clone()),
-                    _ => {}
+            match case {
+                Case::Server(case) => {
+                    for step in &case.script {
+                        match &step.value {
+                            ClientStep::Expect(p) => server.push(p.clone()),
+                            ClientStep::ExpectNone(n) => server.push(n.pattern.clone()),
+                            _ => {}
+                        }
+                    }
                 }
-            }
-            for step in &case.file.server {
-                if let ServerStep::Expect(p) = &step.value {
-                    client.push(p.clone());
+                Case::Client(case) => {
+                    for step in &case.server {
+                        if let ServerStep::Expect(p) = &step.value {
+                            client.push(p.clone());
+                        }
+                    }
                 }
             }
         }
