@@ -86,7 +86,10 @@ impl Corpus {
 fn main() {
     let fuzz_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut corpus = Corpus::default();
-    golden_vectors(&fuzz_dir.join("../client/proto/tests/codec.rs"), &mut corpus);
+    golden_vectors(
+        &fuzz_dir.join("../client/proto/tests/codec.rs"),
+        &mut corpus,
+    );
     signed_records(&mut corpus);
     let (cases, errors) = load_dir(&wisp_fuzz::cases_dir());
     assert!(errors.is_empty(), "cases/ does not load: {errors:?}");
