@@ -18,7 +18,7 @@
 //! let dir = Path::new("cases");
 //! let (cases, errors) = load_dir(dir);
 //! assert!(errors.is_empty());
-//! let reqs = Requirements::load(&dir.join(REQUIREMENTS_FILE)).map_err(|e| e.len())?;
+//! let reqs = Requirements::load(&dir.join(REQUIREMENTS_FILE)).map_err(|mut e| e.remove(0))?;
 //! let map = reqs.coverage_of(&cases)?;
 //! println!("client: {}", map.totals(Role::Client));
 //! # Ok::<(), Box<dyn std::error::Error>>(())

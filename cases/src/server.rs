@@ -187,7 +187,7 @@ pub struct ConnectSpec {
 pub struct ClientInfoSpec {
     /// Answer the server's INFO the way the `handshake` step does (its extensions that the
     /// harness supports, with the connection's credentials), instead of giving `version`;
-    /// `extensions` are then sent after the answer's records.
+    /// `extensions` are then sent first, before the answer's records.
     #[serde(default)]
     pub answer: bool,
     /// With `answer`: extensions to leave out of the answer.
@@ -196,7 +196,7 @@ pub struct ClientInfoSpec {
     /// The version (default `"2.0"`).
     #[serde(default)]
     pub version: Option<String>,
-    /// The extension records, in order (with `answer`: after the answer's own).
+    /// The extension records, in order (with `answer`: before the answer's own).
     #[serde(default)]
     pub extensions: Vec<ClientInfoRecord>,
 }
@@ -260,6 +260,24 @@ pub enum ClientStep {
     Alive,
     /// Wait.
     Pause(Dur),
+    /// End the connection: a WebSocket close frame, then the TCP connection is closed.
+    /// Later steps cannot use it (`expect_target_closed` does not need it).
+    Disconnect,
+    /// The server closes its connection to the `watch` target that carried this stream's
+    /// bytes, within the bound.
+    ExpectTargetClosed(ExpectTargetClosed),
+}
+
+/// `expect_target_closed`: the server's connection to the `watch` target that carried the
+/// bytes sent on `stream` ends (the server closes or resets it) within `within`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectTargetClosed {
+    /// The stream, opened to the `watch` target, with some bytes sent (and echoed).
+    pub stream: StreamRef,
+    /// Bound on the wait (default: the step timeout).
+    #[serde(default)]
+    pub within: Option<Dur>,
 }
 
 /// How `expect.subprotocol` judges the upgrade response.

@@ -352,6 +352,7 @@ fn harness_script(
                 pattern_refs(&n.pattern, &mut |s| check_ref(s, &bound, loc))?;
             }
             ClientStep::ExpectEcho(e) => check_ref(&e.stream, &bound, loc)?,
+            ClientStep::ExpectTargetClosed(e) => check_ref(&e.stream, &bound, loc)?,
             _ => {}
         }
     }

@@ -398,3 +398,53 @@ fn piping_into_a_closed_reader_exits_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
     }
 }
+
+/// `--password-file` and `WISP_PASSWORD` give the credentials (the valid-password case runs
+/// and passes; without them it is UNSUPPORTED), and the password is never printed.
+#[test]
+fn credentials_come_from_a_file_or_the_environment() {
+    use wisp_testkit::faulty::{FaultConfig, FaultyServer};
+    const SECRET: &str = "s3cret-from-file";
+    let server = FaultyServer::start(FaultConfig {
+        password: Some(("wisp".to_owned(), SECRET.to_owned())),
+        ..FaultConfig::default()
+    })
+    .expect("the faulty server starts");
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("credentials");
+    std::fs::write(&file, format!("wisp:{SECRET}\n")).expect("write the file");
+    let base = [
+        "server",
+        url.as_str(),
+        "--only",
+        "server.auth.password.valid",
+        "-q",
+        "-v",
+    ];
+    let run = |extra: &[&str], env: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wisp-conformance"));
+        cmd.args(base).args(extra).env_remove("WISP_PASSWORD");
+        if let Some(v) = env {
+            cmd.env("WISP_PASSWORD", v);
+        }
+        cmd.output().expect("the CLI runs")
+    };
+    for (how, out) in [
+        (
+            "--password-file",
+            run(&["--password-file", path(&file)], None),
+        ),
+        ("WISP_PASSWORD", run(&[], Some(&format!("wisp:{SECRET}")))),
+    ] {
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{how}: {t}");
+        assert!(
+            t.contains("server.auth.password.valid") && t.contains(" OK "),
+            "{how}: {t}"
+        );
+        assert!(!t.contains(SECRET), "{how} leaks the password: {t}");
+    }
+    let without = text(&run(&[], None));
+    assert!(without.contains("UNSUPPORTED"), "{without}");
+}

@@ -7,24 +7,11 @@ use std::time::Duration;
 use wisp_harness::report::CaseReport;
 use wisp_harness::server::checks::PACKET_LENGTHS;
 use wisp_harness::server::{RunMode, ServerConfig};
-use wisp_harness::{Case, Filter, Role, Verdict, default_cases_dir, load_dir};
-use wisp_harness::{Subject, SuiteOptions, SuiteReport, run_suite};
+use wisp_harness::{Subject, SuiteOptions, SuiteReport, Verdict, run_suite};
 use wisp_testkit::faulty::{FaultConfig, FaultyServer, Handshake};
 
-fn server_cases(only: &[&str]) -> Vec<Case> {
-    let (cases, errors) = load_dir(&default_cases_dir());
-    assert!(errors.is_empty(), "{errors:?}");
-    let cases: Vec<Case> = cases
-        .into_iter()
-        .filter(|c| c.role() == Role::Server)
-        .collect();
-    Filter::new(only.iter().map(|s| (*s).to_owned()))
-        .apply(&cases)
-        .expect("the filter matches")
-        .into_iter()
-        .cloned()
-        .collect()
-}
+mod common;
+use common::{by_id, server_cases};
 
 /// Runs the cases under `only` against a faulty server started with `fault`, 4 at a time.
 async fn run_against(fault: FaultConfig, mode: RunMode, only: &[&str]) -> SuiteReport {
@@ -56,14 +43,6 @@ async fn run_with(
     .expect("the run starts");
     drop(server);
     report
-}
-
-fn by_id<'a>(report: &'a SuiteReport, id: &str) -> &'a CaseReport {
-    report
-        .cases
-        .iter()
-        .find(|c| c.id == id)
-        .unwrap_or_else(|| panic!("no report for {id}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,4 +162,34 @@ async fn auth_rejected_after_the_handshake_in_the_older_order_is_judged() {
     }
     assert_eq!(by_id(&report, wrong).close_label(), "OK");
     assert_eq!(by_id(&report, missing).close_label(), "NON-STRICT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_data_frames_are_recorded_and_non_strict() {
+    use wisp_harness::server::checks::{LARGEST_DATA, LARGEST_DATA_LIMIT};
+    let only = ["server.tcp.large-16mib"];
+    let coalescing = run_against(
+        FaultConfig {
+            coalesce_data: Some(4 << 20),
+            ..FaultConfig::default()
+        },
+        RunMode::V2,
+        &only,
+    )
+    .await;
+    let row = by_id(&coalescing, LARGEST_DATA);
+    assert_eq!(row.verdict, Verdict::NonStrict, "{row:?}");
+    assert!(
+        row.reasons.join("\n").contains("server.tcp.large-16mib"),
+        "{row:?}"
+    );
+    let correct = run_against(FaultConfig::default(), RunMode::V2, &only).await;
+    let row = by_id(&correct, LARGEST_DATA);
+    assert_eq!(row.verdict, Verdict::Ok, "{row:?}");
+    let size: usize = row
+        .transcript
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .expect("the size is recorded");
+    assert!(size > 0 && size <= LARGEST_DATA_LIMIT, "{}", row.transcript);
 }

@@ -24,27 +24,13 @@ use wisp_client::proto::{
     InfoPacket, Packet, PacketBody, PasswordClientRecord, PasswordLayout, PasswordServerRecord,
     WispVersion,
 };
-use wisp_harness::report::CaseReport;
 use wisp_harness::server::{RunMode, ServerConfig};
-use wisp_harness::{Case, Filter, Role, Verdict, default_cases_dir, load_dir};
+use wisp_harness::{Case, Verdict, default_cases_dir};
 use wisp_harness::{Gate, Subject, SuiteOptions, SuiteReport, run_suite};
 use wisp_mock_server::replay::{Script, serve};
 
-fn server_cases(only: &[&str]) -> Vec<Case> {
-    let (cases, errors) = load_dir(&default_cases_dir());
-    assert!(errors.is_empty(), "{errors:?}");
-    let cases: Vec<Case> = cases
-        .into_iter()
-        .filter(|c| c.role() == Role::Server)
-        .collect();
-    let filter = Filter::new(only.iter().map(|s| (*s).to_owned()));
-    filter
-        .apply(&cases)
-        .expect("the filter matches")
-        .into_iter()
-        .cloned()
-        .collect()
-}
+mod common;
+use common::{by_id, server_cases};
 
 fn config(url: String, mode: RunMode, step_ms: u64) -> ServerConfig {
     let mut c = ServerConfig::new(url, mode);
@@ -71,14 +57,6 @@ async fn run_jobs(cases: &[Case], config: ServerConfig, jobs: usize) -> SuiteRep
     )
     .await
     .expect("the run starts")
-}
-
-fn by_id<'a>(report: &'a SuiteReport, id: &str) -> &'a CaseReport {
-    report
-        .cases
-        .iter()
-        .find(|c| c.id == id)
-        .unwrap_or_else(|| panic!("no report for {id}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

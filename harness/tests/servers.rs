@@ -17,12 +17,17 @@
 //! suite's). The servers are installed on first use by
 //! `wisp_testkit::ensure_installed` (pinned wisp-python 0.9.0 and wisp-js 0.5.0); the
 //! wisp-mux 5.1.0 server runs in this process. Nothing is skipped.
+//!
+//! Each run also writes its JSON report (`<server>-<mode>.json`) and the HTML matrix of
+//! every run so far (`index.html`) into `target/tmp/servers-report/`; the directory is
+//! emptied at start, so it holds the runs of the last invocation.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use wisp_harness::report::{junit, table};
+use wisp_harness::report::{html, json, junit, table};
 use wisp_harness::server::baseline::{self, Baseline, family_matrix};
 use wisp_harness::server::{RunMode, ServerConfig};
 use wisp_harness::{
@@ -107,12 +112,50 @@ impl Running {
     }
 }
 
+/// The runs finished so far, by their index in [`Target::ALL`]: the HTML matrix.
+static RUNS: Mutex<Vec<(usize, html::Run)>> = Mutex::new(Vec::new());
+
+fn report_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("servers-report")
+}
+
+/// Writes the run's JSON report and the matrix of every run finished so far.
+fn write_matrix(
+    target: Target,
+    report: &wisp_harness::SuiteReport,
+    gate: &Gate,
+    baseline: &Baseline,
+) -> Result<(), String> {
+    let dir = report_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut value = json::json(report, gate, Some(baseline));
+    if let Some(map) = value.as_object_mut() {
+        map.insert("name".to_owned(), target.name().into());
+    }
+    let path = dir.join(format!("{}.json", target.name()));
+    let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let run = html::Run::from_json(value)?;
+    let order = Target::ALL
+        .iter()
+        .position(|t| t.name() == target.name())
+        .unwrap_or(usize::MAX);
+    let mut runs = RUNS
+        .lock()
+        .map_err(|_| "a run panicked while writing the matrix")?;
+    runs.push((order, run));
+    runs.sort_by_key(|(i, _)| *i);
+    let all: Vec<html::Run> = runs.iter().map(|(_, r)| r.clone()).collect();
+    html::write(&all, &dir).map(drop)
+}
+
 fn baselines_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("baselines")
 }
 
 fn main() {
     let args = Arguments::from_args();
+    let _ = std::fs::remove_dir_all(report_dir());
     let (cases, errors) = load_dir(&default_cases_dir());
     let mut trials = Vec::new();
     if !errors.is_empty() {
@@ -242,6 +285,9 @@ fn run_target(target: Target, cases: &[Case]) -> Result<(), Failed> {
         ));
     }
     let gate = Gate::decide(&report, false, Some(&baseline), true);
+    if let Err(e) = write_matrix(target, &report, &gate, &baseline) {
+        problems.push(format!("the HTML matrix: {e}"));
+    }
     for m in &gate.mismatches {
         problems.push(format!("verdict drift: {m}"));
     }

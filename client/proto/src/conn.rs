@@ -45,6 +45,7 @@ use crate::idmap::IdMap;
 use crate::info::{InfoPacket, WispVersion};
 use crate::negotiate;
 use crate::options::MuxOptions;
+use crate::reclaim::Reclaim;
 use crate::sendq::SendQueue;
 
 /// The outcome of a successful handshake.
@@ -277,7 +278,9 @@ impl ClientConnection {
     #[must_use]
     #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        self.events.reclaim();
+        event
     }
 
     /// When [`ClientConnection::handle_timeout`] must next be called.
@@ -343,7 +346,7 @@ impl ClientConnection {
                     .map(|(id, _)| *id)
                     .collect();
                 for id in expired {
-                    self.streams.remove(&id);
+                    self.forget_stream(id);
                     self.fail_stream_open(id, Error::TimedOut(Wait::StreamOpen));
                 }
             }
@@ -561,7 +564,7 @@ impl ClientConnection {
                 self.fail(Rejection::Connection(reason).into());
             }
             PacketBody::Close { reason } => {
-                let removed = self.streams.remove(&id);
+                let removed = self.forget_stream(id);
                 if removed.is_some() {
                     // The server reads no more of this stream: what is queued is moot.
                     self.transmit.drop_stream(id);
@@ -691,7 +694,7 @@ impl ClientConnection {
     /// Closes a stream with `reason`: queues its CLOSE and forgets it.
     pub fn close_stream(&mut self, id: u32, reason: CloseReason) -> Result<(), Error> {
         self.check_usable()?;
-        if self.streams.remove(&id).is_none() {
+        if self.forget_stream(id).is_none() {
             return Err(Misuse::StreamClosed.into());
         }
         self.transmit
@@ -745,6 +748,13 @@ impl ClientConnection {
         }
     }
 
+    /// Removes stream `id` from the stream map, giving memory back after a burst.
+    fn forget_stream(&mut self, id: u32) -> Option<StreamState> {
+        let removed = self.streams.remove(&id);
+        self.streams.reclaim();
+        removed
+    }
+
     /// Ends the open of stream `id` (already forgotten) with `error`, sending the CLOSE
     /// [`close_reason_for`] gives.
     fn fail_stream_open(&mut self, id: u32, error: Error) {
@@ -765,6 +775,7 @@ impl ClientConnection {
             self.transmit.push_last(Packet::close(0, reason).to_bytes());
         }
         self.streams.clear();
+        self.streams.reclaim();
         self.events
             .push_back(Event::ConnectionClosed(error.clone()));
         self.phase = Phase::Closed(error);

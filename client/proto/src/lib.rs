@@ -31,6 +31,8 @@
 //! - [`Error`]: what went wrong, by who is to blame, and [`close_reason_for`], the one place
 //!   that decides which CLOSE the client sends for an error.
 //! - [`MuxOptions`]: every tunable, once.
+//! - [`idmap`] (maps keyed by stream id) and [`reclaim`] (collections that give memory back
+//!   after a burst), shared with the driver.
 
 #[macro_use]
 mod codec;
@@ -41,6 +43,7 @@ pub mod idmap;
 mod info;
 mod negotiate;
 mod options;
+pub mod reclaim;
 mod sendq;
 
 pub use codec::{

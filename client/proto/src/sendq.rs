@@ -21,6 +21,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use crate::idmap::IdMap;
+use crate::reclaim::Reclaim;
 
 /// Queues larger than this are freed when they drain, so a stream that once had a burst
 /// queued does not keep the buffer while idle.
@@ -100,7 +101,9 @@ impl SendQueue {
 
     /// A stream whose refused writer may write again, reported once.
     pub(crate) fn next_writable(&mut self) -> Option<u32> {
-        self.writable.pop()
+        let id = self.writable.pop();
+        self.writable.reclaim();
+        id
     }
 
     /// Queues a control packet.
@@ -141,16 +144,23 @@ impl SendQueue {
         if behind_data {
             self.push_stream(id, msg);
         } else {
-            self.streams.remove(&id);
+            self.forget(id);
             self.push_control(msg);
         }
     }
 
     /// Drops everything queued for stream `id` (the server closed it).
     pub(crate) fn drop_stream(&mut self, id: u32) {
-        if let Some(q) = self.streams.remove(&id) {
+        if let Some(q) = self.forget(id) {
             self.bytes -= q.packets.iter().map(Bytes::len).sum::<usize>();
         }
+    }
+
+    /// Removes stream `id`'s queue, giving the map's memory back after a burst.
+    fn forget(&mut self, id: u32) -> Option<StreamQueue> {
+        let removed = self.streams.remove(&id);
+        self.streams.reclaim();
+        removed
     }
 
     /// The next packet to send. `limit` is the admission limit (for the half-full wake-up).
@@ -171,7 +181,7 @@ impl SendQueue {
                 if !q.packets.is_empty() {
                     self.turns.push_back(id);
                 } else if q.closed {
-                    self.streams.remove(&id);
+                    self.forget(id);
                 } else {
                     if std::mem::take(&mut q.blocked) {
                         self.writable.push(id);
@@ -184,6 +194,8 @@ impl SendQueue {
             }
         };
         self.bytes -= msg.len();
+        self.control.reclaim();
+        self.turns.reclaim();
         if self.bytes < limit / 2 && !self.blocked.is_empty() {
             for id in self.blocked.drain(..) {
                 if let Some(q) = self.streams.get_mut(&id)
@@ -192,6 +204,7 @@ impl SendQueue {
                     self.writable.push(id);
                 }
             }
+            self.blocked.reclaim();
         }
         Some(msg)
     }
@@ -264,6 +277,24 @@ mod tests {
         q.pop(8).unwrap();
         q.pop(8).unwrap();
         assert_eq!(q.next_writable(), Some(1), "below half the limit");
+    }
+
+    #[test]
+    fn a_burst_of_streams_leaves_no_capacity_behind() {
+        let mut q = SendQueue::default();
+        for id in 1..=1000 {
+            q.push_control(pkt("connect"));
+            q.push_stream(id, pkt("data"));
+        }
+        for id in 1..=1000 {
+            q.push_close(id, pkt("close"));
+        }
+        assert_eq!(drain(&mut q).len(), 3000);
+        assert!(q.streams.is_empty());
+        let floor = crate::reclaim::FLOOR;
+        assert!(q.streams.capacity() < 2 * floor, "{}", q.streams.capacity());
+        assert!(q.control.capacity() < 2 * floor, "{}", q.control.capacity());
+        assert!(q.turns.capacity() < 2 * floor, "{}", q.turns.capacity());
     }
 
     #[test]

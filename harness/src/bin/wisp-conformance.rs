@@ -3,7 +3,9 @@
 //! server-role suite against a live Wisp server.
 //!
 //! Both suites run on the same engine and write the same reports: a table on stdout, and
-//! with `--json FILE` / `--junit FILE` a JSON report and a JUnit XML report.
+//! with `--json FILE` / `--junit FILE` / `--html DIR` a JSON report, a JUnit XML report
+//! and a static HTML site; `report --html DIR RUN.json...` merges JSON reports into one
+//! HTML matrix.
 //!
 //! Exit codes: 0 the gate passed, 1 conformance failures (or, with `--expect`, verdicts
 //! that differ from the baseline), 2 bad case files, a filter that matches nothing, a
@@ -22,6 +24,8 @@
 //! wisp-conformance server ws://127.0.0.1:6001/ --v1 --json out.json --junit out.xml
 //! wisp-conformance server ws://127.0.0.1:6001/ --expect harness/baselines/mine-v2.yaml
 //! wisp-conformance coverage --json coverage.json
+//! wisp-conformance --html report/            # a static HTML site (index.html) of the run
+//! wisp-conformance report --html matrix/ a=a.json b=b.json   # several runs in one matrix
 //! ```
 
 use std::io::Write as _;
@@ -34,7 +38,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use wisp_client::proto::PasswordLayout;
-use wisp_harness::report::{coverage, json, junit, table};
+use wisp_harness::report::{coverage, html, json, junit, table};
 use wisp_harness::server::baseline::{self, Baseline};
 use wisp_harness::server::{RunMode, ServerConfig};
 use wisp_harness::{
@@ -69,6 +73,8 @@ enum Command {
     /// Print which requirements of the spec the cases check (the spec coverage map).
     #[command(long_about = COVERAGE_ABOUT)]
     Coverage(CoverageArgs),
+    /// Merge JSON reports (of either suite) into one HTML matrix.
+    Report(ReportCmd),
 }
 
 const COVERAGE_ABOUT: &str = "\
@@ -89,6 +95,18 @@ struct CoverageArgs {
     /// Write the map as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+}
+
+/// `report`: options.
+#[derive(Debug, Args)]
+struct ReportCmd {
+    /// Write the site here (index.html and one page per case and run).
+    #[arg(long, value_name = "DIR")]
+    html: PathBuf,
+    /// JSON reports written with --json, one column each, in this order; `NAME=FILE`
+    /// names the column (default: the server URL and mode, or the suite).
+    #[arg(value_name = "RUN.json", required = true)]
+    runs: Vec<String>,
 }
 
 const SERVER_ABOUT: &str = "\
@@ -134,9 +152,14 @@ struct ServerArgs {
     #[arg(long)]
     v2: bool,
     /// Credentials for password authentication (enables the auth.password cases that need
-    /// valid ones; the others run without).
-    #[arg(long, value_name = "USER:PASS")]
+    /// valid ones; the others run without). On the command line they land in shell history
+    /// and process lists: prefer --password-file or the WISP_PASSWORD environment variable
+    /// (USER:PASS), used when neither flag is given. Reports redact the password.
+    #[arg(long, value_name = "USER:PASS", conflicts_with = "password_file")]
     password: Option<String>,
+    /// Read the credentials (USER:PASS, one line) from this file.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
     /// The layout of the password record the harness sends.
     #[arg(long, value_enum, value_name = "LAYOUT", default_value = "draft6")]
     password_layout: LayoutArg,
@@ -235,6 +258,9 @@ struct ReportArgs {
     /// Write a JUnit XML report (Maven Surefire format) here.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    /// Write a static HTML report into this directory (open its index.html).
+    #[arg(long, value_name = "DIR")]
+    html: Option<PathBuf>,
 }
 
 /// Prints a line on stdout. A reader that went away (`| head -2`, `| grep -q`) is not an
@@ -276,6 +302,7 @@ fn main() -> ExitCode {
         Some(Command::Server(args)) => server(&args),
         Some(Command::Coverage(args)) => coverage_map(&args),
         Some(Command::Run(run)) => run_all(&run),
+        Some(Command::Report(args)) => report(&args),
         None => run_all(&cli.run),
     }
 }
@@ -337,7 +364,42 @@ fn write_reports(
         std::fs::write(path, junit::junit(report, gate)?)
             .map_err(|e| format!("--junit {}: {e}", path.display()))?;
     }
+    if let Some(dir) = &args.html {
+        let run = html::Run::from_report(report, gate, baseline)?;
+        html::write(&[run], dir)?;
+    }
     Ok(())
+}
+
+/// `report --html DIR RUN.json...`: one matrix of several runs.
+fn report(args: &ReportCmd) -> ExitCode {
+    let mut runs = Vec::new();
+    for arg in &args.runs {
+        let (name, path) = match arg.split_once('=') {
+            Some((n, p)) if !Path::new(arg).exists() => (Some(n.to_owned()), Path::new(p)),
+            _ => (None, Path::new(arg.as_str())),
+        };
+        match html::Run::load(path) {
+            Ok(mut run) => {
+                run.name = name.or(run.name);
+                runs.push(run);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match html::write(&runs, &args.html) {
+        Ok(index) => {
+            println!("{}", index.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn run_all(args: &RunArgs) -> ExitCode {
@@ -456,6 +518,35 @@ fn select_server_cases(args: &ServerArgs, dir: &Path) -> Result<(Vec<Case>, bool
     Ok((selected, complete))
 }
 
+/// The environment variable the credentials are read from without `--password` or
+/// `--password-file`.
+const PASSWORD_ENV: &str = "WISP_PASSWORD";
+
+/// The credentials of the run: `--password`, else `--password-file`, else `WISP_PASSWORD`
+/// (each `USER:PASS`), else none.
+fn credentials(args: &ServerArgs) -> Result<Option<(String, String)>, String> {
+    let (text, from) = if let Some(p) = &args.password {
+        (p.clone(), "--password".to_owned())
+    } else if let Some(path) = &args.password_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--password-file {}: {e}", path.display()))?;
+        let line = text.lines().next().unwrap_or_default().to_owned();
+        (line, format!("--password-file {}", path.display()))
+    } else {
+        match std::env::var(PASSWORD_ENV) {
+            Ok(v) if !v.is_empty() => (v, PASSWORD_ENV.to_owned()),
+            Ok(_) | Err(std::env::VarError::NotPresent) => return Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(format!("{PASSWORD_ENV} is not valid UTF-8"));
+            }
+        }
+    };
+    let (user, pass) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{from} takes USER:PASS"))?;
+    Ok(Some((user.to_owned(), pass.to_owned())))
+}
+
 fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
     let dir = args.cases.clone().unwrap_or_else(default_cases_dir);
     let (cases, complete) = select_server_cases(args, &dir)?;
@@ -491,10 +582,7 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
         LayoutArg::Draft6 => PasswordLayout::Draft6,
         LayoutArg::Draft5 => PasswordLayout::Draft5,
     };
-    if let Some(p) = &args.password {
-        let (user, pass) = p.split_once(':').ok_or("--password takes USER:PASS")?;
-        config.credentials = Some((user.to_owned(), pass.to_owned()));
-    }
+    config.credentials = credentials(args)?;
     if let Some(path) = &args.key {
         let pem =
             std::fs::read_to_string(path).map_err(|e| format!("--key {}: {e}", path.display()))?;

@@ -1,5 +1,5 @@
 //! The spec coverage map's reporters: the `wisp-conformance coverage` table ([`text`]) and
-//! its JSON ([`json`]).
+//! its JSON ([`json()`]).
 //!
 //! The map itself is [`Coverage`] (from `wisp_cases::requirements`): every requirement of
 //! `cases/requirements.yaml` in file order with the cases of each role that check it, its
@@ -10,7 +10,7 @@
 //! use wisp_harness::default_cases_dir;
 //! use wisp_harness::report::coverage;
 //!
-//! let (requirements, cases) = coverage::load(&default_cases_dir()).map_err(|e| e.len())?;
+//! let (requirements, cases) = coverage::load(&default_cases_dir()).map_err(|mut e| e.remove(0))?;
 //! let map = requirements.coverage_of(&cases)?;
 //! print!("{}", coverage::text(&map));
 //! # Ok::<(), Box<dyn std::error::Error>>(())

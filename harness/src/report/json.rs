@@ -28,10 +28,13 @@ fn case(c: &CaseReport, gate: &Gate, baseline: Option<&Baseline>) -> Value {
     json!({
         "id": c.id,
         "role": c.role.name(),
+        "group": c.group,
         "family": c.family(),
         "title": c.title,
         "spec": c.spec,
         "level": c.level.name(),
+        "description": c.description,
+        "expectation": c.expectation,
         "verdict": c.label(),
         "expected": c.expected.map(|e| e.to_string()),
         "close": close,

@@ -1,11 +1,12 @@
 //! The one report model of every suite run, whatever the role and the subject: a
 //! [`CaseReport`] per case (behaviour verdict, optional CLOSE-reason column, reasons,
 //! transcript), the [`SuiteReport`] of a run, and the [`Gate`] that turns it into an exit
-//! code. The reporters write it as a table ([`table`]), JSON ([`json`]) and JUnit XML
-//! ([`junit`]). Beside the runs, [`coverage`] reports the spec coverage map: which
-//! requirements the cases check.
+//! code. The reporters write it as a table ([`table`]), JSON ([`json`]), JUnit XML
+//! ([`junit`]) and a static HTML site ([`html`]). Beside the runs, [`coverage`] reports the
+//! spec coverage map: which requirements the cases check.
 
 pub mod coverage;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod table;
@@ -76,6 +77,11 @@ pub struct CaseReport {
     pub spec: String,
     /// must / should / may.
     pub level: Level,
+    /// Why the case exists, what a failure means (the case's `description`).
+    pub description: String,
+    /// What the case expects, as its file states it: the top-level `expect:` and `close:`
+    /// sections (empty when it has neither).
+    pub expectation: String,
     /// The side under test.
     pub role: Role,
     /// The behaviour verdict (meaningless when `error` is set or the case was ignored).
@@ -109,6 +115,8 @@ impl CaseReport {
             title: meta.title.clone(),
             spec: meta.spec.clone(),
             level: meta.level,
+            description: meta.description.trim().to_owned(),
+            expectation: expectation(&meta.source),
             role,
             verdict: Verdict::Ok,
             expected: None,
@@ -198,6 +206,24 @@ impl CaseReport {
                 .as_ref()
                 .is_some_and(|c| c.verdict != Verdict::Ok)
     }
+}
+
+/// The top-level `expect:` and `close:` sections of a case file's text, as written
+/// (comments and indentation kept), in file order.
+fn expectation(source: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in source.lines() {
+        let top_level = !line.is_empty() && !line.starts_with([' ', '\t', '#']);
+        if top_level {
+            inside = line.starts_with("expect:") || line.starts_with("close:");
+        }
+        if inside {
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+    out.trim_end().to_owned()
 }
 
 /// What ran the cases, as a report names it.
@@ -380,5 +406,20 @@ impl Gate {
                 self.errors.len()
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expectation;
+
+    #[test]
+    fn expectation_is_the_expect_and_close_sections() {
+        let source = "title: t\nexpect:\n  streams:\n    s1: {closed_by: server}\n\n# note\nclose:\n  stream: s1\nactions:\n  - x\nexpected: no\n";
+        assert_eq!(
+            expectation(source),
+            "expect:\n  streams:\n    s1: {closed_by: server}\n\n# note\nclose:\n  stream: s1"
+        );
+        assert_eq!(expectation("title: t\n"), "");
     }
 }

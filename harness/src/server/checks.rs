@@ -5,11 +5,15 @@
 //! - `server.run.packet-lengths` (should): every CONTINUE carries exactly 4 payload bytes
 //!   and every CLOSE exactly 1 (a server that pads them breaks clients that check
 //!   lengths, though lenient decoders accept the packet).
+//! - `server.run.largest-data` (should): the largest DATA payload the server sent is
+//!   recorded; above [`LARGEST_DATA_LIMIT`] bytes (64 KiB, the default message cap of
+//!   epoxy's client; browsers and other clients differ) it is NON-STRICT, with its size
+//!   and case. Servers that read targets 64 KiB at a time stay within it.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
-use wisp_cases::{Level, Role, Verdict};
+use wisp_cases::{Level, Meta, Role, Verdict};
 use wisp_client::proto::HEADER_LEN;
 
 use crate::report::CaseReport;
@@ -19,6 +23,13 @@ pub const PREFIX: &str = "server.run.";
 
 /// The ID of the payload-length check.
 pub const PACKET_LENGTHS: &str = "server.run.packet-lengths";
+
+/// The ID of the largest-DATA check.
+pub const LARGEST_DATA: &str = "server.run.largest-data";
+
+/// The largest DATA payload `server.run.largest-data` accepts: 64 KiB, the default
+/// message cap of epoxy's client.
+pub const LARGEST_DATA_LIMIT: usize = 64 * 1024;
 
 /// The first packet that failed a check: where, and what it was.
 #[derive(Clone, Debug)]
@@ -35,6 +46,8 @@ struct Findings {
     /// Of those, packets whose payload length is wrong for their type.
     bad_lengths: u64,
     first_bad_length: Option<Example>,
+    /// The largest DATA payload: its size and the case it came in.
+    largest_data: Option<(usize, String)>,
 }
 
 /// The run-level checks of one server run, shared by the recorders of its cases.
@@ -66,6 +79,10 @@ impl RunChecks {
         let problem = length_problem(msg);
         let mut f = self.lock();
         f.packets += 1;
+        let payload = msg.len().saturating_sub(HEADER_LEN);
+        if msg.first() == Some(&0x02) && f.largest_data.as_ref().is_none_or(|(n, _)| payload > *n) {
+            f.largest_data = Some((payload, case.to_owned()));
+        }
         if let Some(problem) = problem {
             f.bad_lengths += 1;
             if f.first_bad_length.is_none() {
@@ -84,52 +101,71 @@ impl RunChecks {
         if f.packets == 0 {
             return Vec::new();
         }
-        let mut row = row(
+        let mut lengths = row(
             PACKET_LENGTHS,
             "Every server packet has the exact payload length of its type (whole run)",
             "v2 draft 6 §Packet types (CONTINUE: u32; CLOSE: u8 reason)",
             Level::Should,
         );
+        lengths.description = "Every CONTINUE carries exactly 4 payload bytes and every CLOSE \
+            exactly 1, in every packet the server sent during the run: a server that pads them \
+            breaks clients that check lengths, though lenient decoders accept the packet."
+            .to_owned();
+        lengths.expectation = "CONTINUE payload: 4 bytes; CLOSE payload: 1 byte".to_owned();
         match &f.first_bad_length {
             None => {
-                row.transcript = format!(
+                lengths.transcript = format!(
                     "{} server packets decoded; every CONTINUE and CLOSE has the exact length",
                     f.packets
                 );
             }
             Some(e) => {
-                row.verdict = Verdict::NonStrict;
-                row.reasons = vec![format!(
+                lengths.verdict = Verdict::NonStrict;
+                lengths.reasons = vec![format!(
                     "{} of {} server packets have a wrong payload length; the first, in {}: {}",
                     f.bad_lengths, f.packets, e.case, e.problem
                 )];
-                row.transcript = format!("first example, in {}:\n{}", e.case, e.packet);
+                lengths.transcript = format!("first example, in {}:\n{}", e.case, e.packet);
             }
         }
-        vec![row]
+        let mut largest = row(
+            LARGEST_DATA,
+            "The largest DATA payload the server sends fits the 64 KiB clients commonly accept (whole run)",
+            "v2 draft 6 §DATA (no size limit); epoxy's client caps WebSocket messages at 64 KiB",
+            Level::Should,
+        );
+        match &f.largest_data {
+            None => largest.transcript = "the server sent no DATA".to_owned(),
+            Some((n, case)) => {
+                largest.transcript = format!("largest DATA payload: {n} bytes, in {case}");
+                if *n > LARGEST_DATA_LIMIT {
+                    largest.verdict = Verdict::NonStrict;
+                    largest.reasons = vec![format!(
+                        "a DATA payload of {n} bytes (in {case}), over the {LARGEST_DATA_LIMIT} bytes many clients accept (epoxy's default cap; browsers differ): split target reads into smaller DATA packets"
+                    )];
+                }
+            }
+        }
+        vec![lengths, largest]
     }
 }
 
 /// An OK row for a run-level check.
 fn row(id: &str, title: &str, spec: &str, level: Level) -> CaseReport {
-    let group = id.rsplit_once('.').map_or("", |(g, _)| g).to_owned();
-    CaseReport {
+    let meta = Meta {
         id: id.to_owned(),
-        group,
+        path: PathBuf::new(),
+        rel_path: String::new(),
+        group: id.rsplit_once('.').map_or("", |(g, _)| g).to_owned(),
+        source: String::new(),
         title: title.to_owned(),
         spec: spec.to_owned(),
         level,
-        role: Role::Server,
-        verdict: Verdict::Ok,
-        expected: None,
-        close: None,
-        reasons: Vec::new(),
-        error: None,
-        ignored: None,
-        transcript: String::new(),
-        duration: Duration::ZERO,
-        virtual_time: None,
-    }
+        description: String::new(),
+        covers: Vec::new(),
+        timeout: None,
+    };
+    CaseReport::new(&meta, Role::Server)
 }
 
 #[cfg(test)]

@@ -159,6 +159,8 @@ impl Body {
 pub(crate) struct CaseCtx {
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) tcp_echo: SocketAddr,
+    /// What the watch target saw (`expect_target_closed`).
+    pub(crate) watch_log: targets::WatchLog,
     pub(crate) version: RunMode,
     pub(crate) subprotocol: Option<String>,
     /// The credentials presented in the handshake (`connect.password`).
@@ -177,6 +179,7 @@ impl CaseCtx {
         case: &ServerCase,
         config: Arc<ServerConfig>,
         tcp_echo: SocketAddr,
+        watch_log: targets::WatchLog,
     ) -> Result<Self, String> {
         let connect = &case.connect;
         let version = match connect.version {
@@ -199,6 +202,7 @@ impl CaseCtx {
         let mut ctx = Self {
             step_timeout: config.step_timeout,
             tcp_echo,
+            watch_log,
             version,
             subprotocol,
             password: None,
@@ -382,7 +386,12 @@ impl ServerRun {
                 CapCheck::Unknown(why) => return CaseRun::error(format!("needs {cap}: {why}")),
             }
         }
-        let ctx = match CaseCtx::new(case, config.clone(), self.targets.tcp_echo) {
+        let ctx = match CaseCtx::new(
+            case,
+            config.clone(),
+            self.targets.tcp_echo,
+            self.targets.watch_log.clone(),
+        ) {
             Ok(c) => c,
             Err(e) => return CaseRun::error(e),
         };

@@ -22,6 +22,7 @@ use wisp_mock_server::frames::build;
 use wisp_mock_server::pattern::{describe, match_pattern};
 
 use super::session::{Recorder, Ws};
+use super::targets::WatchState;
 use super::{Body, CaseCtx, RunMode};
 
 /// How long a v2 handshake waits for an INFO after a CONTINUE(0) came first.
@@ -170,6 +171,19 @@ impl RawClient<'_> {
                 self.rec.event(format!("pause {d}"));
                 tokio::time::sleep(d.0).await;
                 Ok(())
+            }
+            ClientStep::Disconnect => {
+                self.sink()?;
+                if let Some(mut ws) = self.ws.take() {
+                    let _ = tokio::time::timeout(bound, ws.close()).await;
+                }
+                self.end("the harness closed it (close frame, then the TCP connection)".to_owned());
+                Ok(())
+            }
+            ClientStep::ExpectTargetClosed(e) => {
+                let id = self.resolve(&e.stream)?;
+                self.expect_target_closed(id, e.within.map_or(bound, |d| d.0))
+                    .await
             }
         }
     }
@@ -427,6 +441,36 @@ impl RawClient<'_> {
         }
     }
 
+    async fn expect_target_closed(&mut self, id: u32, bound: Duration) -> StepResult {
+        let sent = self.sent.get(&id).cloned().unwrap_or_default();
+        let want = format!(
+            "the server to close its connection to the watch target (stream {id}) within {}ms",
+            bound.as_millis()
+        );
+        if sent.is_empty() {
+            return Err((
+                want,
+                "no bytes were sent on the stream to find it by".to_owned(),
+            ));
+        }
+        match self.ctx.watch_log.wait_closed(&sent, bound).await {
+            WatchState::Closed => {
+                self.rec
+                    .event(format!("the watch target saw stream {id}'s connection end"));
+                Ok(())
+            }
+            WatchState::Open => Err((want, "it was still open".to_owned())),
+            WatchState::Unknown => Err((
+                want,
+                "no connection to the watch target carried the bytes sent on the stream".to_owned(),
+            )),
+            WatchState::Ambiguous => Err((
+                want,
+                "several connections to the watch target start with those bytes".to_owned(),
+            )),
+        }
+    }
+
     async fn expect_echo(&mut self, id: u32, bound: Duration) -> StepResult {
         let want_bytes = self.sent.get(&id).cloned().unwrap_or_default();
         let want = format!(
@@ -631,13 +675,14 @@ impl RawClient<'_> {
             .is_some()
             .then_some(self.ctx.connect_password);
         let key = self.ctx.key.is_some().then_some(self.ctx.connect_key);
-        let mut records: Vec<ClientInfoRecord> = server
-            .extensions
-            .iter()
-            .filter(|r| !omit.iter().any(|o| o.0 == r.id))
-            .filter_map(|r| ClientInfoRecord::answering(r.id, password, key))
-            .collect();
-        records.extend_from_slice(extra);
+        let mut records = extra.to_vec();
+        records.extend(
+            server
+                .extensions
+                .iter()
+                .filter(|r| !omit.iter().any(|o| o.0 == r.id))
+                .filter_map(|r| ClientInfoRecord::answering(r.id, password, key)),
+        );
         let spec = ClientInfoSpec {
             answer: false,
             omit: Vec::new(),
