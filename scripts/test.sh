@@ -5,7 +5,8 @@
 # against the real servers, the conformance cases, the server suite against three real
 # servers (writing the merged HTML matrix to target/tmp/servers-report/), the HTML report
 # in headless Chromium (installed with apt-get when missing; screenshots under
-# target/tmp/html-report/), and the benchmark's smoke mode (a #[test] in bench/).
+# target/tmp/html-report/), and the benchmark's smoke mode (a #[test] in bench/); then a
+# bounded run of every fuzz target (fuzz/run.sh, fuzz/README.md).
 #
 # This is exactly what CI runs (.ci/run calls this script).
 #
@@ -73,6 +74,10 @@ CI="${CI:-true}" cargo test --workspace --locked
 step "instruction counts (callgrind): ours within 5 % of bench/instructions.json"
 need valgrind
 cargo run -p wisp-bench --release --locked -- --instructions
+
+step "fuzzing (fuzz/run.sh: every target for ${FUZZ_SECONDS:-30}s from fuzz/corpus/)"
+# Installs the pinned cargo-fuzz when it is missing; any finding fails the run.
+bash fuzz/run.sh
 
 if [ "$SOAK" = 1 ]; then
   step "soak (release): 1,000 x 1 MiB streams through wisp-js, heap in use; 10,000 open/close cycles"

@@ -29,7 +29,7 @@
 //! timer from [`ClientConnection::poll_timeout`].
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -124,6 +124,12 @@ pub enum Event {
     ConnectionClosed(Error),
 }
 
+/// The deadline `wait` after `now`; `None` when it lies beyond what an `Instant` can
+/// represent (`Duration::MAX` and the like mean "never", not a panic).
+fn deadline(now: Instant, wait: Duration) -> Option<Instant> {
+    now.checked_add(wait)
+}
+
 /// The handshake or connection phase.
 #[derive(Debug)]
 enum Phase {
@@ -131,12 +137,12 @@ enum Phase {
     AwaitContinue,
     AwaitLateInfo {
         credit: u32,
-        deadline: Instant,
+        deadline: Option<Instant>,
     },
     /// A v1 client got INFO first: CONTINUE(0) follows at once from a draft 4–5 server.
     AwaitV1Continue {
         found: WispVersion,
-        deadline: Instant,
+        deadline: Option<Instant>,
     },
     Established,
     Closed(Error),
@@ -179,7 +185,7 @@ impl ClientConnection {
     pub fn new(handshake: Option<WispV2Handshake>, options: MuxOptions, now: Instant) -> Self {
         let first = options.first_stream_id.max(1);
         Self {
-            handshake_deadline: options.handshake_timeout.map(|t| now + t),
+            handshake_deadline: options.handshake_timeout.and_then(|t| deadline(now, t)),
             handshake,
             options,
             phase: Phase::AwaitFirst,
@@ -283,10 +289,10 @@ impl ClientConnection {
         match &self.phase {
             Phase::AwaitFirst | Phase::AwaitContinue => self.handshake_deadline,
             Phase::AwaitLateInfo { deadline, .. } | Phase::AwaitV1Continue { deadline, .. } => {
-                Some(match self.handshake_deadline {
-                    Some(h) => h.min(*deadline),
-                    None => *deadline,
-                })
+                match (self.handshake_deadline, *deadline) {
+                    (Some(h), Some(d)) => Some(h.min(d)),
+                    (h, d) => h.or(d),
+                }
             }
             Phase::Established => self
                 .streams
@@ -310,7 +316,7 @@ impl ClientConnection {
             }
             Phase::AwaitLateInfo { credit, deadline } => {
                 let credit = *credit;
-                if now >= *deadline {
+                if deadline.is_some_and(|d| now >= d) {
                     self.downgrade(credit);
                 } else if self.handshake_deadline.is_some_and(|d| now >= d) {
                     self.fail(Error::TimedOut(Wait::Handshake));
@@ -318,7 +324,7 @@ impl ClientConnection {
             }
             Phase::AwaitV1Continue { found, deadline } => {
                 let found = *found;
-                if now >= *deadline {
+                if deadline.is_some_and(|d| now >= d) {
                     self.fail(
                         PeerIncompatible::Version {
                             found,
@@ -398,7 +404,7 @@ impl ClientConnection {
                     // only CONTINUE. Wait briefly for an INFO before settling on v1.
                     self.phase = Phase::AwaitLateInfo {
                         credit: buffer_remaining,
-                        deadline: now + self.options.legacy_info_wait,
+                        deadline: deadline(now, self.options.legacy_info_wait),
                     };
                 }
                 Phase::AwaitFirst | Phase::AwaitV1Continue { .. } => {
@@ -425,7 +431,7 @@ impl ClientConnection {
                     self.ignored_packets += 1;
                     self.phase = Phase::AwaitV1Continue {
                         found: info.version,
-                        deadline: now + self.options.legacy_info_wait,
+                        deadline: deadline(now, self.options.legacy_info_wait),
                     };
                 }
                 // A repeated INFO is ignored.
@@ -605,7 +611,10 @@ impl ClientConnection {
         self.next_stream_id = id.checked_add(1);
         let phase = if confirm {
             StreamPhase::Opening {
-                deadline: self.options.stream_open_timeout.map(|t| now + t),
+                deadline: self
+                    .options
+                    .stream_open_timeout
+                    .and_then(|t| deadline(now, t)),
             }
         } else {
             StreamPhase::Open

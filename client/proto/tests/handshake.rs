@@ -13,7 +13,7 @@ use support::*;
 use wisp_proto::{
     CertAuthClientRecord, CertAuthServerRecord, CloseReason, Error, Event, ExtensionId, Malformed,
     NegotiatedExtension, Packet, PacketType, PasswordClientRecord, PasswordLayout,
-    PeerIncompatible, PeerMisbehaved, Rejection, Wait, WispVersion,
+    PeerIncompatible, PeerMisbehaved, Rejection, StreamType, Wait, WispVersion,
 };
 
 #[test]
@@ -562,4 +562,71 @@ fn debug_output_redacts_the_password(#[case] layout: PasswordLayout) {
     let creds =
         PasswordClientRecord::decode(&client_info(&sent).extensions[0].data, layout).unwrap();
     assert_eq!(creds.password, "pw-Zq7-secret");
+}
+
+/// Found by the `client_conn` fuzz target: a wait longer than an `Instant` can represent
+/// (`Duration::MAX`, a natural "never") panicked with "overflow when adding duration to
+/// instant". Such a wait has no deadline.
+#[rstest]
+#[case::handshake_timeout(ConnectionConfig {
+    handshake_timeout: Some(Duration::MAX),
+    ..v2(offer_all())
+})]
+#[case::legacy_info_wait(ConnectionConfig {
+    handshake_timeout: None,
+    legacy_info_wait: Duration::MAX,
+    ..v2(offer_all())
+})]
+#[case::stream_open_timeout(ConnectionConfig {
+    handshake_timeout: None,
+    stream_open_timeout: Some(Duration::MAX),
+    ..v2(V2Config {
+        stream_confirmation: true,
+        ..offer_all()
+    })
+})]
+fn waits_too_long_for_an_instant_have_no_deadline(#[case] config: ConnectionConfig) {
+    let now = Instant::now();
+    let legacy_wait = config.legacy_info_wait == Duration::MAX;
+    let mut conn = connect(config, now);
+    if legacy_wait {
+        conn.handle_message(cont(0, 8), now);
+        assert_eq!(conn.poll_timeout(), None, "the INFO wait never ends");
+        conn.handle_message(server_info(vec![(ExtensionId::UDP, Bytes::new())]), now);
+    } else {
+        assert_eq!(conn.poll_timeout(), None, "no handshake deadline");
+        conn.handle_message(
+            server_info(vec![(ExtensionId::STREAM_CONFIRMATION, Bytes::new())]),
+            now,
+        );
+        conn.handle_message(cont(0, 8), now);
+    }
+    assert!(conn.is_established());
+    let id = conn.open_stream(StreamType::TCP, "h", 1, now).unwrap();
+    assert_eq!(conn.poll_timeout(), None, "no stream-open deadline");
+    conn.handle_timeout(now + Duration::from_secs(1 << 40));
+    assert!(conn.error().is_none());
+    assert_eq!(
+        conn.stream_count(),
+        1,
+        "stream {id} is still open or opening"
+    );
+}
+
+/// The same overflow in the wait a v1 client starts when the server sends INFO first.
+#[test]
+fn a_v1_clients_wait_after_info_too_long_for_an_instant_has_no_deadline() {
+    let now = Instant::now();
+    let mut conn = connect(
+        ConnectionConfig {
+            handshake_timeout: None,
+            legacy_info_wait: Duration::MAX,
+            ..v1()
+        },
+        now,
+    );
+    conn.handle_message(server_info(vec![]), now);
+    assert_eq!(conn.poll_timeout(), None, "the CONTINUE(0) wait never ends");
+    conn.handle_message(cont(0, 8), now);
+    assert!(conn.is_established());
 }
