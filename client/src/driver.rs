@@ -8,6 +8,17 @@
 //! connection has ended, flush what is left (a CLOSE), close the WebSocket, bounded by
 //! [`MuxOptions::close_timeout`](crate::MuxOptions::close_timeout), and resolve.
 //!
+//! A failed write does not end the connection by itself: a server that rejects the client
+//! sends CLOSE(0, reason) and closes the WebSocket, and a write racing that close fails
+//! (broken pipe, reset) while the server's CLOSE already waits to be read. So after a write
+//! error the driver writes nothing more and reads on, bounded by the close timeout: a
+//! CLOSE(0) found there ends the connection with the server's reason; otherwise the write
+//! error does, when the read side ends or the bound passes. Nothing queued is flushed after
+//! a write error (it can never be sent), so the driver ends as soon as the transport is
+//! gone. (A transport must keep what it received readable after a write error for this to
+//! help; [`crate::transport::DeferWriteErrors`] makes a tokio-websockets stream do so, and
+//! [`crate::transport::connect`] uses it.)
+//!
 //! The transport is one of two [`Io`]s: [`MessageIo`], a read half and a write half that
 //! carry one Wisp packet per message (any [`TransportRead`]/[`TransportWrite`]), or
 //! [`FrameIo`], a whole tokio-websockets WebSocket the driver owns alone, to which it hands
@@ -193,6 +204,7 @@ impl<R: TransportRead, W: TransportWrite> Io for MessageIo<R, W> {
 
     fn discard(&mut self) {
         self.outgoing.clear();
+        self.needs_flush = false;
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WispError>> {
@@ -296,6 +308,11 @@ pub(crate) struct Driver<T> {
     idle_since: Option<std::time::Instant>,
     busy_since_idle: bool,
     close_timeout: Duration,
+    /// The transport failed to write with this error: nothing more is written, and the
+    /// connection ends with it unless the read side yields the server's CLOSE(0) first.
+    write_error: Option<WispError>,
+    /// How long the read side is given to say why the server went away.
+    write_error_wait: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<T> Drop for Driver<T> {
@@ -327,6 +344,8 @@ impl<T: Io> Driver<T> {
             idle_since: None,
             busy_since_idle: false,
             close_timeout,
+            write_error: None,
+            write_error_wait: None,
         }
     }
 
@@ -391,7 +410,12 @@ impl<T: Io> Driver<T> {
         }
         if let Some(error) = end {
             self.rx_done = true;
-            let error = error.map_or(TransportError::Closed, WispError::into_transport);
+            // After a failed write the read side ends because of it: the write error is
+            // the first failure, so it is the one reported (unless a CLOSE(0) came first).
+            let error = match (&self.write_error, error) {
+                (Some(write_error), _) => write_error.clone().into_transport(),
+                (None, error) => error.map_or(TransportError::Closed, WispError::into_transport),
+            };
             state.conn.handle_transport_closed(error);
         }
         state.process_events();
@@ -402,6 +426,38 @@ impl<T: Io> Driver<T> {
     /// error, otherwise whether the budget ran out.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, WispError> {
         self.io.poll_send(cx, &self.shared)
+    }
+
+    /// The transport failed to write: write nothing more, and read on (now, and until the
+    /// read side ends or the close timeout passes) for a CLOSE(0) that explains the failure.
+    fn write_failed(&mut self, cx: &mut Context<'_>, error: WispError) -> bool {
+        self.io.discard();
+        self.write_error = Some(error);
+        // A sleep of its own: `timer` follows the connection's deadlines.
+        self.write_error_wait = Some(Box::pin(tokio::time::sleep(self.close_timeout)));
+        self.poll_read(cx)
+    }
+
+    /// After a write error, ends the connection with it once the read side has had its
+    /// chance: it ended, or the bound passed.
+    fn settle_write_error(&mut self, cx: &mut Context<'_>) {
+        let Some(error) = &self.write_error else {
+            return;
+        };
+        let mut state = self.shared.lock();
+        if state.conn.error().is_some() {
+            return;
+        }
+        let waited_enough = self
+            .write_error_wait
+            .as_mut()
+            .is_none_or(|wait| wait.as_mut().poll(cx).is_ready());
+        if self.rx_done || waited_enough {
+            state
+                .conn
+                .handle_transport_closed(error.clone().into_transport());
+            state.process_events();
+        }
     }
 
     fn poll_timer(&mut self, cx: &mut Context<'_>) {
@@ -449,19 +505,19 @@ impl<T: Io> Future for Driver<T> {
         let this = self.get_mut();
         let mut yield_now = this.poll_read(cx);
         this.poll_timer(cx);
-        let write_result = this.poll_write(cx);
-        let mut state = this.shared.lock();
-        match write_result {
-            Ok(exhausted) => yield_now |= exhausted,
-            Err(e) => {
-                state.conn.handle_transport_closed(e.into_transport());
-                state.process_events();
-                this.io.discard();
+        if this.write_error.is_none() {
+            match this.poll_write(cx) {
+                Ok(exhausted) => yield_now |= exhausted,
+                Err(e) => yield_now |= this.write_failed(cx, e),
             }
         }
+        this.settle_write_error(cx);
+        let mut state = this.shared.lock();
         if let Some(error) = state.conn.error().cloned() {
             // Closing: flush what is left (CLOSE packets), then close the WebSocket, bounded.
-            let pending = this.io.is_pending() || state.conn.queued_bytes() > 0;
+            // After a write error nothing more can be sent: only the close is tried.
+            let pending = this.write_error.is_none()
+                && (this.io.is_pending() || state.conn.queued_bytes() > 0);
             state.driver_waker = Some(cx.waker().clone());
             drop(state);
             let deadline = *this
@@ -493,8 +549,9 @@ impl<T: Io> Future for Driver<T> {
         // A writer on another worker thread may have queued a packet after `poll_write`
         // emptied the queue but before the waker above was stored: its `wake_driver` found
         // no waker. Unless the transport is what we wait for (packets taken and not yet
-        // out), look again rather than sleep on a non-empty queue.
-        let queued_meanwhile = !this.io.is_pending() && state.conn.queued_bytes() > 0;
+        // out) or has failed, look again rather than sleep on a non-empty queue.
+        let queued_meanwhile =
+            this.write_error.is_none() && !this.io.is_pending() && state.conn.queued_bytes() > 0;
         // Nothing to send: time the release of buffers a burst left large.
         let idle = !this.io.is_pending() && state.conn.queued_bytes() == 0;
         let large = state.conn.transmit_capacity() + this.io.buffer_capacity() > KEEP_IDLE;

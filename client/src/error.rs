@@ -13,6 +13,7 @@ use crate::proto::{
     self, CloseReason, DecodeError, ExtensionDecodeError, Malformed, Misuse, PeerIncompatible,
     PeerMisbehaved, Rejection, TransportError, Wait, WispVersion,
 };
+use crate::transport::ConnectStep;
 
 /// Everything that can go wrong in a Wisp client.
 ///
@@ -45,7 +46,9 @@ pub enum WispError {
         /// Its stream id.
         stream_id: u32,
     },
-    /// The server's INFO carries a major version this client cannot speak (found, needed).
+    /// The server speaks a version this client cannot (found, spoken by this client): its
+    /// INFO carries another major version, or a v1 client got an INFO and no CONTINUE(0)
+    /// (the server demands v2).
     #[error("incompatible protocol version {0} (this client speaks {1})")]
     IncompatibleProtocolVersion(WispVersion, WispVersion),
     /// Required extensions are missing: from the server's INFO, or (for UDP streams) from the
@@ -74,6 +77,11 @@ pub enum WispError {
     /// The handshake did not finish within the configured timeout.
     #[error("the handshake timed out")]
     HandshakeTimedOut,
+    /// Opening the WebSocket did not finish within
+    /// [`MuxOptions::connect_timeout`](crate::MuxOptions::connect_timeout); the step that was
+    /// still running.
+    #[error("{0} timed out")]
+    ConnectTimedOut(ConnectStep),
     /// The server ended the connection with CLOSE on stream 0 after the handshake.
     #[error("the server closed the connection ({0})")]
     ClosedByServer(CloseReason),
@@ -150,6 +158,7 @@ impl WispError {
             | Self::ExtensionsNotSupported(_)
             | Self::CertAuthExtensionCertTypeInvalid(_)
             | Self::HandshakeTimedOut
+            | Self::ConnectTimedOut(_)
             | Self::MaxStreamCountReached
             | Self::StreamAlreadyClosed
             | Self::StreamOpenTimedOut
@@ -184,6 +193,7 @@ impl WispError {
             Self::WsImplSocketClosed
             | Self::WsImplError(_)
             | Self::HandshakeTimedOut
+            | Self::ConnectTimedOut(_)
             | Self::MaxStreamCountReached
             | Self::StreamAlreadyClosed
             | Self::StreamOpenTimedOut
@@ -224,8 +234,8 @@ impl From<proto::Error> for WispError {
                 packet_type: packet_type.0,
                 stream_id,
             },
-            proto::Error::PeerIncompatible(PeerIncompatible::Version { found }) => {
-                Self::IncompatibleProtocolVersion(found, WispVersion::V2)
+            proto::Error::PeerIncompatible(PeerIncompatible::Version { found, speaks }) => {
+                Self::IncompatibleProtocolVersion(found, speaks)
             }
             proto::Error::PeerIncompatible(PeerIncompatible::MissingExtensions(ids)) => {
                 Self::ExtensionsNotSupported(ids.into_iter().map(|id| id.0).collect())
@@ -285,7 +295,7 @@ mod tests {
 
     #[test]
     fn names_come_from_the_variants() {
-        assert_eq!(WispError::NAMES.len(), 25);
+        assert_eq!(WispError::NAMES.len(), 26);
         for (error, name) in [
             (WispError::WsImplSocketClosed, "WsImplSocketClosed"),
             (

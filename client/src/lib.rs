@@ -11,9 +11,8 @@
 //! ```no_run
 //! use bytes::Bytes;
 //! use futures::{SinkExt, StreamExt};
-//! use wisp_client::extensions::{MotdExtensionBuilder, UdpExtensionBuilder, WispV2Handshake};
-//! use wisp_client::proto::StreamType;
-//! use wisp_client::{ClientMux, MuxOptions, WispError};
+//! use wisp_client::extensions::{MotdExtensionBuilder, UdpExtensionBuilder};
+//! use wisp_client::{ClientMux, MuxOptions, StreamType, WispError, WispV2Handshake};
 //!
 //! # async fn run() -> Result<(), WispError> {
 //! let handshake = WispV2Handshake::new([UdpExtensionBuilder.into(), MotdExtensionBuilder.into()]);
@@ -35,6 +34,10 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! The seed API's spellings work as well (`StreamType::Tcp`, `CloseReason::Voluntary`):
+//! `examples/simple_wisp_client.rs` is epoxy's `simple-wisp-client` load generator written
+//! against this crate.
 //!
 //! Streams are also byte streams: [`MuxStream::into_tokio_io`] gives a tokio
 //! `AsyncRead + AsyncBufRead + AsyncWrite` (for `tokio::io::copy`, TLS connectors, hyper), and
@@ -58,8 +61,18 @@
 //! - **Versions.** `None` as handshake speaks v1. `Some` speaks v2 and accepts three server
 //!   orders: INFO then (after the client INFO) CONTINUE (draft 6), INFO then an immediate
 //!   CONTINUE (drafts 4–5), and CONTINUE then INFO (drafts 1–3, wisp-mux 5.x; the client waits
-//!   [`MuxOptions::legacy_info_wait`] for that INFO). A server that only sends CONTINUE is v1:
-//!   [`ClientMux::was_downgraded`] is then true. A late INFO on a v1 connection is ignored.
+//!   [`MuxOptions::legacy_info_wait`] for that INFO; any other packet in that window settles
+//!   it at once). A server that only sends CONTINUE is v1: [`ClientMux::was_downgraded`] is
+//!   then true. A late INFO on a v1 connection is ignored. A v1 client (`None`, no
+//!   subprotocol offered) whose server sends INFO and no CONTINUE(0) within
+//!   [`MuxOptions::legacy_info_wait`] fails with [`WispError::IncompatibleProtocolVersion`]
+//!   (2.x found, 1.2 spoken) and sends CLOSE(0, 0x04): by draft 5+ a server may speak v2
+//!   only to a client that offered `Sec-WebSocket-Protocol`, so such a server demands v2,
+//!   and a v1 client never answers an INFO.
+//! - **Password layout.** Unless [`extensions::PasswordExtensionBuilder::layout`] pins it,
+//!   the password record's layout follows the server's handshake order: CONTINUE(0) before
+//!   INFO (drafts 1–3, the deployed servers that check passwords) gets the draft-5 layout,
+//!   INFO first gets draft 6 ([`proto::PasswordLayout::for_order`]).
 //! - **Required extensions.** Extensions required with
 //!   [`extensions::WispV2Handshake::with_required_extension`] are checked on the server's INFO
 //!   before the client INFO is sent, and also when the server answers as v1 (only UDP is
@@ -75,11 +88,17 @@
 //! - **Close.** Dropping both halves of an open stream sends CLOSE 0x02. Data that arrived
 //!   before a CLOSE is read before the end of the stream. CLOSE reasons are an open code
 //!   space ([`proto::CloseReason`]): unknown values are kept, never fatal. CLOSE on stream 0 or
-//!   the end of the WebSocket ends every stream with the error that says why.
+//!   the end of the WebSocket ends every stream with the error that says why; a write that
+//!   fails because the server just closed does not hide the server's CLOSE(0) (the driver
+//!   reads on after a write error). [`ClientMux::close`] on a connection that is already
+//!   over is `Ok`; [`ClientMux::close_error`] keeps why it ended.
+//! - **Memory.** Stream maps and queues shrink once they fall to a quarter of their
+//!   capacity ([`proto::reclaim`]), so a burst of streams does not pin its memory.
 //! - **Hostile input.** Truncated packets end the connection with
 //!   [`WispError::MalformedPacket`]; unknown packet types, text frames, packets for unknown
 //!   streams and INFO after the handshake are ignored. Nothing a server sends can panic
-//!   the client, and every wait (handshake, stream confirmation, close) is bounded.
+//!   the client, and every wait (TCP connect, TLS, upgrade, handshake, stream confirmation,
+//!   close) is bounded.
 
 mod alloc;
 mod driver;
@@ -95,8 +114,11 @@ pub use wisp_proto as proto;
 
 pub use driver::MultiplexorActorFuture;
 pub use error::WispError;
+pub use extensions::WispV2Handshake;
 pub use mux::{ClientMux, MuxResult};
-pub use proto::MuxOptions;
+/// The protocol types applications name, at the root as in the seed API (`StreamType::Tcp`
+/// and `CloseReason::Voluntary` are accepted spellings).
+pub use proto::{CloseReason, MuxOptions, StreamType, WispVersion};
 pub use stream::{
     MuxStream, MuxStreamAsyncRW, MuxStreamRead, MuxStreamTokioIo, MuxStreamWrite, StreamEnd,
 };

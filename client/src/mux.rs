@@ -143,8 +143,10 @@ impl ClientMux {
     /// as it is (see [`BatchedStream`]): no allocation or lock per packet beyond the
     /// connection's own.
     ///
-    /// Build the WebSocket over [`BatchedStream::new`] of the socket (as
-    /// [`crate::transport::connect`] does), with a client-role tokio-websockets builder.
+    /// Build the WebSocket over [`BatchedStream::new`] of the socket, with a client-role
+    /// tokio-websockets builder; [`crate::transport::connect`] also puts
+    /// [`DeferWriteErrors`](crate::transport::DeferWriteErrors) between the two, so a write
+    /// racing the server's close does not hide the server's CLOSE.
     pub async fn new_websocket<S>(
         transport: TokioWebsocketsTransport<BatchedStream<S>>,
         wisp_v2: Option<WispV2Handshake>,
@@ -173,7 +175,10 @@ impl ClientMux {
     }
 
     /// Opens a WebSocket to `url` (offering `Sec-WebSocket-Protocol: wisp-v2` when `wisp_v2`
-    /// is `Some`) and runs the handshake over it ([`ClientMux::new_websocket`]).
+    /// is `Some`) and runs the handshake over it ([`ClientMux::new_websocket`]). Opening the
+    /// WebSocket is bounded by [`MuxOptions::connect_timeout`] ([`WispError::ConnectTimedOut`]
+    /// names the step that was still running: TCP, TLS or the upgrade), the Wisp handshake
+    /// after it by [`MuxOptions::handshake_timeout`].
     pub async fn connect(
         url: &str,
         wisp_v2: Option<WispV2Handshake>,
@@ -183,7 +188,8 @@ impl ClientMux {
             ConnectOptions::v2()
         } else {
             ConnectOptions::v1()
-        };
+        }
+        .timeout(options.connect_timeout);
         let connection = connect(url, &connect_options).await?;
         Self::new_websocket(connection.transport, wisp_v2, options).await
     }
@@ -287,22 +293,24 @@ impl ClientMux {
     }
 
     /// Closes the connection without a CLOSE packet: every stream ends, the WebSocket is
-    /// closed, and the driver future completes. On a connection that is already over, fails
-    /// with [`WispError::MuxTaskEnded`].
+    /// closed, and the driver future completes. Closing a connection that is already over
+    /// (closed by the server, by a failure, or by an earlier close) is `Ok` and changes
+    /// nothing: why it ended stays in [`ClientMux::close_error`].
     pub async fn close(&self) -> Result<(), WispError> {
         self.close_inner(None)
     }
 
-    /// Sends CLOSE(0, reason), then closes the connection like [`ClientMux::close`].
+    /// Sends CLOSE(0, reason), then closes the connection like [`ClientMux::close`]. On a
+    /// connection that is already over nothing is sent and the result is `Ok`.
     pub async fn close_with_reason(&self, reason: CloseReason) -> Result<(), WispError> {
         self.close_inner(Some(reason))
     }
 
-    /// Closes the connection; one already over gives [`WispError::MuxTaskEnded`].
+    /// Closes the connection; one already over is left as it is.
     fn close_inner(&self, reason: Option<CloseReason>) -> Result<(), WispError> {
         let mut state = self.shared.lock();
         if state.conn.error().is_some() {
-            return Err(WispError::MuxTaskEnded);
+            return Ok(());
         }
         state.conn.close(reason);
         state.process_events();

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::WispError;
 use crate::proto::idmap::IdMap;
+use crate::proto::reclaim::Reclaim;
 use crate::proto::{ClientConnection, CloseReason, Event};
 use crate::stream::StreamEnd;
 
@@ -47,7 +48,7 @@ impl State {
         while let Some(event) = self.conn.poll_event() {
             match event {
                 Event::StreamOpened { id } => {
-                    if let Some(tx) = self.opening.remove(&id) {
+                    if let Some(tx) = self.take_opening(id) {
                         let _ = tx.send(Ok(()));
                     }
                 }
@@ -56,7 +57,7 @@ impl State {
                     if let Some(slot) = self.streams.get_mut(&id) {
                         slot.end = Some(StreamEnd::OpenFailed(error.clone()));
                     }
-                    if let Some(tx) = self.opening.remove(&id) {
+                    if let Some(tx) = self.take_opening(id) {
                         let _ = tx.send(Err(error));
                     }
                 }
@@ -94,9 +95,17 @@ impl State {
                     for (_, tx) in self.opening.drain() {
                         let _ = tx.send(Err(error.clone()));
                     }
+                    self.opening.reclaim();
                 }
             }
         }
+    }
+
+    /// The waiter for stream `id`'s open confirmation, removed from the map.
+    fn take_opening(&mut self, id: u32) -> Option<oneshot::Sender<Result<(), WispError>>> {
+        let tx = self.opening.remove(&id);
+        self.opening.reclaim();
+        tx
     }
 
     /// Wakes the driver if the connection has something for it to do.
@@ -126,6 +135,8 @@ impl State {
         }
         let open = slot.end.is_none();
         self.streams.remove(&id);
+        // After a burst of streams the slots' capacity goes back.
+        self.streams.reclaim();
         if open && self.conn.close_stream(id, CloseReason::VOLUNTARY).is_ok() {
             self.process_events();
             self.wake_driver();

@@ -15,6 +15,7 @@ use bytes::{Buf, Bytes};
 use futures::{Sink, Stream};
 
 use crate::WispError;
+use crate::proto::reclaim::Reclaim;
 use crate::proto::{self, CloseReason, Initiator, StreamType};
 use crate::shared::{Shared, State};
 
@@ -270,6 +271,8 @@ impl Stream for MuxStreamRead {
             return Poll::Ready(None);
         };
         if let Some(data) = slot.recv.pop_front() {
+            // A reader that fell behind a flood gets the queue's memory back as it catches up.
+            slot.recv.reclaim();
             return Poll::Ready(Some(Ok(data)));
         }
         match &slot.end {

@@ -1,14 +1,16 @@
 //! The WebSocket side: the transport traits the multiplexor is driven over, the
 //! tokio-websockets adapter, [`BatchedStream`] (the socket under it, which also carries the
-//! multiplexor's own encoded frames), and [`connect`].
+//! multiplexor's own encoded frames), [`DeferWriteErrors`], and [`connect`].
 //!
 //! A transport carries one Wisp packet per binary WebSocket message. The read half yields
 //! whole binary messages; text, ping and pong frames are skipped (the protocol does not
 //! define text frames, and deployed servers ignore them); a close frame ends the stream.
 
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::{SplitSink, SplitStream};
@@ -267,6 +269,169 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for BatchedStream<S> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
+/// A byte stream whose write errors wait for its read side: once a write fails, later writes
+/// are discarded, and reads go on returning what the peer sent before it went away (its
+/// reset or EOF ends them, as it would have anyway); should nothing more become readable
+/// within a bound ([`DeferWriteErrors::DEFAULT_READ_BOUND`]), reads fail with the write
+/// error.
+///
+/// A server that rejects a client after the handshake sends CLOSE(0, reason), closes the
+/// WebSocket and the TCP connection; a client writing at that moment gets a broken pipe or a
+/// reset although the server's CLOSE is already in its receive buffer. tokio-websockets
+/// stops reading for good after any write error, so that CLOSE would be lost; under a
+/// `WebSocketStream` built on this wrapper the write error reaches the multiplexor through
+/// the read side, after everything the server sent before it, and the server's reason wins.
+/// [`connect`] builds its WebSocket on it; wrap a stream the same way when you build the
+/// `WebSocketStream` yourself.
+#[derive(Debug)]
+pub struct DeferWriteErrors<S> {
+    inner: S,
+    /// The first write error; reads report it if nothing more arrives within `read_bound`.
+    write_error: Option<(io::ErrorKind, String)>,
+    read_bound: Duration,
+    /// Started when the write failed.
+    read_wait: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> DeferWriteErrors<S> {
+    /// How long reads wait for more after a write failed, by default: the default
+    /// [`crate::MuxOptions::close_timeout`]. A peer that reset the connection or closed it
+    /// makes the socket readable at once, so this only bounds a pathological transport.
+    pub const DEFAULT_READ_BOUND: Duration = Duration::from_secs(5);
+
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            write_error: None,
+            read_bound: Self::DEFAULT_READ_BOUND,
+            read_wait: None,
+        }
+    }
+
+    /// Sets how long reads wait for more after a write failed.
+    pub fn with_read_bound(mut self, bound: Duration) -> Self {
+        self.read_bound = bound;
+        self
+    }
+
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped stream.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// Whether a write has failed.
+    pub fn write_failed(&self) -> bool {
+        self.write_error.is_some()
+    }
+
+    /// Latches a write error, starts the read bound and wakes the reader (the task that
+    /// drives both halves).
+    fn latch(&mut self, cx: &mut Context<'_>, e: &io::Error) {
+        if self.write_error.is_none() {
+            self.write_error = Some((e.kind(), e.to_string()));
+            self.read_wait = Some(Box::pin(tokio::time::sleep(self.read_bound)));
+            cx.waker().wake_by_ref();
+        }
+    }
+
+    fn deferred_error(&self) -> Option<io::Error> {
+        self.write_error
+            .as_ref()
+            .map(|(kind, text)| io::Error::new(*kind, text.clone()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for DeferWriteErrors<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Pending => {
+                // Pending does not mean "nothing received": the runtime may not have seen
+                // the socket's readiness yet. Only the bound turns it into the error.
+                let expired = self
+                    .read_wait
+                    .as_mut()
+                    .is_some_and(|wait| wait.as_mut().poll(cx).is_ready());
+                match self.deferred_error() {
+                    Some(e) if expired => Poll::Ready(Err(e)),
+                    _ => Poll::Pending,
+                }
+            }
+            ready => ready,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for DeferWriteErrors<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.write_error.is_some() {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(Err(e)) => {
+                self.latch(cx, &e);
+                Poll::Ready(Ok(buf.len()))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let all = |bufs: &[IoSlice<'_>]| bufs.iter().map(|b| b.len()).sum();
+        if self.write_error.is_some() {
+            return Poll::Ready(Ok(all(bufs)));
+        }
+        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Err(e)) => {
+                self.latch(cx, &e);
+                Poll::Ready(Ok(all(bufs)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.write_error.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Ready(Err(e)) => {
+                self.latch(cx, &e);
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.deferred_error() {
+            // Nothing can be sent any more; the close ends here.
+            Some(e) => Poll::Ready(Err(e)),
+            None => Pin::new(&mut self.inner).poll_shutdown(cx),
+        }
+    }
+}
 
 /// The tokio-websockets flush threshold [`connect`] configures (its default is 8 KiB).
 ///
@@ -283,7 +448,7 @@ pub const FLUSH_THRESHOLD: usize = 64 * 1024;
 pub const WISP_V2_SUBPROTOCOL: &str = "wisp-v2";
 
 /// How [`connect`] opens the WebSocket.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ConnectOptions {
     /// The `Sec-WebSocket-Protocol` value to offer. Draft 5+ servers speak v2 only when the
@@ -293,6 +458,44 @@ pub struct ConnectOptions {
     pub headers: Vec<(String, String)>,
     /// The largest incoming WebSocket message accepted (`None`: the library default, 64 MiB).
     pub max_message_size: Option<usize>,
+    /// Bound on the whole of [`connect`]: resolving and connecting TCP, the TLS handshake
+    /// and the WebSocket upgrade (`None`: wait forever). Default 10 s, as
+    /// [`crate::MuxOptions::connect_timeout`].
+    pub timeout: Option<Duration>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            subprotocol: None,
+            headers: Vec::new(),
+            max_message_size: None,
+            timeout: crate::MuxOptions::default().connect_timeout,
+        }
+    }
+}
+
+/// The step of opening a WebSocket ([`connect`]) that did not finish in time
+/// ([`WispError::ConnectTimedOut`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnectStep {
+    /// Resolving the host and connecting TCP.
+    Tcp,
+    /// The TLS handshake (`wss://`).
+    Tls,
+    /// The HTTP upgrade to a WebSocket.
+    Upgrade,
+}
+
+impl std::fmt::Display for ConnectStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Tcp => "the TCP connect",
+            Self::Tls => "the TLS handshake",
+            Self::Upgrade => "the WebSocket upgrade",
+        })
+    }
 }
 
 impl ConnectOptions {
@@ -320,14 +523,37 @@ impl ConnectOptions {
         self.max_message_size = Some(size);
         self
     }
+
+    /// Sets [`ConnectOptions::timeout`].
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// Runs one step of [`connect`] within what is left of its deadline.
+async fn step<T>(
+    deadline: Option<tokio::time::Instant>,
+    step: ConnectStep,
+    work: impl Future<Output = Result<T, WispError>>,
+) -> Result<T, WispError> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, work)
+            .await
+            .map_err(|_| WispError::ConnectTimedOut(step))?,
+        None => work.await,
+    }
 }
 
 /// An open WebSocket to a Wisp server, ready for [`crate::ClientMux::new_websocket`] (or to
 /// be split and handed to [`crate::ClientMux::new`]).
 #[derive(Debug)]
 pub struct Connection {
-    /// The WebSocket as a transport.
-    pub transport: TokioWebsocketsTransport<BatchedStream<MaybeTlsStream<TcpStream>>>,
+    /// The WebSocket as a transport: over a [`BatchedStream`] (which writes the
+    /// multiplexor's batches of frames), over [`DeferWriteErrors`] (so a write racing the
+    /// server's close does not hide the server's CLOSE).
+    pub transport:
+        TokioWebsocketsTransport<BatchedStream<DeferWriteErrors<MaybeTlsStream<TcpStream>>>>,
     /// The `Sec-WebSocket-Protocol` the server echoed, if any. The spec does not require
     /// the echo, so its absence is not an error.
     pub echoed_subprotocol: Option<String>,
@@ -336,8 +562,10 @@ pub struct Connection {
 /// Opens a WebSocket to a Wisp server URL (`ws://` or, with the `tls` feature, `wss://`).
 ///
 /// The URL should end in `/`: Wisp servers use the trailing slash to tell Wisp from wsproxy
-/// requests.
+/// requests. The whole of it is bounded by [`ConnectOptions::timeout`]; a step still running
+/// at the deadline fails with [`WispError::ConnectTimedOut`] naming it.
 pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Connection, WispError> {
+    let deadline = options.timeout.map(|t| tokio::time::Instant::now() + t);
     let uri: Uri = url
         .parse()
         .map_err(|e| WispError::InvalidArgument(format!("invalid URL {url:?}: {e}")))?;
@@ -358,11 +586,14 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Connection, 
             .map_err(|e| WispError::InvalidArgument(format!("header value {value:?}: {e}")))?;
         builder = builder.add_header(name, value).map_err(map_ws_error)?;
     }
-    let stream = open_stream(&uri).await?;
-    let (ws, response) = builder
-        .connect_on(BatchedStream::new(stream))
-        .await
-        .map_err(map_ws_error)?;
+    let stream = open_stream(&uri, deadline).await?;
+    let (ws, response) = step(deadline, ConnectStep::Upgrade, async {
+        builder
+            .connect_on(BatchedStream::new(DeferWriteErrors::new(stream)))
+            .await
+            .map_err(map_ws_error)
+    })
+    .await?;
     let echoed_subprotocol = response
         .headers()
         .get("sec-websocket-protocol")
@@ -377,7 +608,10 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Connection, 
 /// Opens the TCP (and, for `wss://`, TLS) connection for `uri`, with `TCP_NODELAY` set:
 /// Wisp sends many small packets (CONNECT then DATA, CONTINUE), which Nagle's algorithm
 /// would hold back for the peer's delayed ACK.
-async fn open_stream(uri: &Uri) -> Result<MaybeTlsStream<TcpStream>, WispError> {
+async fn open_stream(
+    uri: &Uri,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<MaybeTlsStream<TcpStream>, WispError> {
     let tls = match uri.scheme_str() {
         Some("ws") => false,
         Some("wss") => true,
@@ -393,20 +627,30 @@ async fn open_stream(uri: &Uri) -> Result<MaybeTlsStream<TcpStream>, WispError> 
         .trim_start_matches('[')
         .trim_end_matches(']');
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let tcp = TcpStream::connect((host, port))
-        .await
-        .map_err(WispError::ws)?;
+    let tcp = step(deadline, ConnectStep::Tcp, async {
+        TcpStream::connect((host, port))
+            .await
+            .map_err(WispError::ws)
+    })
+    .await?;
     tcp.set_nodelay(true).map_err(WispError::ws)?;
     let connector = if tls {
         tls_connector()?
     } else {
         Connector::Plain
     };
-    connector.wrap(host, tcp).await.map_err(map_ws_error)
+    step(deadline, ConnectStep::Tls, async {
+        connector.wrap(host, tcp).await.map_err(map_ws_error)
+    })
+    .await
 }
 
+/// A rustls connector with the webpki roots. rustls picks its crypto provider from the
+/// process default; without one it would panic, so ring's is installed first (an error
+/// means another provider is installed already, which is then used).
 #[cfg(feature = "tls")]
 fn tls_connector() -> Result<Connector, WispError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     Connector::new().map_err(map_ws_error)
 }
 

@@ -593,8 +593,8 @@ async fn close_with_reason_sends_close_zero_then_closes_the_websocket(
     assert!(peer.recv_raw().await.is_none());
     driver.await.unwrap().unwrap();
     assert!(
-        matches!(mux.close().await, Err(WispError::MuxTaskEnded)),
-        "closing a connection that is over says so"
+        mux.close().await.is_ok(),
+        "closing a connection that is over is Ok"
     );
 }
 

@@ -1,35 +1,39 @@
-//! The Wisp conformance harness: loads the case files under `cases/`, runs each one (the
-//! client library under test against the scripted mock server, in virtual time), and turns
-//! the outcome into a verdict and a deterministic transcript.
+//! The Wisp conformance harness: runs the cases of `wisp-cases` against a subject and
+//! judges it.
 //!
-//! Two front-ends share this library: the `cargo test` target `tests/conformance.rs` (one
-//! libtest trial per case, snapshots with insta) and the `wisp-conformance` CLI.
+//! - [`engine`]: the one engine. A [`engine::Subject`] (our client in process, a live
+//!   server) is judged by the cases of its role, through one pool and one action
+//!   interpreter, into one report model.
+//! - [`server`]: the server role's subject (targets, probe, raw scripts, baselines).
+//! - [`report`]: the report model ([`report::CaseReport`], [`report::SuiteReport`], the
+//!   [`report::Gate`]) and its reporters: table, JSON and JUnit XML.
 //!
-//! Server-role cases (`cases/server/`, `role: server`) turn it around: the harness plays a
-//! scripted client against a live third-party server and judges what the server does
-//! ([`server`], `wisp-conformance server URL`, `tests/servers.rs`).
+//! Two front-ends share this library: the `cargo test` targets (`tests/conformance.rs`,
+//! one libtest trial per client-role case with an insta snapshot; `tests/servers.rs`, the
+//! server suite against real servers) and the `wisp-conformance` CLI.
 //!
 //! ```no_run
-//! use wisp_harness::{default_cases_dir, load_dir, run_case};
+//! use wisp_harness::{default_cases_dir, load_dir, run_client_case};
 //!
 //! let (cases, errors) = load_dir(&default_cases_dir());
 //! assert!(errors.is_empty());
-//! for case in &cases {
-//!     let report = run_case(case);
-//!     println!("{} {}", report.id, report.verdict);
+//! for case in cases.iter().filter_map(|c| c.as_client()) {
+//!     let report = run_client_case(case);
+//!     println!("{} {}", report.id, report.label());
 //! }
 //! ```
 
 use std::path::PathBuf;
 
-pub mod runner;
+pub mod engine;
+pub mod report;
 pub mod select;
 pub mod server;
-mod stream_check;
 
-pub use runner::{CaseReport, run_case};
+pub use engine::{Subject, SuiteOptions, run_client_case, run_suite, run_suite_blocking};
+pub use report::{CaseReport, Gate, SuiteReport};
 pub use select::{Filter, FilterError};
-pub use wisp_mock_server::scenario::{Case, LoadError, Verdict, load_case, load_dir};
+pub use wisp_cases::{Case, ClientCase, LoadError, Role, ServerCase, Verdict, load_case, load_dir};
 
 /// The workspace's `cases/` directory.
 pub fn default_cases_dir() -> PathBuf {

@@ -53,13 +53,13 @@ impl Filter {
         let unmatched: Vec<String> = self
             .prefixes
             .iter()
-            .filter(|p| !cases.iter().any(|c| Self::prefix_matches(p, &c.id)))
+            .filter(|p| !cases.iter().any(|c| Self::prefix_matches(p, c.id())))
             .cloned()
             .collect();
         if !unmatched.is_empty() {
             return Err(FilterError { unmatched });
         }
-        Ok(cases.iter().filter(|c| self.matches(&c.id)).collect())
+        Ok(cases.iter().filter(|c| self.matches(c.id())).collect())
     }
 }
 

@@ -12,76 +12,69 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
-use ed25519_dalek::{Signature, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use futures::{SinkExt, StreamExt};
-use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio_websockets::{Message, ServerBuilder};
+use wisp_cases::client::{ServerOptions, ServerStep};
 use wisp_client::proto::{
-    CertAuthClientRecord, CloseReason, ExtensionId, Packet, PacketBody, PasswordClientRecord,
-    PasswordLayout,
+    CERT_ALGORITHM_ED25519, CertAuthClientRecord, CertAuthServerRecord, CloseReason, ExtensionId,
+    InfoPacket, Packet, PacketBody, PasswordClientRecord, PasswordLayout, PasswordServerRecord,
+    WispVersion,
 };
-use wisp_harness::server::report::Gate;
-use wisp_harness::server::{RunMode, SuiteConfig, SuiteReport, run_suite};
-use wisp_harness::{Case, Filter, Verdict, default_cases_dir, load_dir};
+use wisp_harness::server::{RunMode, ServerConfig};
+use wisp_harness::{Case, Verdict, default_cases_dir};
+use wisp_harness::{Gate, Subject, SuiteOptions, SuiteReport, run_suite};
 use wisp_mock_server::replay::{Script, serve};
-use wisp_mock_server::scenario::{ServerOptions, ServerStep};
 
-fn server_cases(only: &[&str]) -> Vec<Case> {
-    let (cases, errors) = load_dir(&default_cases_dir());
-    assert!(errors.is_empty(), "{errors:?}");
-    let cases: Vec<Case> = cases.into_iter().filter(Case::is_server_role).collect();
-    let filter = Filter::new(only.iter().map(|s| (*s).to_owned()));
-    filter
-        .apply(&cases)
-        .expect("the filter matches")
-        .into_iter()
-        .cloned()
-        .collect()
-}
+mod common;
+use common::{by_id, server_cases};
 
-fn config(url: String, mode: RunMode, step_ms: u64) -> SuiteConfig {
-    let mut c = SuiteConfig::new(url, mode);
+fn config(url: String, mode: RunMode, step_ms: u64) -> ServerConfig {
+    let mut c = ServerConfig::new(url, mode);
     c.step_timeout = Duration::from_millis(step_ms);
-    c.jobs = 16;
     c
 }
 
-async fn run(cases: &[Case], config: SuiteConfig) -> SuiteReport {
-    run_suite(cases, config, &mut |_, _, _| {})
-        .await
-        .expect("the run starts")
+/// Runs the cases against the server of `config`, 16 at a time.
+async fn run(cases: &[Case], config: ServerConfig) -> SuiteReport {
+    run_jobs(cases, config, 16).await
 }
 
-fn by_id<'a>(report: &'a SuiteReport, id: &str) -> &'a wisp_harness::server::ServerCaseReport {
-    report
-        .cases
-        .iter()
-        .find(|c| c.id == id)
-        .unwrap_or_else(|| panic!("no report for {id}"))
+/// Runs the cases against the server of `config`, `jobs` at a time.
+async fn run_jobs(cases: &[Case], config: ServerConfig, jobs: usize) -> SuiteReport {
+    let options = SuiteOptions {
+        jobs,
+        ..SuiteOptions::default()
+    };
+    run_suite(
+        cases,
+        Subject::Server(Box::new(config)),
+        &options,
+        &mut |_, _, _| {},
+    )
+    .await
+    .expect("the run starts")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_server_gives_connection_errors_and_exit_2() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let refused = wisp_testkit::refused_port().await;
     let cases = server_cases(&[]);
     let started = Instant::now();
     let report = run(
         &cases,
-        config(format!("ws://127.0.0.1:{port}/"), RunMode::V1, 1000),
+        config(format!("ws://{refused}/"), RunMode::V1, 1000),
     )
     .await;
     assert!(started.elapsed() < Duration::from_secs(20));
-    assert!(report.probe.error.is_some());
+    let server = report.server().expect("a server run");
+    assert!(server.probe.error.is_some());
     let applicable = cases
         .iter()
+        .filter_map(Case::as_server)
         .filter(|c| wisp_harness::server::applies(c, RunMode::V1))
         .count();
     assert_eq!(report.cases.len(), applicable, "every case is reported");
@@ -181,7 +174,12 @@ async fn stalling_server_is_judged_case_by_case_within_bounds() {
     );
     assert!(
         report.cases.iter().all(|c| c.error.is_none()),
-        "the server accepts: no connection errors"
+        "the server accepts: no connection errors: {:?}",
+        report
+            .cases
+            .iter()
+            .filter_map(|c| Some((&c.id, c.error.as_ref()?)))
+            .collect::<Vec<_>>()
     );
     // It does send CONTINUE(0) first: that case is OK.
     assert_eq!(
@@ -203,13 +201,11 @@ async fn stalling_server_is_judged_case_by_case_within_bounds() {
     assert_eq!(close.verdict, Verdict::Failed);
     assert!(close.note.contains("no CLOSE"), "{}", close.note);
     assert!(
-        !echo.trace.is_empty()
-            && echo
-                .trace
-                .iter()
-                .any(|l| l.contains("CONTINUE 0 credit=128")),
-        "{:?}",
-        echo.trace
+        echo.transcript
+            .lines()
+            .any(|l| l.contains("CONTINUE 0 credit=128")),
+        "{}",
+        echo.transcript
     );
     assert_eq!(Gate::decide(&report, false, None, true).exit_code, 1);
 }
@@ -219,10 +215,9 @@ async fn server_that_dies_mid_suite_reports_every_case() {
     // The probe and 5 cases get a (stalling) server; then it stops listening.
     let (url, task) = stalling_server(6).await;
     let cases = server_cases(&["server.handshake", "server.tcp", "server.close"]);
-    let mut config = config(url, RunMode::V1, 500);
-    config.jobs = 1;
+    let config = config(url, RunMode::V1, 500);
     let started = Instant::now();
-    let report = run(&cases, config).await;
+    let report = run_jobs(&cases, config, 1).await;
     task.abort();
     assert!(
         started.elapsed() < Duration::from_secs(40),
@@ -231,9 +226,16 @@ async fn server_that_dies_mid_suite_reports_every_case() {
     );
     let applicable = cases
         .iter()
+        .filter_map(Case::as_server)
         .filter(|c| wisp_harness::server::applies(c, RunMode::V1))
         .count();
-    assert_eq!(report.cases.len(), applicable);
+    // After the cases, the run-level check rows (the server sent packets).
+    let case_rows = report
+        .cases
+        .iter()
+        .filter(|c| !c.id.starts_with(wisp_harness::server::checks::PREFIX))
+        .count();
+    assert_eq!(case_rows, applicable);
     let errors = report.cases.iter().filter(|c| c.error.is_some()).count();
     let judged = report
         .cases
@@ -274,18 +276,20 @@ impl AuthServer {
         let (_, mut ws) = ServerBuilder::new().accept(tcp).await.ok()?;
         let mut challenge = [0u8; 64];
         getrandom::fill(&mut challenge).ok()?;
-        let mut info = BytesMut::new();
-        info.put_slice(&[0x05, 0, 0, 0, 0, 2, 0]);
+        let mut records = Vec::new();
         if self.password.is_some() {
-            info.put_slice(&[0x02, 1, 0, 0, 0, 1]);
+            records.push(PasswordServerRecord { required: true }.record());
         }
         if self.key.is_some() {
-            info.put_u8(0x03);
-            info.put_u32_le(66);
-            info.put_slice(&[1, 1]);
-            info.put_slice(&challenge);
+            let record = CertAuthServerRecord {
+                required: true,
+                algorithms: CERT_ALGORITHM_ED25519,
+                challenge: Bytes::copy_from_slice(&challenge),
+            };
+            records.push(record.record());
         }
-        ws.send(Message::binary(info.freeze())).await.ok()?;
+        let info = Packet::info(InfoPacket::new(WispVersion::V2, records)).to_bytes();
+        ws.send(Message::binary(info)).await.ok()?;
         let first = loop {
             let msg = ws.next().await?.ok()?;
             if msg.is_binary() {
@@ -353,11 +357,8 @@ impl AuthServer {
             }
         }
         if let (Some(key), Some(r)) = (&self.key, client.extension(ExtensionId::CERT_AUTH)) {
-            let ok = CertAuthClientRecord::decode(&r.data).is_ok_and(|rec| {
-                Sha256::digest(key.as_bytes()).as_slice() == rec.key_hash
-                    && Signature::from_slice(&rec.signature)
-                        .is_ok_and(|s| key.verify(challenge, &s).is_ok())
-            });
+            let ok =
+                CertAuthClientRecord::decode(&r.data).is_ok_and(|rec| rec.verify(key, challenge));
             if ok {
                 authenticated = true;
             } else {

@@ -13,19 +13,26 @@
 //! A trial fails when a verdict differs from the baseline (an unexpected pass as much as
 //! an unexpected fail), when a case could not connect, when a baseline entry that is not
 //! OK has no comment saying why, or when the run's JUnit report does not validate against
-//! `harness/junit/surefire-testsuite.xsd`. The servers are installed on first use by
+//! `harness/junit/surefire-testsuite.xsd` (`tests/conformance.rs` validates the client
+//! suite's). The servers are installed on first use by
 //! `wisp_testkit::ensure_installed` (pinned wisp-python 0.9.0 and wisp-js 0.5.0); the
 //! wisp-mux 5.1.0 server runs in this process. Nothing is skipped.
+//!
+//! Each run also writes its JSON report (`<server>-<mode>.json`) and the HTML matrix of
+//! every run so far (`index.html`) into `target/tmp/servers-report/`; the directory is
+//! emptied at start, so it holds the runs of the last invocation.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use wisp_harness::server::baseline::{self, Baseline};
-use wisp_harness::server::report::{self, Gate};
-use wisp_harness::server::{RunMode, SuiteConfig, run_suite};
-use wisp_harness::{Case, default_cases_dir, load_dir};
+use wisp_harness::report::{html, json, junit, table};
+use wisp_harness::server::baseline::{self, Baseline, family_matrix};
+use wisp_harness::server::{RunMode, ServerConfig};
+use wisp_harness::{
+    Case, Gate, Role, Subject, SuiteOptions, default_cases_dir, load_dir, run_suite,
+};
 use wisp_testkit::{RealServer, ServerKind, WispMuxConfig, WispMuxServer};
 
 /// The MOTD wisp-js is started with (so the MOTD cases run).
@@ -105,12 +112,50 @@ impl Running {
     }
 }
 
+/// The runs finished so far, by their index in [`Target::ALL`]: the HTML matrix.
+static RUNS: Mutex<Vec<(usize, html::Run)>> = Mutex::new(Vec::new());
+
+fn report_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("servers-report")
+}
+
+/// Writes the run's JSON report and the matrix of every run finished so far.
+fn write_matrix(
+    target: Target,
+    report: &wisp_harness::SuiteReport,
+    gate: &Gate,
+    baseline: &Baseline,
+) -> Result<(), String> {
+    let dir = report_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut value = json::json(report, gate, Some(baseline));
+    if let Some(map) = value.as_object_mut() {
+        map.insert("name".to_owned(), target.name().into());
+    }
+    let path = dir.join(format!("{}.json", target.name()));
+    let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let run = html::Run::from_json(value)?;
+    let order = Target::ALL
+        .iter()
+        .position(|t| t.name() == target.name())
+        .unwrap_or(usize::MAX);
+    let mut runs = RUNS
+        .lock()
+        .map_err(|_| "a run panicked while writing the matrix")?;
+    runs.push((order, run));
+    runs.sort_by_key(|(i, _)| *i);
+    let all: Vec<html::Run> = runs.iter().map(|(_, r)| r.clone()).collect();
+    html::write(&all, &dir).map(drop)
+}
+
 fn baselines_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("baselines")
 }
 
 fn main() {
     let args = Arguments::from_args();
+    let _ = std::fs::remove_dir_all(report_dir());
     let (cases, errors) = load_dir(&default_cases_dir());
     let mut trials = Vec::new();
     if !errors.is_empty() {
@@ -118,7 +163,10 @@ fn main() {
         let text = text.join("\n");
         trials.push(Trial::test("case-files-load", move || Err(text.into())));
     }
-    let cases: Vec<Case> = cases.into_iter().filter(Case::is_server_role).collect();
+    let cases: Vec<Case> = cases
+        .into_iter()
+        .filter(|c| c.role() == Role::Server)
+        .collect();
     trials.push(Trial::test("junit-validator-rejects-invalid-reports", || {
         // The validator must be able to fail: a testcase without `name`, a bad time.
         let bad = r#"<?xml version="1.0"?><testsuite name="x" tests="1" failures="0" errors="0" skipped="0"><testcase time="1.5s"/></testsuite>"#;
@@ -136,7 +184,7 @@ fn main() {
                 Baseline::load(&path).map(|b| (t.name().to_owned(), b.by_family()))
             })
             .collect::<Result<_, _>>()?;
-        let table = report::family_matrix(&runs);
+        let table = family_matrix(&runs);
         // Both the harness README and the top-level README carry the table.
         let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
         for readme_path in [manifest_dir.join("README.md"), manifest_dir.join("../README.md")] {
@@ -193,9 +241,8 @@ fn run_target(target: Target, cases: &[Case]) -> Result<(), Failed> {
     let baseline = Baseline::load(&baseline_path);
     let (report, log) = runtime.block_on(async {
         let server = start(target).await?;
-        let mut config = SuiteConfig::new(server.url(), target.mode());
+        let mut config = ServerConfig::new(server.url(), target.mode());
         config.cases_dir = default_cases_dir();
-        config.jobs = 8;
         config.step_timeout = Duration::from_secs(5);
         match target {
             Target::PythonV1 | Target::JsV1 | Target::JsV2 => {
@@ -206,18 +253,26 @@ fn run_target(target: Target, cases: &[Case]) -> Result<(), Failed> {
             }
             Target::MuxV1 => {}
         }
-        let report = run_suite(cases, config, &mut |_, _, _| {}).await?;
+        let options = SuiteOptions {
+            jobs: 8,
+            ..SuiteOptions::default()
+        };
+        let subject = Subject::Server(Box::new(config));
+        let report = run_suite(cases, subject, &options, &mut |_, _, _| {}).await?;
         Ok::<_, String>((report, server.log_tail()))
     })?;
     drop(runtime);
 
     if std::env::var_os("WISP_BASELINES").is_some_and(|v| v == "write") {
         let new = baseline_path.with_extension("yaml.new");
-        std::fs::write(&new, baseline::render(&report, target.server_name()))
-            .map_err(|e| format!("writing {}: {e}", new.display()))?;
+        std::fs::write(
+            &new,
+            baseline::render(&report, target.server_name(), target.mode()),
+        )
+        .map_err(|e| format!("writing {}: {e}", new.display()))?;
     }
     if std::env::var_os("WISP_SERVERS_VERBOSE").is_some_and(|v| v == "1") {
-        eprintln!("{}", report::table(&report, true));
+        eprintln!("{}", table::table(&report, true));
     }
     let baseline = baseline?;
     let mut problems = Vec::new();
@@ -230,6 +285,9 @@ fn run_target(target: Target, cases: &[Case]) -> Result<(), Failed> {
         ));
     }
     let gate = Gate::decide(&report, false, Some(&baseline), true);
+    if let Err(e) = write_matrix(target, &report, &gate, &baseline) {
+        problems.push(format!("the HTML matrix: {e}"));
+    }
     for m in &gate.mismatches {
         problems.push(format!("verdict drift: {m}"));
     }
@@ -242,7 +300,7 @@ fn run_target(target: Target, cases: &[Case]) -> Result<(), Failed> {
             baseline_path.display()
         ));
     }
-    if let Err(e) = validate_junit(&report::junit(&report, &gate)) {
+    if let Err(e) = junit::junit(&report, &gate).and_then(|xml| validate_junit(&xml)) {
         problems.push(format!("the JUnit report does not validate: {e}"));
     }
     if problems.is_empty() {
@@ -259,32 +317,13 @@ fn run_target(target: Target, cases: &[Case]) -> Result<(), Failed> {
         target.name(),
         baseline_path.display(),
         problems.join("\n  "),
-        report::table(&report, true)
+        table::table(&report, true)
     )
     .into())
 }
 
-/// Validates a JUnit XML document against the shipped XSD with the pinned `xmlschema`
-/// (installed into `.tools/venv` from `tools/wisp-python/requirements.txt`).
+/// Validates a JUnit XML document against the shipped XSD.
 fn validate_junit(xml: &str) -> Result<(), String> {
-    wisp_testkit::ensure_installed()?;
-    let python = wisp_testkit::workspace_root().join(".tools/venv/bin/python");
     let xsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("junit/surefire-testsuite.xsd");
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let file = dir.path().join("junit.xml");
-    std::fs::write(&file, xml).map_err(|e| e.to_string())?;
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import sys, xmlschema; xmlschema.XMLSchema(sys.argv[1]).validate(sys.argv[2])",
-        ])
-        .arg(&xsd)
-        .arg(&file)
-        .output()
-        .map_err(|e| format!("running python: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    wisp_testkit::validate_xml(&xsd, xml)
 }

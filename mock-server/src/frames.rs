@@ -1,33 +1,23 @@
 //! Builders that turn a structured [`PacketSpec`] into the bytes of one WebSocket message.
 //!
-//! Standard packets are encoded with the client crate's codec (as h2-support reuses h2's),
-//! and INFO records with the encoders of each extension's module (`wisp_client::proto::ext`);
-//! only what the codec refuses to build is written here: a record whose length lies, unknown
-//! packet types and trailing bytes. Golden vectors from the protocol
-//! reference (§1.4, §4.4, §8) pin the output, so a bug shared by the codec and the mock
-//! cannot pass unseen.
+//! Standard packets are encoded with the protocol core's codec (as h2-support reuses h2's),
+//! and INFO records by the case language's extension entries
+//! ([`wisp_cases::packet::ServerExtension::record`]), which call the encoders of each
+//! extension's module (`wisp_proto::ext`); only what the codec refuses to build is written
+//! here: a record whose length lies, unknown packet types and trailing bytes. Golden
+//! vectors from the protocol reference (§1.4, §4.4, §8) pin the output, so a bug shared by
+//! the codec and the mock cannot pass unseen.
 
 use std::collections::HashMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use wisp_client::proto::ext::{confirm, udp};
+pub use wisp_cases::packet::SentChallenge;
+use wisp_cases::packet::{PacketSpec, parse_version};
+use wisp_cases::values::StreamRef;
 use wisp_client::proto::{
-    CertAuthServerRecord, CloseReason, ConnectPacket, ExtensionId, ExtensionRecord,
-    MotdServerRecord, Packet, PacketBody, PacketType, PasswordServerRecord, StreamType,
-    WispVersion, encode_header, encode_record,
+    CloseReason, ConnectPacket, Packet, PacketBody, PacketType, StreamType, WispVersion,
+    encode_header,
 };
-
-use crate::scenario::{Challenge, PacketSpec, ServerExtension, parse_version};
-use crate::values::StreamRef;
-
-/// A challenge the mock put in a certificate-auth record.
-#[derive(Clone, Debug)]
-pub struct SentChallenge {
-    /// The challenge bytes.
-    pub bytes: Bytes,
-    /// Whether they are random (and must be masked in traces).
-    pub random: bool,
-}
 
 /// One built message.
 #[derive(Clone, Debug)]
@@ -98,41 +88,11 @@ pub fn build(spec: &PacketSpec, aliases: &HashMap<String, u32>) -> Result<Built,
             encode_header(PacketType::INFO, stream_id, &mut out);
             WispVersion { major, minor }.encode(&mut out);
             for ext in &spec.extensions {
-                let (record, declared_len) = match ext {
-                    ServerExtension::Udp => (udp::record(), None),
-                    ServerExtension::Password(p) => (
-                        PasswordServerRecord {
-                            required: p.required,
-                        }
-                        .record(),
-                        None,
-                    ),
-                    ServerExtension::CertAuth(c) => {
-                        let (bytes, random) = match &c.challenge {
-                            Challenge::Random => (random_bytes(64)?, true),
-                            Challenge::Fixed(h) => (h.0.clone(), false),
-                        };
-                        challenge = Some(SentChallenge {
-                            bytes: bytes.clone(),
-                            random,
-                        });
-                        let record = CertAuthServerRecord {
-                            required: c.required,
-                            algorithms: c.algorithms,
-                            challenge: bytes,
-                        };
-                        (record.record(), None)
-                    }
-                    ServerExtension::Motd(text) => {
-                        (MotdServerRecord { text: text.clone() }.record(), None)
-                    }
-                    ServerExtension::StreamConfirmation => (confirm::record(), None),
-                    ServerExtension::Raw(r) => (
-                        ExtensionRecord::new(ExtensionId(r.id), r.hex.0.clone()),
-                        r.len,
-                    ),
-                };
-                encode_record(record.id, &record.data, declared_len, &mut out);
+                let record = ext.record(random_bytes)?;
+                if record.challenge.is_some() {
+                    challenge = record.challenge.clone();
+                }
+                record.encode(&mut out);
             }
         }
         other => {

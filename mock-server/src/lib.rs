@@ -1,20 +1,20 @@
-//! A scripted Wisp server for conformance tests (the role h2-support plays for h2).
+//! A scripted Wisp peer for conformance tests (the role h2-support plays for h2): it plays
+//! the server side of a client-role case against the client under test.
 //!
-//! A case file (`cases/<topic>/NAME.yaml`, see `cases/README.md`) describes the client under
-//! test, a server script and the expected outcome. This crate owns the case language
-//! ([`scenario`], [`values`]), the packet builders ([`frames`]), the matcher for expected
-//! packets ([`pattern`]), the replay engine ([`replay`]) and the decoded trace ([`trace`]).
-//! Server-role cases (the harness plays the client against a live server) add the steps
-//! of [`client_script`].
+//! The case language (model, loader, validation) is the `wisp-cases` crate; this crate
+//! only replays: the packet builders ([`frames`]), the matcher for expected packets
+//! ([`pattern`]), the replay engine ([`replay`]) and the decoded trace ([`trace`]). The
+//! harness uses the builders, the matcher and the trace for server-role scripts too.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::path::Path;
+//! use wisp_cases::load_case;
 //! use wisp_mock_server::replay::{MockServer, Script};
-//! use wisp_mock_server::scenario::load_case;
 //!
-//! let case = load_case(Path::new("cases"), Path::new("cases/handshake/draft6-order.yaml"))?;
-//! let server = MockServer::bind("127.0.0.1:0".parse()?, Script::from_case(&case)).await?;
+//! let case = load_case(Path::new("cases"), Path::new("cases/handshake/draft6.basic.yaml"))?;
+//! let case = case.as_client().ok_or("a server-role case")?;
+//! let server = MockServer::bind("127.0.0.1:0".parse()?, Script::from_case(case)).await?;
 //! println!("connect a client to {}", server.url()?);
 //! let trace = server.trace();
 //! let outcome = server.run(tokio::time::Instant::now()).await;
@@ -22,15 +22,10 @@
 //! # Ok(()) }
 //! ```
 
-pub mod client_script;
 pub mod frames;
 pub mod pattern;
 pub mod replay;
-pub mod scenario;
 pub mod trace;
-pub mod values;
 
-pub use client_script::Placeholders;
 pub use replay::{MockServer, Script, ScriptOutcome, StepFailure};
-pub use scenario::{Case, LoadError, load_case, load_dir, load_dir_with};
 pub use trace::{Trace, TraceEntry};

@@ -4,16 +4,14 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use bytes::Bytes;
-use ed25519_dalek::{Signature, Verifier};
-use sha2::{Digest, Sha256};
+use wisp_cases::packet::{Pattern, SignatureCheck, parse_version};
+use wisp_cases::values::{StreamRef, extension_label};
+use wisp_client::proto::ext::check_server_record;
 use wisp_client::proto::{
-    CertAuthClientRecord, CertAuthServerRecord, ExtensionId, InfoPacket, Packet, PacketBody,
-    PasswordClientRecord,
+    CertAuthClientRecord, ExtensionId, InfoPacket, Packet, PacketBody, PasswordClientRecord,
 };
 
 use crate::frames::SentChallenge;
-use crate::scenario::{Pattern, SignatureCheck, parse_version};
-use crate::values::{StreamRef, extension_label};
 
 /// A successful match: aliases to bind.
 #[derive(Clone, Debug, Default)]
@@ -282,7 +280,7 @@ fn check_info(
     if let Some(check) = &p.password {
         match info.extension(ExtensionId::PASSWORD) {
             None => why.push("no PASSWORD record".to_owned()),
-            Some(r) => match PasswordClientRecord::decode(&r.data, check.layout.layout()) {
+            Some(r) => match PasswordClientRecord::decode(&r.data, check.layout) {
                 Err(e) => why.push(format!(
                     "the PASSWORD record is not a {:?} record: {}",
                     check.layout, e.reason
@@ -320,12 +318,7 @@ fn check_info(
                         ));
                     }
                     let valid = match (&check.verifying_key, challenge) {
-                        (Some((_, key)), Some(c)) => {
-                            let hash_ok = Sha256::digest(key.as_bytes()).as_slice() == rec.key_hash;
-                            let sig_ok = Signature::from_slice(&rec.signature)
-                                .is_ok_and(|s| key.verify(&c.bytes, &s).is_ok());
-                            hash_ok && sig_ok
-                        }
+                        (Some((_, key)), Some(c)) => rec.verify(key, &c.bytes),
                         _ => false,
                     };
                     let want_valid = check.signature == SignatureCheck::Valid;
@@ -348,9 +341,10 @@ fn check_info(
 }
 
 /// Checks a server's INFO against the layouts the spec gives its records (v2 draft 6):
-/// no trailing bytes, UDP and stream confirmation empty, password one `required` byte,
-/// certificate auth `required | algorithms (non-zero) | challenge (at least 32 bytes)`,
-/// MOTD UTF-8, and no id listed twice.
+/// no trailing bytes, no id listed twice, and each record as its extension's module says
+/// (`wisp_proto::ext::check_server_record`: UDP and stream confirmation empty, password one
+/// `required` byte, certificate auth `required | algorithms (non-zero) | challenge (at
+/// least 32 bytes)`, MOTD UTF-8).
 pub fn check_server_info_layout(info: &InfoPacket, why: &mut Vec<String>) {
     if info.trailing > 0 {
         why.push(format!(
@@ -367,33 +361,8 @@ pub fn check_server_info_layout(info: &InfoPacket, why: &mut Vec<String>) {
             ));
         }
         seen.push(r.id.0);
-        match r.id {
-            ExtensionId::UDP | ExtensionId::STREAM_CONFIRMATION if !r.data.is_empty() => {
-                why.push(format!(
-                    "the {} record carries {} bytes, expected none",
-                    extension_label(r.id),
-                    r.data.len()
-                ));
-            }
-            ExtensionId::PASSWORD if r.data.len() != 1 => why.push(format!(
-                "the PASSWORD record carries {} bytes, expected 1 (`required`)",
-                r.data.len()
-            )),
-            ExtensionId::CERT_AUTH => match CertAuthServerRecord::decode(&r.data) {
-                Err(e) => why.push(format!("malformed CERT_AUTH record: {}", e.reason)),
-                Ok(rec) if rec.algorithms == 0 => {
-                    why.push("the CERT_AUTH record offers no algorithm".to_owned())
-                }
-                Ok(rec) if rec.challenge.len() < 32 => why.push(format!(
-                    "the CERT_AUTH challenge is {} bytes, expected about 64",
-                    rec.challenge.len()
-                )),
-                Ok(_) => {}
-            },
-            ExtensionId::MOTD if std::str::from_utf8(&r.data).is_err() => {
-                why.push("the MOTD is not UTF-8".to_owned())
-            }
-            _ => {}
+        if let Err(e) = check_server_record(r.id, &r.data) {
+            why.push(e);
         }
     }
 }

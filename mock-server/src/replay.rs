@@ -25,8 +25,10 @@ use tokio_websockets::{CloseCode, Message, ServerBuilder, WebSocketStream};
 
 use crate::frames::build;
 use crate::pattern::{describe, match_pattern};
-use crate::scenario::{Case, Pattern, ServerOptions, ServerStep};
 use crate::trace::{Direction, RenderCtx, SharedTrace, Trace};
+use wisp_cases::ClientCase;
+use wisp_cases::client::{ServerOptions, ServerStep};
+use wisp_cases::packet::{Pattern, ServerExtension};
 
 /// The script the mock plays, with its options.
 #[derive(Clone, Debug)]
@@ -40,14 +42,14 @@ pub struct Script {
 }
 
 impl Script {
-    /// The server part of a case.
-    pub fn from_case(case: &Case) -> Self {
+    /// The server part of a client-role case.
+    pub fn from_case(case: &ClientCase) -> Self {
         let mut keys = Vec::new();
-        for step in &case.file.server {
+        for step in &case.server {
             match &step.value {
                 ServerStep::Send(p) => {
                     for ext in &p.extensions {
-                        if let crate::scenario::ServerExtension::CertAuth(c) = ext
+                        if let ServerExtension::CertAuth(c) = ext
                             && let Some(k) = &c.verifying_key
                         {
                             keys.push(k.clone());
@@ -55,11 +57,7 @@ impl Script {
                     }
                 }
                 ServerStep::Expect(p) => {
-                    let alts: Vec<&Pattern> = match &p.one_of {
-                        Some(a) => a.iter().collect(),
-                        None => vec![p],
-                    };
-                    for a in alts {
+                    for a in p.alternatives() {
                         if let Some(c) = &a.cert_auth
                             && let Some(k) = &c.verifying_key
                         {
@@ -72,8 +70,8 @@ impl Script {
         }
         keys.dedup_by(|a, b| a.0 == b.0);
         Self {
-            steps: case.file.server.iter().map(|s| s.value.clone()).collect(),
-            options: case.file.server_options.clone(),
+            steps: case.server.iter().map(|s| s.value.clone()).collect(),
+            options: case.server_options.clone(),
             keys,
         }
     }
@@ -205,7 +203,7 @@ pub async fn serve<S: Io>(
         trace,
         ctx: RenderCtx {
             keys: script.keys.clone(),
-            password_layout: script.options.password_layout.layout(),
+            password_layout: script.options.password_layout,
             ..RenderCtx::default()
         },
         start,
@@ -507,7 +505,7 @@ impl Session {
             None => p.password.as_ref(),
         };
         if let Some(check) = checked_layout {
-            self.ctx.password_layout = check.layout.layout();
+            self.ctx.password_layout = check.layout;
         }
         let deadline = Instant::now() + bound;
         loop {

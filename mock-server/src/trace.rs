@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
+use wisp_client::proto::ext::cert_auth::key_hash;
 use wisp_client::proto::{
     CertAuthClientRecord, CertAuthServerRecord, ExtensionId, ExtensionRecord, Packet, PacketBody,
     PasswordClientRecord, PasswordLayout, StreamType,
@@ -217,7 +218,7 @@ impl RenderCtx {
     fn key_name_for_hash(&self, hash: &[u8]) -> Option<&(String, VerifyingKey)> {
         self.keys
             .iter()
-            .find(|(_, k)| Sha256::digest(k.as_bytes()).as_slice() == hash)
+            .find(|(_, k)| key_hash(k).as_slice() == hash)
     }
 
     fn describe_record(&self, r: &ExtensionRecord, from_client: bool) -> String {
@@ -226,11 +227,9 @@ impl RenderCtx {
             None => format!("EXT(0x{:02x})", r.id.0),
         };
         match r.id {
-            ExtensionId::UDP | ExtensionId::STREAM_CONFIRMATION if r.data.is_empty() => name,
             ExtensionId::MOTD if !from_client => {
                 format!("MOTD {:?}", String::from_utf8_lossy(&r.data))
             }
-            ExtensionId::MOTD if r.data.is_empty() => name,
             ExtensionId::PASSWORD if !from_client => match r.data.as_ref() {
                 [b] => format!("PASSWORD required={}", *b != 0),
                 [] => "PASSWORD (empty: required, drafts 1-3)".to_owned(),
@@ -282,8 +281,7 @@ impl RenderCtx {
                     };
                     let sig = match (key, &self.challenge) {
                         (Some((_, k)), Some(c)) => {
-                            let valid = Signature::from_slice(&rec.signature)
-                                .is_ok_and(|s| k.verify(&c.bytes, &s).is_ok());
+                            let valid = rec.verify(k, &c.bytes);
                             format!(
                                 "<{} bytes, {}>",
                                 rec.signature.len(),
@@ -303,6 +301,9 @@ impl RenderCtx {
                     e.reason
                 ),
             },
+            // A known extension's empty record (UDP, stream confirmation, the client's MOTD,
+            // and any extension whose records carry nothing) is just its name.
+            _ if r.data.is_empty() && r.id.is_known() => name,
             _ => format!("{name} len={} hex={}", r.data.len(), hex::encode(&r.data)),
         }
     }

@@ -5,11 +5,10 @@ use std::path::Path;
 
 use futures::{SinkExt, StreamExt};
 use tokio_websockets::{ClientBuilder, Message};
+use wisp_cases::load_case_str;
 use wisp_mock_server::replay::{MockServer, Script};
-use wisp_mock_server::scenario::load_case_str;
 
 const CASE: &str = r#"
-id: manual.v1
 title: v1 handshake and one stream
 spec: v1.2
 level: must
@@ -30,9 +29,10 @@ async fn serves_a_script_to_a_raw_websocket_client() {
         CASE,
     )
     .expect("case loads");
+    let case = case.as_client().expect("a client-role case");
     let server = MockServer::bind(
         "127.0.0.1:0".parse().expect("addr"),
-        Script::from_case(&case),
+        Script::from_case(case),
     )
     .await
     .expect("binds");
@@ -72,7 +72,6 @@ fn hex_bytes(s: &str) -> Vec<u8> {
 }
 
 const SKIP_AND_TIMES: &str = r#"
-id: manual.skip
 title: skip and times
 spec: s
 level: must
@@ -92,9 +91,10 @@ async fn expect_skips_listed_types_and_send_repeats() {
         SKIP_AND_TIMES,
     )
     .expect("case loads");
+    let case = case.as_client().expect("a client-role case");
     let server = MockServer::bind(
         "127.0.0.1:0".parse().expect("addr"),
-        Script::from_case(&case),
+        Script::from_case(case),
     )
     .await
     .expect("binds");

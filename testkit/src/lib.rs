@@ -27,7 +27,7 @@
 //! Every server process runs in its own process group, which is killed when
 //! the [`RealServer`] is dropped, or when the test process exits by any means.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub mod faulty;
 mod install;
@@ -50,5 +50,45 @@ pub fn workspace_root() -> PathBuf {
     match manifest_dir.parent() {
         Some(parent) => parent.to_path_buf(),
         None => manifest_dir,
+    }
+}
+
+/// Validates an XML document against an XML Schema with the pinned `xmlschema` (installed
+/// into `.tools/venv` from `tools/wisp-python/requirements.txt`). The error is the
+/// validator's message.
+///
+/// # Errors
+///
+/// The document does not validate, or the validator cannot run.
+pub fn validate_xml(xsd: &Path, xml: &str) -> Result<(), String> {
+    ensure_installed()?;
+    let python = workspace_root().join(".tools/venv/bin/python");
+    let dir = std::env::temp_dir().join(format!(
+        "wisp-validate-xml-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let file = dir.join("document.xml");
+    let written = std::fs::write(&file, xml).map_err(|e| format!("{}: {e}", file.display()));
+    let out = written.and_then(|()| {
+        std::process::Command::new(python)
+            .args([
+                "-c",
+                "import sys, xmlschema; xmlschema.XMLSchema(sys.argv[1]).validate(sys.argv[2])",
+            ])
+            .arg(xsd)
+            .arg(&file)
+            .output()
+            .map_err(|e| format!("running python: {e}"))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = out?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }

@@ -22,8 +22,8 @@ use wisp_client::extensions::{
     MotdExtensionBuilder, PasswordExtensionBuilder, UdpExtensionBuilder, WispV2Handshake,
 };
 use wisp_client::proto::{
-    CloseReason, ExtensionId, ExtensionRecord, InfoPacket, Packet, PasswordClientRecord,
-    PasswordLayout, StreamType, WispVersion,
+    CloseReason, ExtensionRecord, InfoPacket, Packet, PasswordClientRecord, PasswordLayout,
+    StreamType, WispVersion,
 };
 use wisp_client::{ClientMux, MuxOptions, MuxStream, WispError};
 use wisp_testkit::faulty::{
@@ -106,14 +106,12 @@ fn client_info(records: Vec<ExtensionRecord>) -> Packet {
 }
 
 fn password_record(username: &str, password: &str, layout: PasswordLayout) -> ExtensionRecord {
-    let record = PasswordClientRecord {
+    PasswordClientRecord {
         username: username.to_owned(),
         password: password.to_owned(),
-    };
-    ExtensionRecord {
-        id: ExtensionId::PASSWORD,
-        data: record.encode(layout).unwrap(),
     }
+    .record(layout)
+    .expect("a short username and password fit the record")
 }
 
 /// The server INFO of a correct server with these extension bytes after the

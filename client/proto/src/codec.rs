@@ -18,13 +18,18 @@ use crate::info::InfoPacket;
 pub const HEADER_LEN: usize = 5;
 
 /// Defines an open `u8` code space: a newtype with one named constant per assigned value.
-/// Unknown values stay representable and print as hex.
+/// Unknown values stay representable and print as hex. An optional `seed_spellings` block
+/// adds constants under the names of the epoxy `wisp-mux` enums users port from
+/// (`StreamType::Tcp`), equal to the constants they alias.
 macro_rules! open_u8_code {
     (
         $(#[$meta:meta])*
         $name:ident {
             $( $(#[$cmeta:meta])* $konst:ident = $value:literal => $text:literal, )*
         }
+        $( seed_spellings {
+            $( $alias:ident = $target:ident, )*
+        } )?
     ) => {
         $(#[$meta])*
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,6 +37,12 @@ macro_rules! open_u8_code {
 
         impl $name {
             $( $(#[$cmeta])* pub const $konst: Self = Self($value); )*
+
+            $($(
+                #[doc = concat!("The epoxy `wisp-mux` spelling of [`", stringify!($name), "::", stringify!($target), "`].")]
+                #[allow(non_upper_case_globals)]
+                pub const $alias: Self = Self::$target;
+            )*)?
 
             /// The name of an assigned value (`None` for an unassigned one).
             pub const fn name(self) -> Option<&'static str> {
@@ -102,6 +113,10 @@ open_u8_code! {
         /// epoxy-server's non-standard terminal ("TWisp") stream.
         TWISP = 0x03 => "TWISP",
     }
+    seed_spellings {
+        Tcp = TCP,
+        Udp = UDP,
+    }
 }
 
 impl StreamType {
@@ -109,6 +124,14 @@ impl StreamType {
     /// except UDP).
     pub const fn is_flow_controlled(self) -> bool {
         self.0 != Self::UDP.0
+    }
+
+    /// The epoxy `wisp-mux` spelling of a value without a name (`StreamType::Other(3)`): the
+    /// same as `StreamType(value)`. A value, not a pattern: match on the constants, or on
+    /// the byte.
+    #[allow(non_snake_case)]
+    pub const fn Other(value: u8) -> Self {
+        Self(value)
     }
 }
 
@@ -146,6 +169,32 @@ open_u8_code! {
         CERT_AUTH_FAILED = 0xc1 => "CERT_AUTH_FAILED",
         /// 0xC2: authentication is required but the client sent no credentials.
         AUTH_REQUIRED = 0xc2 => "AUTH_REQUIRED",
+    }
+    seed_spellings {
+        Unknown = UNKNOWN,
+        Voluntary = VOLUNTARY,
+        Unexpected = UNEXPECTED,
+        ExtensionsIncompatible = EXTENSIONS_INCOMPATIBLE,
+        ServerStreamInvalidInfo = SERVER_STREAM_INVALID_INFO,
+        ServerStreamUnreachable = SERVER_STREAM_UNREACHABLE,
+        ServerStreamConnectionTimedOut = SERVER_STREAM_CONNECTION_TIMED_OUT,
+        ServerStreamConnectionRefused = SERVER_STREAM_CONNECTION_REFUSED,
+        ServerStreamTimedOut = SERVER_STREAM_TIMED_OUT,
+        ServerStreamBlockedAddress = SERVER_STREAM_BLOCKED_ADDRESS,
+        ServerStreamThrottled = SERVER_STREAM_THROTTLED,
+        ClientUnexpected = CLIENT_UNEXPECTED,
+        ExtensionsPasswordAuthFailed = PASSWORD_AUTH_FAILED,
+        ExtensionsCertAuthFailed = CERT_AUTH_FAILED,
+        ExtensionsAuthRequired = AUTH_REQUIRED,
+    }
+}
+
+impl CloseReason {
+    /// The epoxy `wisp-mux` spelling of a value without a name (`CloseReason::Other(0x45)`):
+    /// the same as `CloseReason(value)`. A value, not a pattern.
+    #[allow(non_snake_case)]
+    pub const fn Other(value: u8) -> Self {
+        Self(value)
     }
 }
 

@@ -8,10 +8,21 @@
 //! ```text
 //!            v1 wanted: CONTINUE(0)                         INFO ignored
 //!   AwaitFirst ─────────────────────────────────────────▶ Established ◀──┐
-//!      │  v2 wanted: INFO(0) ─▶ send client INFO ─▶ AwaitContinue ──┘    │ timeout
-//!      │  v2 wanted: CONTINUE(0) ─▶ AwaitLateInfo ─ INFO(0): send INFO ──┘ (downgraded)
+//!      │  v2 wanted: INFO(0) ─▶ send client INFO ─▶ AwaitContinue ──┘    │ timeout, or any
+//!      │  v2 wanted: CONTINUE(0) ─▶ AwaitLateInfo ─ INFO(0): send INFO ──┘ other packet
+//!      │                                                                   (downgraded)
+//!      │  v1 wanted: INFO(0) ─▶ AwaitV1Continue ─ CONTINUE(0) ─▶ Established (drafts 4–5)
+//!      │                              └─ timeout ─▶ Closed(the server demands v2)
 //!      └─ CLOSE(0) / timeout / malformed ─▶ Closed(error)
 //! ```
+//!
+//! Waiting after CONTINUE(0) for a v2 INFO (`AwaitLateInfo`) and, on a v1 connection, after an
+//! INFO for CONTINUE(0) (`AwaitV1Continue`) both last [`MuxOptions::legacy_info_wait`]. A v1
+//! client never answers an INFO: the spec (draft 5+) lets a server speak v2 only to a client
+//! that offered `Sec-WebSocket-Protocol`, so a server that sends INFO and then nothing to a
+//! client that did not is refusing v1, and the client fails with
+//! [`PeerIncompatible::Version`] (found 2.x, speaks 1.2) instead of waiting out the handshake
+//! timeout.
 //!
 //! After a call that feeds input or issues a command, the driver must drain
 //! [`ClientConnection::poll_transmit`] (or [`ClientConnection::poll_transmit_batch`], see
@@ -19,7 +30,7 @@
 //! [`ClientConnection::poll_timeout`].
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -28,12 +39,15 @@ use crate::error::{
     Error, Misuse, PeerIncompatible, PeerMisbehaved, Rejection, TransportError, Wait,
     close_reason_for,
 };
-use crate::ext::{ExtensionId, NegotiatedExtension, WispV2Handshake, confirm, motd};
+use crate::ext::{
+    ExtensionId, HandshakeOrder, NegotiatedExtension, WispV2Handshake, confirm, motd,
+};
 use crate::frames::{Batch, Framing};
 use crate::idmap::IdMap;
 use crate::info::{InfoPacket, WispVersion};
 use crate::negotiate;
 use crate::options::MuxOptions;
+use crate::reclaim::Reclaim;
 use crate::sendq::{SendQueue, StreamTx, clear_blocked};
 
 /// The outcome of a successful handshake.
@@ -112,12 +126,26 @@ pub enum Event {
     ConnectionClosed(Error),
 }
 
+/// The deadline `wait` after `now`; `None` when it lies beyond what an `Instant` can
+/// represent (`Duration::MAX` and the like mean "never", not a panic).
+fn deadline(now: Instant, wait: Duration) -> Option<Instant> {
+    now.checked_add(wait)
+}
+
 /// The handshake or connection phase.
 #[derive(Debug)]
 enum Phase {
     AwaitFirst,
     AwaitContinue,
-    AwaitLateInfo { credit: u32, deadline: Instant },
+    AwaitLateInfo {
+        credit: u32,
+        deadline: Option<Instant>,
+    },
+    /// A v1 client got INFO first: CONTINUE(0) follows at once from a draft 4–5 server.
+    AwaitV1Continue {
+        found: WispVersion,
+        deadline: Option<Instant>,
+    },
     Established,
     Closed(Error),
 }
@@ -162,7 +190,7 @@ impl ClientConnection {
         let first = options.first_stream_id.max(1);
         let transmit = SendQueue::new(Framing::Messages, options.max_queued_bytes);
         Self {
-            handshake_deadline: options.handshake_timeout.map(|t| now + t),
+            handshake_deadline: options.handshake_timeout.and_then(|t| deadline(now, t)),
             handshake,
             options,
             phase: Phase::AwaitFirst,
@@ -201,7 +229,10 @@ impl ClientConnection {
     pub fn is_handshaking(&self) -> bool {
         matches!(
             self.phase,
-            Phase::AwaitFirst | Phase::AwaitContinue | Phase::AwaitLateInfo { .. }
+            Phase::AwaitFirst
+                | Phase::AwaitContinue
+                | Phase::AwaitLateInfo { .. }
+                | Phase::AwaitV1Continue { .. }
         )
     }
 
@@ -300,7 +331,9 @@ impl ClientConnection {
     #[must_use]
     #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        self.events.reclaim();
+        event
     }
 
     /// When [`ClientConnection::handle_timeout`] must next be called.
@@ -308,10 +341,12 @@ impl ClientConnection {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.phase {
             Phase::AwaitFirst | Phase::AwaitContinue => self.handshake_deadline,
-            Phase::AwaitLateInfo { deadline, .. } => Some(match self.handshake_deadline {
-                Some(h) => h.min(*deadline),
-                None => *deadline,
-            }),
+            Phase::AwaitLateInfo { deadline, .. } | Phase::AwaitV1Continue { deadline, .. } => {
+                match (self.handshake_deadline, *deadline) {
+                    (Some(h), Some(d)) => Some(h.min(d)),
+                    (h, d) => h.or(d),
+                }
+            }
             Phase::Established => self
                 .streams
                 .values()
@@ -334,8 +369,22 @@ impl ClientConnection {
             }
             Phase::AwaitLateInfo { credit, deadline } => {
                 let credit = *credit;
-                if now >= *deadline {
+                if deadline.is_some_and(|d| now >= d) {
                     self.downgrade(credit);
+                } else if self.handshake_deadline.is_some_and(|d| now >= d) {
+                    self.fail(Error::TimedOut(Wait::Handshake));
+                }
+            }
+            Phase::AwaitV1Continue { found, deadline } => {
+                let found = *found;
+                if deadline.is_some_and(|d| now >= d) {
+                    self.fail(
+                        PeerIncompatible::Version {
+                            found,
+                            speaks: WispVersion::V1,
+                        }
+                        .into(),
+                    );
                 } else if self.handshake_deadline.is_some_and(|d| now >= d) {
                     self.fail(Error::TimedOut(Wait::Handshake));
                 }
@@ -350,7 +399,7 @@ impl ClientConnection {
                     .map(|(id, _)| *id)
                     .collect();
                 for id in expired {
-                    self.streams.remove(&id);
+                    self.forget_stream(id);
                     self.fail_stream_open(id, Error::TimedOut(Wait::StreamOpen));
                 }
             }
@@ -375,9 +424,10 @@ impl ClientConnection {
             Err(e) => return self.fail(e.into()),
         };
         match self.phase {
-            Phase::AwaitFirst | Phase::AwaitContinue | Phase::AwaitLateInfo { .. } => {
-                self.handle_handshake_packet(packet, now)
-            }
+            Phase::AwaitFirst
+            | Phase::AwaitContinue
+            | Phase::AwaitLateInfo { .. }
+            | Phase::AwaitV1Continue { .. } => self.handle_handshake_packet(packet, now),
             Phase::Established => self.handle_established_packet(packet),
             Phase::Closed(_) => {}
         }
@@ -385,6 +435,21 @@ impl ClientConnection {
 
     fn handle_handshake_packet(&mut self, packet: Packet, now: Instant) {
         let stream_id = packet.stream_id;
+        if let Phase::AwaitLateInfo { credit, .. } = self.phase {
+            // Waiting for a drafts 1–3 INFO after CONTINUE(0): any other packet means the
+            // server is v1. Settle on v1 and handle the packet as a v1 connection would
+            // (a packet for a stream nobody opened is ignored). CLOSE(0) still refuses the
+            // handshake, below.
+            let is_info = matches!(packet.body, PacketBody::Info(_)) && stream_id == 0;
+            let is_close_zero = matches!(packet.body, PacketBody::Close { .. }) && stream_id == 0;
+            if !is_info && !is_close_zero {
+                self.downgrade(credit);
+                if self.is_established() {
+                    self.handle_established_packet(packet);
+                }
+                return;
+            }
+        }
         match packet.body {
             PacketBody::Continue { buffer_remaining } if stream_id == 0 => match self.phase {
                 Phase::AwaitFirst if self.handshake.is_some() => {
@@ -392,10 +457,12 @@ impl ClientConnection {
                     // only CONTINUE. Wait briefly for an INFO before settling on v1.
                     self.phase = Phase::AwaitLateInfo {
                         credit: buffer_remaining,
-                        deadline: now + self.options.legacy_info_wait,
+                        deadline: deadline(now, self.options.legacy_info_wait),
                     };
                 }
-                Phase::AwaitFirst => self.establish_v1(buffer_remaining, false),
+                Phase::AwaitFirst | Phase::AwaitV1Continue { .. } => {
+                    self.establish_v1(buffer_remaining, false)
+                }
                 Phase::AwaitContinue => {
                     let negotiated = self.negotiated.as_mut();
                     if let Some(n) = negotiated {
@@ -411,7 +478,16 @@ impl ClientConnection {
                     let credit = *credit;
                     self.handle_server_info(info, Some(credit))
                 }
-                // A v1 client ignores INFO; a repeated INFO is ignored too.
+                // A v1 client ignores INFO, but a server that sends nothing after it wants
+                // v2: wait briefly for the CONTINUE(0) of drafts 4–5.
+                (Phase::AwaitFirst, None) => {
+                    self.ignored_packets += 1;
+                    self.phase = Phase::AwaitV1Continue {
+                        found: info.version,
+                        deadline: deadline(now, self.options.legacy_info_wait),
+                    };
+                }
+                // A repeated INFO is ignored.
                 _ => self.ignored_packets += 1,
             },
             PacketBody::Close { reason } if stream_id == 0 => {
@@ -452,7 +528,11 @@ impl ClientConnection {
         let Some(handshake) = &self.handshake else {
             return;
         };
-        let agreement = match negotiate::answer(handshake, &info) {
+        let order = match credit {
+            Some(_) => HandshakeOrder::ContinueFirst,
+            None => HandshakeOrder::InfoFirst,
+        };
+        let agreement = match negotiate::answer(handshake, &info, order) {
             Ok(a) => a,
             Err(e) => return self.fail(e),
         };
@@ -538,7 +618,7 @@ impl ClientConnection {
             PacketBody::Close { reason } => {
                 // DATA of this stream already encoded into the transmit batch still goes out;
                 // the server ignores DATA for a stream it closed.
-                match self.streams.remove(&id) {
+                match self.forget_stream(id) {
                     Some(StreamState {
                         phase: StreamPhase::Opening { .. },
                         ..
@@ -580,7 +660,10 @@ impl ClientConnection {
         self.next_stream_id = id.checked_add(1);
         let phase = if confirm {
             StreamPhase::Opening {
-                deadline: self.options.stream_open_timeout.map(|t| now + t),
+                deadline: self
+                    .options
+                    .stream_open_timeout
+                    .and_then(|t| deadline(now, t)),
             }
         } else {
             StreamPhase::Open
@@ -661,7 +744,7 @@ impl ClientConnection {
     /// Closes a stream with `reason`: queues its CLOSE and forgets it.
     pub fn close_stream(&mut self, id: u32, reason: CloseReason) -> Result<(), Error> {
         self.check_usable()?;
-        let Some(stream) = self.streams.remove(&id) else {
+        let Some(stream) = self.forget_stream(id) else {
             return Err(Misuse::StreamClosed.into());
         };
         self.transmit
@@ -708,10 +791,18 @@ impl ClientConnection {
         match &self.phase {
             Phase::Established => Ok(()),
             Phase::Closed(_) => Err(Misuse::ConnectionEnded.into()),
-            Phase::AwaitFirst | Phase::AwaitContinue | Phase::AwaitLateInfo { .. } => {
-                Err(Misuse::Handshaking.into())
-            }
+            Phase::AwaitFirst
+            | Phase::AwaitContinue
+            | Phase::AwaitLateInfo { .. }
+            | Phase::AwaitV1Continue { .. } => Err(Misuse::Handshaking.into()),
         }
+    }
+
+    /// Removes stream `id` from the stream map, giving memory back after a burst.
+    fn forget_stream(&mut self, id: u32) -> Option<StreamState> {
+        let removed = self.streams.remove(&id);
+        self.streams.reclaim();
+        removed
     }
 
     /// Ends the open of stream `id` (already forgotten) with `error`, sending the CLOSE
@@ -735,6 +826,7 @@ impl ClientConnection {
             self.transmit.push_last(Packet::close(0, reason).to_bytes());
         }
         self.streams.clear();
+        self.streams.reclaim();
         self.events
             .push_back(Event::ConnectionClosed(error.clone()));
         self.phase = Phase::Closed(error);

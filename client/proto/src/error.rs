@@ -81,14 +81,15 @@ pub enum PeerMisbehaved {
 /// A server that follows the protocol but cannot serve this client.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PeerIncompatible {
-    /// The server's INFO carries a major version this client does not speak.
-    #[error(
-        "incompatible protocol version {found} (this client speaks {})",
-        WispVersion::V2
-    )]
+    /// The server speaks a version this client does not: its INFO carries another major
+    /// version, or (to a client speaking v1, which offered no subprotocol) it sent INFO and no
+    /// CONTINUE(0), that is, it demands v2.
+    #[error("incompatible protocol version {found} (this client speaks {speaks})")]
     Version {
-        /// The version the server sent.
+        /// The version the server's INFO carries.
         found: WispVersion,
+        /// The version this client speaks on this connection.
+        speaks: WispVersion,
     },
     /// Extensions the client requires are missing (from the server's INFO, or from what was
     /// negotiated).

@@ -71,12 +71,23 @@ const SHRINK_AFTER: u32 = 64;
 /// Encoded packets, back to back, in a buffer that is reused: it grows on demand (the new
 /// part is zeroed once) and is written into in place afterwards, so filling it again costs
 /// neither an allocation nor a pass to initialise it.
-#[derive(Clone, Debug, Default)]
+///
+/// Its `Debug` shows sizes, never bytes: a buffer may hold the client INFO with the password.
+#[derive(Clone, Default)]
 pub struct FrameBuf {
     buf: Vec<u8>,
     len: usize,
     /// Clears in a row that found the buffer far larger than its contents.
     small_fills: u32,
+}
+
+impl std::fmt::Debug for FrameBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameBuf")
+            .field("len", &self.len)
+            .field("capacity", &self.buf.capacity())
+            .finish_non_exhaustive()
+    }
 }
 
 impl FrameBuf {

@@ -33,6 +33,8 @@
 //! - [`Error`]: what went wrong, by who is to blame, and [`close_reason_for`], the one place
 //!   that decides which CLOSE the client sends for an error.
 //! - [`MuxOptions`]: every tunable, once.
+//! - [`idmap`] (maps keyed by stream id) and [`reclaim`] (collections that give memory back
+//!   after a burst), shared with the driver.
 
 #[macro_use]
 mod codec;
@@ -44,6 +46,7 @@ pub mod idmap;
 mod info;
 mod negotiate;
 mod options;
+pub mod reclaim;
 mod sendq;
 
 pub use codec::{
@@ -64,7 +67,9 @@ pub use ext::password::{
     PasswordClientRecord, PasswordExtensionBuilder, PasswordLayout, PasswordServerRecord,
 };
 pub use ext::udp::UdpExtensionBuilder;
-pub use ext::{AnyExtensionBuilder, ExtensionId, NegotiatedExtension, WispV2Handshake};
+pub use ext::{
+    AnyExtensionBuilder, ExtensionId, HandshakeOrder, NegotiatedExtension, WispV2Handshake,
+};
 pub use frames::{Batch, FrameBuf, Framing, MaskKeys};
 pub use info::{ExtensionDecodeError, ExtensionRecord, InfoPacket, WispVersion, encode_record};
 #[cfg(feature = "serde")]

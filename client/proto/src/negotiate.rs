@@ -3,7 +3,7 @@
 //! runs and what follows; each extension's own rule lives in its module ([`crate::ext`]).
 
 use crate::error::{Error, PeerIncompatible};
-use crate::ext::{self, ExtensionId, NegotiatedExtension, WispV2Handshake};
+use crate::ext::{self, ExtensionId, HandshakeOrder, NegotiatedExtension, WispV2Handshake};
 use crate::info::{ExtensionRecord, InfoPacket, WispVersion};
 
 /// What the client answers to the server's INFO.
@@ -18,12 +18,17 @@ pub(crate) struct Agreement {
     pub(crate) auth_unanswered: bool,
 }
 
-/// Checks the server's INFO and builds the client's answer. An `Err` ends the handshake
-/// (and [`crate::close_reason_for`] says whether a CLOSE goes out).
-pub(crate) fn answer(handshake: &WispV2Handshake, server: &InfoPacket) -> Result<Agreement, Error> {
+/// Checks the server's INFO (which came in `order`) and builds the client's answer. An `Err`
+/// ends the handshake (and [`crate::close_reason_for`] says whether a CLOSE goes out).
+pub(crate) fn answer(
+    handshake: &WispV2Handshake,
+    server: &InfoPacket,
+    order: HandshakeOrder,
+) -> Result<Agreement, Error> {
     if server.version.major != WispVersion::V2.major {
         return Err(PeerIncompatible::Version {
             found: server.version,
+            speaks: WispVersion::V2,
         }
         .into());
     }
@@ -49,7 +54,8 @@ pub(crate) fn answer(handshake: &WispV2Handshake, server: &InfoPacket) -> Result
         }
         seen.push(record.id);
         // Ids no module knows are skipped.
-        let Some(reply) = ext::negotiate(record.id, handshake.extensions(), &record.data) else {
+        let Some(reply) = ext::negotiate(record.id, handshake.extensions(), &record.data, order)
+        else {
             continue;
         };
         let reply = reply?;

@@ -18,7 +18,10 @@ pub struct MuxOptions {
     #[cfg_attr(feature = "serde", serde(with = "serde_duration::optional"))]
     pub handshake_timeout: Option<Duration>,
     /// When a v2 handshake receives CONTINUE(0) first, how long to wait for the INFO that
-    /// drafts 1–3 servers (wisp-mux 5.x) send next before settling on v1. Default 200 ms.
+    /// drafts 1–3 servers (wisp-mux 5.x) send next before settling on v1 (any other packet
+    /// settles it at once). Also how long a v1 handshake that receives INFO first waits for
+    /// the CONTINUE(0) drafts 4–5 send next before failing with "the server demands v2".
+    /// Default 200 ms.
     #[cfg_attr(feature = "serde", serde(with = "serde_duration::required"))]
     pub legacy_info_wait: Duration,
     /// Largest DATA payload sent; longer writes are split (each part takes one credit).
@@ -39,9 +42,16 @@ pub struct MuxOptions {
     /// switches per packet; the payloads are masked as they are queued, so the batch's
     /// size costs no cache misses in a later masking pass.
     pub max_queued_bytes: usize,
-    /// Bound on flushing and closing the WebSocket when the connection ends. Default 5 s.
+    /// Bound on flushing and closing the WebSocket when the connection ends, and on reading
+    /// for the server's CLOSE after a write failed. Default 5 s.
     #[cfg_attr(feature = "serde", serde(with = "serde_duration::required"))]
     pub close_timeout: Duration,
+    /// Bound on opening the WebSocket in `wisp_client::ClientMux::connect`: resolving and
+    /// connecting TCP, the TLS handshake and the HTTP upgrade, before the Wisp handshake
+    /// (which [`MuxOptions::handshake_timeout`] bounds) starts (`None`: wait forever).
+    /// Default 10 s.
+    #[cfg_attr(feature = "serde", serde(with = "serde_duration::optional"))]
+    pub connect_timeout: Option<Duration>,
 }
 
 impl Default for MuxOptions {
@@ -54,6 +64,7 @@ impl Default for MuxOptions {
             stream_open_timeout: Some(Duration::from_secs(30)),
             max_queued_bytes: 1024 * 1024,
             close_timeout: Duration::from_secs(5),
+            connect_timeout: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -98,6 +109,12 @@ impl MuxOptions {
     /// Sets [`MuxOptions::close_timeout`].
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
+        self
+    }
+
+    /// Sets [`MuxOptions::connect_timeout`].
+    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connect_timeout = timeout;
         self
     }
 

@@ -20,10 +20,13 @@
 //! room are reported writable when the driver takes the batch; they fill the next batch
 //! while the driver writes this one.
 
+use std::fmt;
+
 use bytes::Bytes;
 
 use crate::codec::{HEADER_LEN, PacketType};
 use crate::frames::{Batch, Framing};
+use crate::reclaim::Reclaim;
 
 /// A stream's part of the live batch. It describes batch number `epoch`; when that is not
 /// the live batch, the stream has nothing queued.
@@ -37,7 +40,8 @@ pub(crate) struct StreamTx {
 }
 
 /// The transmit queue of a connection. See the module documentation.
-#[derive(Debug)]
+///
+/// Its `Debug` shows sizes, never packets: the client INFO waiting here carries the password.
 pub(crate) struct SendQueue {
     framing: Framing,
     /// The admission limit, in packet bytes.
@@ -66,6 +70,18 @@ pub(crate) struct SendQueue {
     /// position of its next message.
     taken: Batch,
     taken_pos: usize,
+}
+
+impl fmt::Debug for SendQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendQueue")
+            .field("bytes", &self.bytes())
+            .field("batch_len", &self.batch.len())
+            .field("close_zero_queued", &self.last.is_some())
+            .field("streams_in_batch", &self.active)
+            .field("blocked", &self.blocked.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SendQueue {
@@ -146,7 +162,9 @@ impl SendQueue {
 
     /// A stream whose refused writer may write again, reported once.
     pub(crate) fn next_writable(&mut self) -> Option<u32> {
-        self.writable.pop()
+        let id = self.writable.pop();
+        self.writable.reclaim();
+        id
     }
 
     /// Queues a control packet (sent before the DATA of its batch).
@@ -231,6 +249,8 @@ impl SendQueue {
         // Each id is listed once per batch (`StreamTx::blocked`); the connection checks the
         // stream still exists and clears its flag.
         self.writable.append(&mut self.blocked);
+        // After a burst of refused streams the list's capacity goes back.
+        self.blocked.reclaim();
         true
     }
 
@@ -392,5 +412,33 @@ mod tests {
         assert!(q.take(&mut out));
         assert!(q.take(&mut out), "then CLOSE(0) alone");
         assert!(!q.take(&mut out));
+    }
+
+    #[test]
+    fn a_burst_of_streams_leaves_no_capacity_behind() {
+        let mut q = SendQueue::new(Framing::Messages, 64);
+        let mut txs = vec![StreamTx::default(); 1000];
+        for (id, tx) in (1..).zip(txs.iter_mut()) {
+            q.push_control(b"connect");
+            q.push_data(id, tx, b"data");
+            q.mark_blocked(id, tx);
+        }
+        let mut out = Batch::default();
+        assert!(q.take(&mut out));
+        let mut woken = 0;
+        while let Some(id) = q.next_writable() {
+            assert!(clear_blocked(&mut txs[id as usize - 1]));
+            woken += 1;
+        }
+        assert_eq!(woken, 1000);
+        let floor = crate::reclaim::FLOOR;
+        assert!(q.blocked.capacity() < 2 * floor, "{}", q.blocked.capacity());
+        assert!(
+            q.writable.capacity() < 2 * floor,
+            "{}",
+            q.writable.capacity()
+        );
+        q.release_buffers();
+        assert_eq!(q.capacity(), 0, "the batch buffers are freed once empty");
     }
 }

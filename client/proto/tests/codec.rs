@@ -277,3 +277,34 @@ fn decoder_never_panics_on_arbitrary_input() {
         }
     }
 }
+
+/// The epoxy `wisp-mux` spellings users port from compile and mean the same values; the code
+/// space stays open (issue 11, item 4).
+#[test]
+fn seed_spellings_are_the_same_values() {
+    use wisp_proto::{CloseReason, StreamType};
+    assert_eq!(StreamType::Tcp, StreamType::TCP);
+    assert_eq!(StreamType::Udp, StreamType::UDP);
+    assert_eq!(StreamType::Other(0x07), StreamType(0x07));
+    assert_eq!(CloseReason::Voluntary, CloseReason::VOLUNTARY);
+    assert_eq!(CloseReason::ServerStreamThrottled, CloseReason(0x49));
+    assert_eq!(CloseReason::ExtensionsPasswordAuthFailed, CloseReason(0xc0));
+    assert_eq!(CloseReason::ExtensionsAuthRequired, CloseReason(0xc2));
+    assert_eq!(CloseReason::Other(0x45), CloseReason(0x45));
+    // The constants are patterns too.
+    let kind = |t: StreamType| match t {
+        StreamType::Tcp => "tcp",
+        StreamType::Udp => "udp",
+        _ => "other",
+    };
+    assert_eq!(
+        [
+            kind(StreamType::TCP),
+            kind(StreamType(2)),
+            kind(StreamType(9))
+        ],
+        ["tcp", "udp", "other"]
+    );
+    // Debug keeps the protocol's names.
+    assert_eq!(format!("{:?}", StreamType::Tcp), "TCP(0x01)");
+}

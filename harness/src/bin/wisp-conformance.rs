@@ -2,34 +2,49 @@
 //! (the client library against the embedded mock server); `server URL` runs the
 //! server-role suite against a live Wisp server.
 //!
+//! Both suites run on the same engine and write the same reports: a table on stdout, and
+//! with `--json FILE` / `--junit FILE` / `--html DIR` a JSON report, a JUnit XML report
+//! and a static HTML site; `report --html DIR RUN.json...` merges JSON reports into one
+//! HTML matrix.
+//!
 //! Exit codes: 0 the gate passed, 1 conformance failures (or, with `--expect`, verdicts
 //! that differ from the baseline), 2 bad case files, a filter that matches nothing, a
 //! harness error, or (server suite) a case that could not connect.
+//!
+//! `coverage` prints the spec coverage map instead: per requirement of
+//! `cases/requirements.yaml`, the cases of each role that check it; exit 0 when every
+//! requirement is covered or waived, 1 while some are not, 2 for bad files.
 //!
 //! ```text
 //! wisp-conformance                          # run every client-role case under cases/
 //! wisp-conformance --filter handshake       # only handshake.* (segment-aware, repeatable)
 //! wisp-conformance list                     # IDs and titles
 //! wisp-conformance --cases DIR -v           # another cases dir, with transcripts of failures
+//! wisp-conformance --json out.json --junit out.xml
 //! wisp-conformance server ws://127.0.0.1:6001/ --v1 --json out.json --junit out.xml
 //! wisp-conformance server ws://127.0.0.1:6001/ --expect harness/baselines/mine-v2.yaml
+//! wisp-conformance coverage --json coverage.json
+//! wisp-conformance --html report/            # a static HTML site (index.html) of the run
+//! wisp-conformance report --html matrix/ a=a.json b=b.json   # several runs in one matrix
 //! ```
 
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use wisp_client::proto::PasswordLayout;
+use wisp_harness::report::{coverage, html, json, junit, table};
 use wisp_harness::server::baseline::{self, Baseline};
-use wisp_harness::server::report::{self, Gate};
-use wisp_harness::server::{RunMode, SuiteConfig, run_suite_blocking};
-use wisp_harness::{Case, CaseReport, Filter, Verdict, default_cases_dir, load_dir, run_case};
+use wisp_harness::server::{RunMode, ServerConfig};
+use wisp_harness::{
+    Case, Filter, Gate, Role, Subject, SuiteOptions, SuiteReport, default_cases_dir, load_dir,
+    run_suite_blocking,
+};
 
 /// Wisp conformance: the client library against scripted servers.
 #[derive(Debug, Parser)]
@@ -55,6 +70,43 @@ enum Command {
     /// Run the server-role suite against a live Wisp server and judge it.
     #[command(long_about = SERVER_ABOUT)]
     Server(Box<ServerArgs>),
+    /// Print which requirements of the spec the cases check (the spec coverage map).
+    #[command(long_about = COVERAGE_ABOUT)]
+    Coverage(CoverageArgs),
+    /// Merge JSON reports (of either suite) into one HTML matrix.
+    Report(ReportCmd),
+}
+
+const COVERAGE_ABOUT: &str = "\
+Print the spec coverage map: for every requirement of cases/requirements.yaml (the MUST, \
+SHOULD and MAY statements of Wisp v1.2 and v2 draft 6, and de-facto rules), the cases of \
+each role that check it (their `covers:` lists), or why it is waived; then the \
+requirements no case checks, and the totals per role (covered / waived / total).
+
+Exit codes: 0 every requirement is covered or waived for each role it binds; 1 some are \
+not; 2 bad case files or requirements file.";
+
+/// `coverage`: options.
+#[derive(Debug, Args)]
+struct CoverageArgs {
+    /// The cases directory, with its requirements.yaml (default: the workspace's cases/).
+    #[arg(long, value_name = "DIR")]
+    cases: Option<PathBuf>,
+    /// Write the map as JSON here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+/// `report`: options.
+#[derive(Debug, Args)]
+struct ReportCmd {
+    /// Write the site here (index.html and one page per case and run).
+    #[arg(long, value_name = "DIR")]
+    html: PathBuf,
+    /// JSON reports written with --json, one column each, in this order; `NAME=FILE`
+    /// names the column (default: the server URL and mode, or the suite).
+    #[arg(value_name = "RUN.json", required = true)]
+    runs: Vec<String>,
 }
 
 const SERVER_ABOUT: &str = "\
@@ -100,9 +152,14 @@ struct ServerArgs {
     #[arg(long)]
     v2: bool,
     /// Credentials for password authentication (enables the auth.password cases that need
-    /// valid ones; the others run without).
-    #[arg(long, value_name = "USER:PASS")]
+    /// valid ones; the others run without). On the command line they land in shell history
+    /// and process lists: prefer --password-file or the WISP_PASSWORD environment variable
+    /// (USER:PASS), used when neither flag is given. Reports redact the password.
+    #[arg(long, value_name = "USER:PASS", conflicts_with = "password_file")]
     password: Option<String>,
+    /// Read the credentials (USER:PASS, one line) from this file.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
     /// The layout of the password record the harness sends.
     #[arg(long, value_enum, value_name = "LAYOUT", default_value = "draft6")]
     password_layout: LayoutArg,
@@ -133,12 +190,8 @@ struct ServerArgs {
     /// Cases run at once.
     #[arg(long, short = 'j', value_name = "N", default_value_t = 4)]
     jobs: usize,
-    /// Write the JSON report here.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Write a JUnit XML report (Maven Surefire format) here.
-    #[arg(long, value_name = "FILE")]
-    junit: Option<PathBuf>,
+    #[command(flatten)]
+    reports: ReportArgs,
     /// Compare the verdicts with this baseline file: any difference (an unexpected pass as
     /// much as an unexpected fail) exits 1.
     #[arg(long, value_name = "BASELINE")]
@@ -192,6 +245,54 @@ struct RunArgs {
     /// Also run cases marked `ignore`.
     #[arg(long)]
     include_ignored: bool,
+    #[command(flatten)]
+    reports: ReportArgs,
+}
+
+/// The report files a run writes (both suites).
+#[derive(Debug, Args, Clone)]
+struct ReportArgs {
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write a JUnit XML report (Maven Surefire format) here.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Write a static HTML report into this directory (open its index.html).
+    #[arg(long, value_name = "DIR")]
+    html: Option<PathBuf>,
+}
+
+/// Prints a line on stdout. A reader that went away (`| head -2`, `| grep -q`) is not an
+/// error: the rest of the output is dropped and the command still ends with its own exit
+/// code. Any other write error is said once on stderr.
+macro_rules! out {
+    ($($arg:tt)*) => { emit(&mut std::io::stdout().lock(), format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// [`out!`] without the newline.
+macro_rules! out_raw {
+    ($($arg:tt)*) => { emit(&mut std::io::stdout().lock(), format_args!($($arg)*)) };
+}
+
+/// Prints a line on stderr, dropping it if stderr is closed.
+macro_rules! err {
+    ($($arg:tt)*) => { emit(&mut std::io::stderr().lock(), format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Writes to `w` as `print!` would, without panicking when the stream is closed.
+fn emit(w: &mut dyn std::io::Write, args: std::fmt::Arguments<'_>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static REPORTED: AtomicBool = AtomicBool::new(false);
+    match w.write_fmt(args).and_then(|()| w.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            if !REPORTED.swap(true, Ordering::Relaxed) {
+                let _ = writeln!(std::io::stderr(), "error: writing the output: {e}");
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -199,27 +300,31 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::List(select)) => list(&select),
         Some(Command::Server(args)) => server(&args),
+        Some(Command::Coverage(args)) => coverage_map(&args),
         Some(Command::Run(run)) => run_all(&run),
+        Some(Command::Report(args)) => report(&args),
         None => run_all(&cli.run),
     }
 }
 
+/// Loads the client-role cases under the selected directory and applies `--filter`.
+/// Returns them and the number of files that did not load.
 fn load(select: &SelectArgs) -> Result<(Vec<Case>, usize), ExitCode> {
     let dir = select.cases.clone().unwrap_or_else(default_cases_dir);
     let (cases, errors) = load_dir(&dir);
     for e in &errors {
-        eprintln!("error: {e}");
+        err!("error: {e}");
     }
     // Server-role cases run with `server URL`.
-    let cases: Vec<Case> = cases.into_iter().filter(|c| !c.is_server_role()).collect();
+    let cases: Vec<Case> = cases
+        .into_iter()
+        .filter(|c| c.role() == Role::Client)
+        .collect();
     let filter = Filter::new(select.filter.iter().cloned());
     match filter.apply(&cases) {
-        Ok(selected) => {
-            let selected: Vec<Case> = selected.into_iter().cloned().collect();
-            Ok((selected, errors.len()))
-        }
+        Ok(selected) => Ok((selected.into_iter().cloned().collect(), errors.len())),
         Err(e) => {
-            eprintln!("error: {e}");
+            err!("error: {e}");
             Err(ExitCode::from(2))
         }
     }
@@ -230,16 +335,12 @@ fn list(select: &SelectArgs) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let width = cases.iter().map(|c| c.id.len()).max().unwrap_or(0);
-    for c in &cases {
-        let ignored = if c.file.ignore.is_some() {
-            " [ignored]"
-        } else {
-            ""
-        };
-        println!("{:<width$}  {}{ignored}", c.id, c.file.title);
+    let width = cases.iter().map(|c| c.id().len()).max().unwrap_or(0);
+    for c in cases.iter().filter_map(Case::as_client) {
+        let ignored = if c.ignore.is_some() { " [ignored]" } else { "" };
+        out!("{:<width$}  {}{ignored}", c.meta.id, c.meta.title);
     }
-    println!("{} cases", cases.len());
+    out!("{} cases", cases.len());
     if bad > 0 {
         ExitCode::from(2)
     } else {
@@ -247,105 +348,134 @@ fn list(select: &SelectArgs) -> ExitCode {
     }
 }
 
+/// Writes the JSON and JUnit reports the run asked for.
+fn write_reports(
+    args: &ReportArgs,
+    report: &SuiteReport,
+    gate: &Gate,
+    baseline: Option<&Baseline>,
+) -> Result<(), String> {
+    if let Some(path) = &args.json {
+        let value = json::json(report, gate, baseline);
+        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("--json {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, junit::junit(report, gate)?)
+            .map_err(|e| format!("--junit {}: {e}", path.display()))?;
+    }
+    if let Some(dir) = &args.html {
+        let run = html::Run::from_report(report, gate, baseline)?;
+        html::write(&[run], dir)?;
+    }
+    Ok(())
+}
+
+/// `report --html DIR RUN.json...`: one matrix of several runs.
+fn report(args: &ReportCmd) -> ExitCode {
+    let mut runs = Vec::new();
+    for arg in &args.runs {
+        let (name, path) = match arg.split_once('=') {
+            Some((n, p)) if !Path::new(arg).exists() => (Some(n.to_owned()), Path::new(p)),
+            _ => (None, Path::new(arg.as_str())),
+        };
+        match html::Run::load(path) {
+            Ok(mut run) => {
+                run.name = name.or(run.name);
+                runs.push(run);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match html::write(&runs, &args.html) {
+        Ok(index) => {
+            println!("{}", index.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn run_all(args: &RunArgs) -> ExitCode {
-    let started = Instant::now();
     let (cases, bad) = match load(&args.select) {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let (cases, skipped): (Vec<Case>, Vec<Case>) = cases
-        .into_iter()
-        .partition(|c| args.include_ignored || c.file.ignore.is_none());
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .max(1);
-    let next = AtomicUsize::new(0);
-    let reports: Mutex<Vec<Option<CaseReport>>> = Mutex::new(vec![None; cases.len()]);
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.min(cases.len().max(1)) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(case) = cases.get(i) else { break };
-                    let report = run_case(case);
-                    if let Ok(mut r) = reports.lock() {
-                        r[i] = Some(report);
-                    }
-                }
-            });
+    let options = SuiteOptions {
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| SuiteOptions::default().jobs)
+            .max(1),
+        include_ignored: args.include_ignored,
+    };
+    let report = match run_suite_blocking(&cases, Subject::OurClient, &options, &mut |_, _, _| {}) {
+        Ok(r) => r,
+        Err(e) => {
+            err!("error: {e}");
+            return ExitCode::from(2);
         }
-    });
-    let reports: Vec<CaseReport> = reports
-        .into_inner()
-        .unwrap_or_default()
-        .into_iter()
-        .flatten()
-        .collect();
-
-    let width = cases.iter().map(|c| c.id.len()).max().unwrap_or(10).max(7);
-    println!(
-        "{:<width$}  {:<13}  {:>8}  {:>9}  note",
-        "case", "verdict", "wall", "virtual"
-    );
-    let (mut passed, mut failed, mut harness_errors) = (0, 0, 0);
-    for (case, report) in cases.iter().zip(&reports) {
-        let note = if let Some(e) = &report.harness_error {
-            harness_errors += 1;
-            format!("harness error: {e}")
-        } else if report.passed() {
-            passed += 1;
-            if report.expected == Verdict::Ok {
-                String::new()
-            } else {
-                format!("expected {}", report.expected)
-            }
+    };
+    let gate = Gate::decide(&report, false, None, true);
+    out_raw!("{}", table::table(&report, args.verbose));
+    out!("{}", gate.summary());
+    out!(
+        "{}{}",
+        table::closing_line(&report),
+        if bad > 0 {
+            format!("; {bad} bad case files")
         } else {
-            failed += 1;
-            format!(
-                "expected {}: {}",
-                report.expected,
-                report.failures.first().cloned().unwrap_or_default()
-            )
-        };
-        println!(
-            "{:<width$}  {:<13}  {:>6}ms  {:>7}ms  {note}",
-            case.id,
-            report.verdict.to_string(),
-            report.wall.as_millis(),
-            report.virtual_time.as_millis()
-        );
-        if args.verbose && !report.passed() {
-            for f in &report.failures {
-                println!("    - {f}");
+            String::new()
+        }
+    );
+    if let Err(e) = write_reports(&args.reports, &report, &gate, None) {
+        err!("error: {e}");
+        return ExitCode::from(2);
+    }
+    if bad > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(gate.exit_code)
+    }
+}
+
+fn coverage_map(args: &CoverageArgs) -> ExitCode {
+    let dir = args.cases.clone().unwrap_or_else(default_cases_dir);
+    let (requirements, cases) = match coverage::load(&dir) {
+        Ok(r) => r,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
             }
-            for line in report.transcript.lines() {
-                println!("    | {line}");
-            }
+            return ExitCode::from(2);
+        }
+    };
+    let map = match requirements.coverage_of(&cases) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", coverage::text(&map));
+    if let Some(path) = &args.json {
+        let written = serde_json::to_string_pretty(&coverage::json(&map))
+            .map_err(|e| e.to_string())
+            .and_then(|t| std::fs::write(path, t).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("error: --json {}: {e}", path.display());
+            return ExitCode::from(2);
         }
     }
-    for case in &skipped {
-        println!(
-            "{:<width$}  {:<13}  {:>8}  {:>9}  {}",
-            case.id,
-            "IGNORED",
-            "-",
-            "-",
-            case.file.ignore.clone().unwrap_or_default()
-        );
-    }
-    let elapsed: Duration = started.elapsed();
-    println!(
-        "\n{passed} passed, {failed} failed, {} ignored, {bad} bad case files, {harness_errors} harness errors ({:.2}s)",
-        skipped.len(),
-        elapsed.as_secs_f64()
-    );
-    if bad > 0 || harness_errors > 0 {
-        ExitCode::from(2)
-    } else if failed > 0 {
-        ExitCode::from(1)
-    } else {
+    if map.complete() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -353,7 +483,7 @@ fn server(args: &ServerArgs) -> ExitCode {
     match server_inner(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            err!("error: {e}");
             ExitCode::from(2)
         }
     }
@@ -365,7 +495,10 @@ fn select_server_cases(args: &ServerArgs, dir: &Path) -> Result<(Vec<Case>, bool
         let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
         return Err(format!("bad case files:\n{}", all.join("\n")));
     }
-    let cases: Vec<Case> = cases.into_iter().filter(Case::is_server_role).collect();
+    let cases: Vec<Case> = cases
+        .into_iter()
+        .filter(|c| c.role() == Role::Server)
+        .collect();
     if cases.is_empty() {
         return Err(format!("no server-role cases under {}", dir.display()));
     }
@@ -379,10 +512,39 @@ fn select_server_cases(args: &ServerArgs, dir: &Path) -> Result<(Vec<Case>, bool
     if !args.skip.is_empty() {
         let skip = Filter::new(args.skip.iter().cloned());
         skip.apply(&cases).map_err(|e| format!("--skip: {e}"))?;
-        selected.retain(|c| !skip.matches(&c.id));
+        selected.retain(|c| !skip.matches(c.id()));
     }
     let complete = args.only.is_empty() && args.skip.is_empty();
     Ok((selected, complete))
+}
+
+/// The environment variable the credentials are read from without `--password` or
+/// `--password-file`.
+const PASSWORD_ENV: &str = "WISP_PASSWORD";
+
+/// The credentials of the run: `--password`, else `--password-file`, else `WISP_PASSWORD`
+/// (each `USER:PASS`), else none.
+fn credentials(args: &ServerArgs) -> Result<Option<(String, String)>, String> {
+    let (text, from) = if let Some(p) = &args.password {
+        (p.clone(), "--password".to_owned())
+    } else if let Some(path) = &args.password_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--password-file {}: {e}", path.display()))?;
+        let line = text.lines().next().unwrap_or_default().to_owned();
+        (line, format!("--password-file {}", path.display()))
+    } else {
+        match std::env::var(PASSWORD_ENV) {
+            Ok(v) if !v.is_empty() => (v, PASSWORD_ENV.to_owned()),
+            Ok(_) | Err(std::env::VarError::NotPresent) => return Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(format!("{PASSWORD_ENV} is not valid UTF-8"));
+            }
+        }
+    };
+    let (user, pass) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{from} takes USER:PASS"))?;
+    Ok(Some((user.to_owned(), pass.to_owned())))
 }
 
 fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
@@ -390,28 +552,27 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
     let (cases, complete) = select_server_cases(args, &dir)?;
     let mode = if args.v1 { RunMode::V1 } else { RunMode::V2 };
     if args.list {
-        let width = cases.iter().map(|c| c.id.len()).max().unwrap_or(0);
-        for c in &cases {
-            let needs: Vec<String> = c.file.requires.iter().map(ToString::to_string).collect();
+        let width = cases.iter().map(|c| c.id().len()).max().unwrap_or(0);
+        for c in cases.iter().filter_map(Case::as_server) {
+            let needs: Vec<String> = c.requires.iter().map(ToString::to_string).collect();
             let applies = if wisp_harness::server::applies(c, mode) {
                 ""
             } else {
                 " [not in this mode]"
             };
-            println!(
+            out!(
                 "{:<width$}  {:<6}  {:<24}  {}{applies}",
-                c.id,
-                format!("{:?}", c.file.level).to_lowercase(),
+                c.meta.id,
+                c.meta.level.name(),
                 needs.join(","),
-                c.file.title
+                c.meta.title
             );
         }
-        println!("{} cases", cases.len());
+        out!("{} cases", cases.len());
         return Ok(ExitCode::SUCCESS);
     }
-    let mut config = SuiteConfig::new(&args.url, mode);
+    let mut config = ServerConfig::new(&args.url, mode);
     config.cases_dir = dir;
-    config.jobs = args.jobs.max(1);
     config.bind = args.targets_bind;
     if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 600.0) {
         return Err("--timeout takes seconds between 0 and 600".to_owned());
@@ -421,10 +582,7 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
         LayoutArg::Draft6 => PasswordLayout::Draft6,
         LayoutArg::Draft5 => PasswordLayout::Draft5,
     };
-    if let Some(p) = &args.password {
-        let (user, pass) = p.split_once(':').ok_or("--password takes USER:PASS")?;
-        config.credentials = Some((user.to_owned(), pass.to_owned()));
-    }
+    config.credentials = credentials(args)?;
     if let Some(path) = &args.key {
         let pem =
             std::fs::read_to_string(path).map_err(|e| format!("--key {}: {e}", path.display()))?;
@@ -459,29 +617,26 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
         None => None,
     };
     let quiet = args.quiet;
-    let report = run_suite_blocking(&cases, config, &mut |done, total, case| {
+    let options = SuiteOptions {
+        jobs: args.jobs.max(1),
+        include_ignored: false,
+    };
+    let subject = Subject::Server(Box::new(config));
+    let report = run_suite_blocking(&cases, subject, &options, &mut |done, total, case| {
         if !quiet {
-            eprintln!("{}", report::progress_line(done, total, case));
+            err!("{}", table::progress_line(done, total, case));
         }
     })?;
     let gate = Gate::decide(&report, args.strict, baseline.as_ref(), complete);
-    println!("{}", report::table(&report, args.verbose));
+    out!("{}", table::table(&report, args.verbose));
     for m in &gate.mismatches {
-        println!("baseline: {m}");
+        out!("baseline: {m}");
     }
-    println!("{}", gate.summary());
-    if let Some(path) = &args.json {
-        let value = report::json(&report, &gate, baseline.as_ref());
-        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
-        std::fs::write(path, text).map_err(|e| format!("--json {}: {e}", path.display()))?;
-    }
-    if let Some(path) = &args.junit {
-        std::fs::write(path, report::junit(&report, &gate))
-            .map_err(|e| format!("--junit {}: {e}", path.display()))?;
-    }
+    out!("{}", gate.summary());
+    write_reports(&args.reports, &report, &gate, baseline.as_ref())?;
     if let Some(path) = &args.write_baseline {
         let name = args.server_name.clone().unwrap_or_else(|| args.url.clone());
-        std::fs::write(path, baseline::render(&report, &name))
+        std::fs::write(path, baseline::render(&report, &name, mode))
             .map_err(|e| format!("--write-baseline {}: {e}", path.display()))?;
     }
     Ok(ExitCode::from(gate.exit_code))

@@ -20,9 +20,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use wisp_mock_server::scenario::Verdict;
+use wisp_cases::Verdict;
 
-use super::{RunMode, SuiteReport};
+use super::RunMode;
+use crate::report::{LABELS, SuiteReport};
 
 /// The expected outcome of one case.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,7 +164,9 @@ impl Baseline {
     }
 
     /// Compares a run with the baseline. With `complete` (the run was not filtered), a
-    /// baseline entry the run does not have is a mismatch too.
+    /// baseline entry the run does not have is a mismatch too, and so is a run-level check
+    /// row (`server.run.*`) the baseline does not list (a filtered run's checks saw only
+    /// part of the suite).
     pub fn compare(&self, report: &SuiteReport, complete: bool) -> Vec<Mismatch> {
         let mut out = Vec::new();
         for case in &report.cases {
@@ -175,6 +178,9 @@ impl Baseline {
                     expected: Some(e.to_string()),
                     got: Some(got),
                 }),
+                // A filtered run sees only part of the run-level checks: they count
+                // unlisted only in a complete run.
+                None if !complete && case.id.starts_with(super::checks::PREFIX) => {}
                 None => out.push(Mismatch {
                     id: case.id.clone(),
                     expected: None,
@@ -197,7 +203,7 @@ impl Baseline {
     }
 
     /// The expected outcomes grouped by family (the second ID segment), for interop
-    /// tables ([`super::report::family_matrix`]).
+    /// tables ([`family_matrix`]).
     pub fn by_family(&self) -> BTreeMap<String, Vec<String>> {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (id, e) in &self.cases {
@@ -228,17 +234,17 @@ impl Baseline {
     }
 }
 
-/// Writes a baseline for `report`: every case with its outcome, and for the others than
-/// OK a comment with the first reason (to be replaced by a human explanation).
-pub fn render(report: &SuiteReport, server: &str) -> String {
+/// Writes a baseline for `report`, a `mode` run: every case with its outcome, and for the
+/// others than OK a comment with the first reason (to be replaced by a human
+/// explanation).
+pub fn render(report: &SuiteReport, server: &str, mode: RunMode) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "# Expected verdicts of the server suite: {server}, {} run.\n\
-         # Written by `wisp-conformance server --write-baseline`; each non-OK entry says why.",
-        report.mode
+        "# Expected verdicts of the server suite: {server}, {mode} run.\n\
+         # Written by `wisp-conformance server --write-baseline`; each non-OK entry says why."
     );
-    let _ = writeln!(out, "server: {server}\nmode: {}\ncases:", report.mode);
+    let _ = writeln!(out, "server: {server}\nmode: {mode}\ncases:");
     let width = report.cases.iter().map(|c| c.id.len()).max().unwrap_or(0) + 1;
     for case in &report.cases {
         let outcome = case.outcome();
@@ -262,6 +268,71 @@ pub fn render(report: &SuiteReport, server: &str) -> String {
     out
 }
 
+/// A markdown table of verdict counts per family for several runs (rows: server × mode;
+/// columns: families), e.g. for a README.
+pub fn family_matrix(runs: &[(String, BTreeMap<String, Vec<String>>)]) -> String {
+    let mut families: Vec<String> = runs.iter().flat_map(|(_, f)| f.keys().cloned()).collect();
+    families.sort();
+    families.dedup();
+    let mut out = String::new();
+    let _ = writeln!(out, "| server (mode) | {} |", families.join(" | "));
+    let _ = writeln!(
+        out,
+        "|---|{}|",
+        families.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+    );
+    for (name, per_family) in runs {
+        let cells: Vec<String> = families
+            .iter()
+            .map(|f| {
+                let outcomes = per_family.get(f).cloned().unwrap_or_default();
+                summarise(&outcomes)
+            })
+            .collect();
+        let _ = writeln!(out, "| {name} | {} |", cells.join(" | "));
+    }
+    out
+}
+
+/// `5 OK, 1 FAILED` from outcomes like `OK`, `FAILED / OK` (the worse column counts).
+fn summarise(outcomes: &[String]) -> String {
+    let abbrev = |l: &str| {
+        match l {
+            "NON-STRICT" => "NS",
+            "INFORMATIONAL" => "INFO",
+            "UNSUPPORTED" => "UNSUP",
+            "FAILED" => "FAIL",
+            other => other,
+        }
+        .to_owned()
+    };
+    let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+    for o in outcomes {
+        let worst = o
+            .split('/')
+            .map(str::trim)
+            .max_by_key(|l| match *l {
+                "OK" => 0,
+                "UNSUPPORTED" => 1,
+                "INFORMATIONAL" => 2,
+                "NON-STRICT" => 3,
+                "FAILED" => 4,
+                _ => 5,
+            })
+            .unwrap_or("ERROR");
+        let idx = LABELS.iter().position(|l| *l == worst).unwrap_or(5);
+        *counts.entry(idx).or_insert(0) += 1;
+    }
+    if counts.is_empty() {
+        return "–".to_owned();
+    }
+    counts
+        .iter()
+        .map(|(i, n)| format!("{n} {}", abbrev(LABELS[*i])))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +349,17 @@ mod tests {
         );
         assert!(Expected::parse("ERROR").is_err());
         assert!(Expected::parse("fine").is_err());
+    }
+
+    #[test]
+    fn family_cells_count_the_worse_column() {
+        let cell = summarise(&[
+            "OK".to_owned(),
+            "OK / NON-STRICT".to_owned(),
+            "FAILED / OK".to_owned(),
+            "UNSUPPORTED".to_owned(),
+        ]);
+        assert_eq!(cell, "1 OK, 1 NS, 1 UNSUP, 1 FAIL");
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! Server-role conformance: the `cases/server/` suite run against a live Wisp server.
+//! The server role's subject: a live Wisp server, judged by the `cases/server/` suite.
 //!
-//! The harness starts its own loopback targets (TCP echo, UDP echo, a refused port, a TCP
-//! sink, a discard and a banner), probes what the server advertises, then runs every case
-//! that applies to the run's mode, a few at a time. Each case opens its own WebSocket and
-//! plays either its `script` (raw packets) or its `actions` (through the client library);
-//! every wait is bounded, and each case has an overall deadline, so a server that crashes,
-//! stalls or drops connections is reported case by case and the run always ends.
+//! A run starts the harness's own loopback targets (TCP echo, UDP echo, a refused port, a
+//! TCP sink, a discard and a banner) and probes what the server advertises
+//! (`ServerRun::start`); then the engine ([`crate::engine`]) runs every case that
+//! applies to the run's mode, a few at a time. Each case opens its own WebSocket and plays
+//! either its `script` (raw packets, `script.rs`) or its `actions` (through our client, by
+//! the engine's one action interpreter); every wait is bounded, and each case has an
+//! overall deadline, so a server that crashes, stalls or drops connections is reported
+//! case by case and the run always ends.
 //!
 //! Each case gets two verdicts (Autobahn's columns): the behaviour (OK, NON-STRICT,
 //! INFORMATIONAL, UNSUPPORTED, FAILED, from the case's level) and, when the case has a
@@ -13,23 +15,26 @@
 //! is a connection error (`ERROR`), which makes the run exit with 2.
 //!
 //! ```no_run
-//! use wisp_harness::server::{RunMode, SuiteConfig, run_suite_blocking};
+//! use wisp_harness::engine::{Subject, SuiteOptions, run_suite_blocking};
+//! use wisp_harness::server::{RunMode, ServerConfig};
 //! use wisp_harness::{default_cases_dir, load_dir};
 //!
 //! let (cases, _errors) = load_dir(&default_cases_dir());
-//! let server_cases: Vec<_> = cases.into_iter().filter(|c| c.is_server_role()).collect();
-//! let config = SuiteConfig::new("ws://127.0.0.1:6001/", RunMode::V1);
-//! let report = run_suite_blocking(&server_cases, config, &mut |done, total, case| {
+//! let server_cases: Vec<_> = cases.into_iter().filter(|c| c.as_server().is_some()).collect();
+//! let config = ServerConfig::new("ws://127.0.0.1:6001/", RunMode::V1);
+//! let options = SuiteOptions { jobs: 4, ..SuiteOptions::default() };
+//! let subject = Subject::Server(Box::new(config));
+//! let report = run_suite_blocking(&server_cases, subject, &options, &mut |done, total, case| {
 //!     eprintln!("[{done}/{total}] {} {}", case.id, case.label());
 //! })
 //! .expect("the suite ran");
-//! println!("{}", wisp_harness::server::report::table(&report, false));
+//! println!("{}", wisp_harness::report::table::table(&report, false));
 //! ```
 
-mod actions;
 pub mod baseline;
+pub mod checks;
+mod library;
 mod probe;
-pub mod report;
 mod script;
 mod session;
 mod targets;
@@ -39,24 +44,26 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use futures::FutureExt;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-use wisp_client::proto::{CloseReason, PasswordLayout};
-use wisp_mock_server::client_script::{
-    CloseJudge, KeyChoice, Mode, Secret, SubprotocolChoice, SubprotocolExpect, VersionChoice,
+use wisp_cases::client::{ClientCertAuth, ClientExtension, ClientPassword};
+use wisp_cases::server::{
+    KeyChoice, Mode, Secret, SubprotocolChoice, SubprotocolExpect, VersionChoice,
 };
-use wisp_mock_server::scenario::{Case, Level, Verdict, load_case_str_with};
-use wisp_mock_server::values::StreamRef;
+use wisp_cases::values::StreamRef;
+use wisp_cases::{Case, ServerCase, load_case_str_with};
+use wisp_client::proto::PasswordLayout;
 
 pub use probe::Probe;
 pub use targets::{BANNER, Targets};
 
+use crate::engine::CaseRun;
+use crate::engine::judge::judge_close;
+use crate::report::ServerInfo;
+use checks::RunChecks;
 use probe::CapCheck;
-use session::{Recorder, SeenClose};
+use session::Recorder;
 
 /// Which Wisp version the harness speaks in a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -77,9 +84,9 @@ impl fmt::Display for RunMode {
     }
 }
 
-/// How to run the suite against one server.
+/// The server subject: which server, how the harness talks to it, what it sets up.
 #[derive(Clone, Debug)]
-pub struct SuiteConfig {
+pub struct ServerConfig {
     /// The server's WebSocket URL (`ws://HOST:PORT/PATH/`).
     pub url: String,
     /// The mode of the run.
@@ -94,15 +101,13 @@ pub struct SuiteConfig {
     pub blocked: Option<(String, u16)>,
     /// Bound on each wait of a case (default 5 s).
     pub step_timeout: Duration,
-    /// Cases run at once (default 4).
-    pub jobs: usize,
     /// The address the loopback targets bind (default 127.0.0.1).
     pub bind: IpAddr,
     /// The cases directory (the file paths of the cases are under it).
     pub cases_dir: PathBuf,
 }
 
-impl SuiteConfig {
+impl ServerConfig {
     /// Defaults for `url` in `mode`.
     pub fn new(url: impl Into<String>, mode: RunMode) -> Self {
         Self {
@@ -113,125 +118,16 @@ impl SuiteConfig {
             key: None,
             blocked: None,
             step_timeout: Duration::from_secs(5),
-            jobs: 4,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             cases_dir: crate::default_cases_dir(),
         }
     }
 }
 
-/// The CLOSE-reason column of one case.
-#[derive(Clone, Debug)]
-pub struct CloseColumn {
-    /// The verdict.
-    pub verdict: Verdict,
-    /// The stream judged (`s1(#1)`, `0`).
-    pub stream: String,
-    /// The preferred reasons.
-    pub preferred: Vec<CloseReason>,
-    /// The acceptable ones.
-    pub acceptable: Vec<CloseReason>,
-    /// The reason the server sent, if it sent a CLOSE.
-    pub got: Option<CloseReason>,
-    /// The CLOSE packet (decoded, with its bytes).
-    pub packet: Option<String>,
-    /// Why the verdict.
-    pub note: String,
-}
-
-/// The result of one case.
-#[derive(Clone, Debug)]
-pub struct ServerCaseReport {
-    /// The case ID.
-    pub id: String,
-    /// The family (`handshake`, `tcp`, ...).
-    pub family: String,
-    /// The title.
-    pub title: String,
-    /// The spec section.
-    pub spec: String,
-    /// must / should / may.
-    pub level: Level,
-    /// The behaviour verdict (meaningless when `error` is set).
-    pub verdict: Verdict,
-    /// The CLOSE-reason verdict, for cases with a `close` judge that ran.
-    pub close: Option<CloseColumn>,
-    /// Why the verdict is not OK (or why UNSUPPORTED).
-    pub reasons: Vec<String>,
-    /// A harness or connection error: the case could not run.
-    pub error: Option<String>,
-    /// The decoded wire log.
-    pub trace: Vec<String>,
-    /// Wall-clock time.
-    pub duration: Duration,
-}
-
-impl ServerCaseReport {
-    /// `ERROR` for a harness or connection error, else the verdict.
-    pub fn label(&self) -> String {
-        match &self.error {
-            Some(_) => "ERROR".to_owned(),
-            None => self.verdict.to_string(),
-        }
-    }
-
-    /// The close column's verdict, or `-`.
-    pub fn close_label(&self) -> String {
-        match (&self.error, &self.close) {
-            (None, Some(c)) => c.verdict.to_string(),
-            _ => "-".to_owned(),
-        }
-    }
-
-    /// Both columns as one value: `OK`, or `OK / NON-STRICT` with a close column (the form
-    /// baselines use).
-    pub fn outcome(&self) -> String {
-        match (&self.error, &self.close) {
-            (None, Some(c)) => format!("{} / {}", self.verdict, c.verdict),
-            _ => self.label(),
-        }
-    }
-
-    /// The worse of the two columns (for the gate).
-    pub fn worst(&self) -> Verdict {
-        let rank = |v: Verdict| match v {
-            Verdict::Ok | Verdict::Unsupported => 0,
-            Verdict::Informational => 1,
-            Verdict::NonStrict => 2,
-            Verdict::Failed => 3,
-        };
-        match &self.close {
-            Some(c) if rank(c.verdict) > rank(self.verdict) => c.verdict,
-            _ => self.verdict,
-        }
-    }
-}
-
-/// The result of a run.
-#[derive(Clone, Debug)]
-pub struct SuiteReport {
-    /// The server URL.
-    pub url: String,
-    /// The mode.
-    pub mode: RunMode,
-    /// What the capability probe saw.
-    pub probe: Probe,
-    /// `(name, address)` of the targets.
-    pub targets: Vec<(String, SocketAddr)>,
-    /// The blocked destination, if configured.
-    pub blocked: Option<String>,
-    /// The cases that ran (or were UNSUPPORTED), in suite order.
-    pub cases: Vec<ServerCaseReport>,
-    /// IDs of selected cases that do not apply to this mode.
-    pub not_applicable: Vec<String>,
-    /// Wall-clock time of the run.
-    pub duration: Duration,
-}
-
 /// Whether a server-role case runs in `mode`.
-pub fn applies(case: &Case, mode: RunMode) -> bool {
+pub fn applies(case: &ServerCase, mode: RunMode) -> bool {
     matches!(
-        (case.file.mode, mode),
+        (case.mode, mode),
         (Mode::Any, _) | (Mode::V1, RunMode::V1) | (Mode::V2, RunMode::V2)
     )
 }
@@ -261,8 +157,10 @@ impl Body {
 
 /// Everything a case needs to know about its connection.
 pub(crate) struct CaseCtx {
-    pub(crate) config: Arc<SuiteConfig>,
+    pub(crate) config: Arc<ServerConfig>,
     pub(crate) tcp_echo: SocketAddr,
+    /// What the watch target saw (`expect_target_closed`).
+    pub(crate) watch_log: targets::WatchLog,
     pub(crate) version: RunMode,
     pub(crate) subprotocol: Option<String>,
     /// The credentials presented in the handshake (`connect.password`).
@@ -277,8 +175,13 @@ pub(crate) struct CaseCtx {
 }
 
 impl CaseCtx {
-    fn new(case: &Case, config: Arc<SuiteConfig>, tcp_echo: SocketAddr) -> Result<Self, String> {
-        let connect = &case.file.connect;
+    fn new(
+        case: &ServerCase,
+        config: Arc<ServerConfig>,
+        tcp_echo: SocketAddr,
+        watch_log: targets::WatchLog,
+    ) -> Result<Self, String> {
+        let connect = &case.connect;
         let version = match connect.version {
             VersionChoice::Run => config.mode,
             VersionChoice::V1 => RunMode::V1,
@@ -299,6 +202,7 @@ impl CaseCtx {
         let mut ctx = Self {
             step_timeout: config.step_timeout,
             tcp_echo,
+            watch_log,
             version,
             subprotocol,
             password: None,
@@ -369,292 +273,197 @@ impl CaseCtx {
             KeyChoice::Wrong => Some(self.wrong_key.clone()),
         }
     }
+
+    /// The extensions our client offers in this case's v2 handshake: UDP and MOTD, and the
+    /// credentials and key of `connect`, when there are some.
+    pub(crate) fn offer(&self) -> Vec<ClientExtension> {
+        let mut offer = vec![ClientExtension::Udp, ClientExtension::Motd];
+        if let Some((user, pass, layout)) = &self.password {
+            offer.push(ClientExtension::Password(ClientPassword {
+                username: Some(user.clone()),
+                password: Some(pass.clone()),
+                layout: *layout,
+            }));
+        }
+        if let Some(key) = &self.key {
+            offer.push(ClientExtension::CertAuth(ClientCertAuth {
+                key: None,
+                signing_key: Some(key.clone()),
+            }));
+        }
+        offer
+    }
 }
 
-struct Shared {
-    config: Arc<SuiteConfig>,
+/// A server-role run, prepared: the configuration, the loopback targets (alive until the
+/// run is dropped), their placeholder values and what the probe saw.
+pub(crate) struct ServerRun {
+    config: Arc<ServerConfig>,
+    targets: Targets,
+    placeholders: wisp_cases::Placeholders,
     probe: Probe,
-    tcp_echo: SocketAddr,
+    checks: RunChecks,
 }
 
-/// Runs `cases` (server-role cases, already selected) against the server of `config`.
-/// `progress` is called as each case finishes with (finished, total, report).
-///
-/// # Errors
-///
-/// Only when the run cannot start: a URL the harness cannot use, or targets that cannot
-/// bind. A server that cannot be reached is reported per case (connection errors).
-pub async fn run_suite(
-    cases: &[Case],
-    config: SuiteConfig,
-    progress: &mut dyn FnMut(usize, usize, &ServerCaseReport),
-) -> Result<SuiteReport, String> {
-    let started = Instant::now();
-    session::check_url(&config.url)?;
-    let targets = Targets::start(config.bind)
-        .await
-        .map_err(|e| format!("cannot start the loopback targets on {}: {e}", config.bind))?;
-    let placeholders = targets.placeholders(config.blocked.as_ref());
-    let probe = Probe::run(&config).await;
-    let mode = config.mode;
-    let jobs = config.jobs.max(1);
-    let shared = Arc::new(Shared {
-        config: Arc::new(config),
-        probe,
-        tcp_echo: targets.tcp_echo,
-    });
+impl ServerRun {
+    /// Checks the URL, starts the targets and probes the server.
+    ///
+    /// # Errors
+    ///
+    /// A URL the harness cannot use, or targets that cannot bind.
+    pub(crate) async fn start(config: ServerConfig) -> Result<Self, String> {
+        session::check_url(&config.url)?;
+        let targets = Targets::start(config.bind)
+            .await
+            .map_err(|e| format!("cannot start the loopback targets on {}: {e}", config.bind))?;
+        let placeholders = targets.placeholders(config.blocked.as_ref());
+        let probe = Probe::run(&config).await;
+        Ok(Self {
+            config: Arc::new(config),
+            targets,
+            placeholders,
+            probe,
+            checks: RunChecks::default(),
+        })
+    }
 
-    let mut not_applicable = Vec::new();
-    let mut slots: Vec<Option<ServerCaseReport>> = Vec::new();
-    let semaphore = Arc::new(Semaphore::new(jobs));
-    let mut set = JoinSet::new();
-    for case in cases {
-        if !applies(case, mode) {
-            not_applicable.push(case.id.clone());
-            continue;
+    /// Whether the case runs in this run's mode.
+    pub(crate) fn applies(&self, case: &ServerCase) -> bool {
+        applies(case, self.config.mode)
+    }
+
+    /// The server and what the run set up, for reports.
+    pub(crate) fn info(&self) -> ServerInfo {
+        let config = &self.config;
+        ServerInfo {
+            url: config.url.clone(),
+            mode: config.mode,
+            probe: self.probe.clone(),
+            targets: self
+                .targets
+                .list()
+                .iter()
+                .map(|(n, a)| ((*n).to_owned(), *a))
+                .collect(),
+            blocked: config.blocked.as_ref().map(|(h, p)| format!("{h}:{p}")),
         }
-        let index = slots.len();
-        slots.push(None);
+    }
+
+    /// The rows of the run-level checks ([`checks`]), once every case has run.
+    pub(crate) fn check_reports(&self) -> Vec<crate::report::CaseReport> {
+        self.checks.reports()
+    }
+
+    /// Runs one case: loads it again with the run's target addresses, checks the
+    /// capabilities it needs, then plays it.
+    pub(crate) async fn run(&self, case: &ServerCase) -> CaseRun {
         let loaded = load_case_str_with(
-            &shared.config.cases_dir,
-            &case.path,
-            &case.source,
-            &placeholders,
+            &self.config.cases_dir,
+            &case.meta.path,
+            &case.meta.source,
+            &self.placeholders,
         );
-        let shared = shared.clone();
-        let semaphore = semaphore.clone();
-        let fallback = case.clone();
-        set.spawn(async move {
-            let _permit = semaphore.acquire_owned().await;
-            let started = Instant::now();
-            let report = match loaded {
-                Ok(case) => {
-                    match std::panic::AssertUnwindSafe(run_one(&case, &shared))
-                        .catch_unwind()
-                        .await
-                    {
-                        Ok(r) => r,
-                        Err(_) => errored(&case, "the harness panicked while running the case"),
-                    }
-                }
-                Err(e) => errored(
-                    &fallback,
-                    &format!("the case does not load with the run's targets: {e}"),
-                ),
-            };
-            let mut report = report;
-            report.duration = started.elapsed();
-            (index, report)
-        });
-    }
-    let total = slots.len();
-    let mut done = 0;
-    while let Some(joined) = set.join_next().await {
-        // Tasks catch their own panics; a join error means the run was cancelled.
-        let Ok((index, report)) = joined else {
-            continue;
-        };
-        done += 1;
-        progress(done, total, &report);
-        slots[index] = Some(report);
-    }
-    let target_list = targets
-        .list()
-        .iter()
-        .map(|(n, a)| ((*n).to_owned(), *a))
-        .collect();
-    drop(targets);
-    let config = &shared.config;
-    Ok(SuiteReport {
-        url: config.url.clone(),
-        mode,
-        probe: shared.probe.clone(),
-        targets: target_list,
-        blocked: config.blocked.as_ref().map(|(h, p)| format!("{h}:{p}")),
-        cases: slots.into_iter().flatten().collect(),
-        not_applicable,
-        duration: started.elapsed(),
-    })
-}
-
-/// [`run_suite`] on a runtime of its own (do not call it from inside a tokio runtime).
-///
-/// # Errors
-///
-/// As [`run_suite`], or when the runtime cannot start.
-pub fn run_suite_blocking(
-    cases: &[Case],
-    config: SuiteConfig,
-    progress: &mut dyn FnMut(usize, usize, &ServerCaseReport),
-) -> Result<SuiteReport, String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start a runtime: {e}"))?;
-    runtime.block_on(run_suite(cases, config, progress))
-}
-
-fn base_report(case: &Case) -> ServerCaseReport {
-    ServerCaseReport {
-        id: case.id.clone(),
-        family: case.family().to_owned(),
-        title: case.file.title.clone(),
-        spec: case.file.spec.clone(),
-        level: case.file.level,
-        verdict: Verdict::Ok,
-        close: None,
-        reasons: Vec::new(),
-        error: None,
-        trace: Vec::new(),
-        duration: Duration::ZERO,
-    }
-}
-
-fn errored(case: &Case, why: &str) -> ServerCaseReport {
-    let mut r = base_report(case);
-    r.verdict = Verdict::Failed;
-    r.error = Some(why.to_owned());
-    r
-}
-
-async fn run_one(case: &Case, shared: &Shared) -> ServerCaseReport {
-    let mut report = base_report(case);
-    let config = &shared.config;
-    for cap in &case.file.requires {
-        match shared.probe.check(*cap, config) {
-            CapCheck::Present => {}
-            CapCheck::Absent(why) => {
-                report.verdict = Verdict::Unsupported;
-                report.reasons.push(format!("needs {cap}: {why}"));
-                return report;
-            }
-            CapCheck::Unknown(why) => {
-                report.error = Some(format!("needs {cap}: {why}"));
-                return report;
-            }
-        }
-    }
-    let ctx = match CaseCtx::new(case, config.clone(), shared.tcp_echo) {
-        Ok(c) => c,
-        Err(e) => {
-            report.error = Some(e);
-            return report;
-        }
-    };
-    let rec = Recorder::new();
-    let deadline = case.timeout().max(config.step_timeout * 2);
-    let run = async {
-        if case.file.script.is_empty() {
-            actions::run_actions(case, &ctx, &rec).await
-        } else {
-            script::run_script(case, &ctx, &rec).await
-        }
-    };
-    let body = match tokio::time::timeout(deadline, run).await {
-        Ok(body) => body,
-        Err(_) => {
-            rec.event(format!(
-                "case deadline: not finished within {}ms",
-                deadline.as_millis()
-            ));
-            Body {
-                failures: vec![format!(
-                    "the case did not finish within its deadline ({}ms): the server stalled",
-                    deadline.as_millis()
-                )],
-                ..Body::default()
-            }
-        }
-    };
-    report.trace = rec.lines();
-    if let Some(e) = body.conn_error {
-        report.error = Some(format!("connection error: {e}"));
-        return report;
-    }
-    let mut failures = body.failures.clone();
-    if let Some(want) = &case.file.expect.subprotocol {
-        let offered = ctx.subprotocol.as_deref();
-        let echoed = body.echoed.as_deref();
-        match want {
-            SubprotocolExpect::Echoed if echoed.is_none() || echoed != offered => {
-                failures.push(format!(
-                    "the upgrade response carries Sec-WebSocket-Protocol {echoed:?}; the client offered {offered:?}"
-                ));
-            }
-            SubprotocolExpect::None if echoed.is_some() => failures.push(format!(
-                "the upgrade response carries Sec-WebSocket-Protocol {echoed:?}; expected none"
+        match loaded {
+            Ok(Case::Server(case)) => self.run_loaded(&case).await,
+            Ok(Case::Client(_)) => CaseRun::error("the case no longer loads as a server-role case"),
+            Err(e) => CaseRun::error(format!(
+                "the case does not load with the run's targets: {e}"
             )),
-            _ => {}
         }
     }
-    if !failures.is_empty() {
-        report.verdict = Verdict::of_failure(case.file.level);
-        report.reasons = failures;
-    }
-    if let Some(judge) = &case.file.close {
-        let id = body.stream_id(&judge.stream);
-        let seen = id.and_then(|id| rec.close_on(id));
-        report.close = Some(judge_close(judge, id, seen));
-    }
-    report
-}
 
-/// The CLOSE-reason column.
-fn judge_close(judge: &CloseJudge, id: Option<u32>, seen: Option<SeenClose>) -> CloseColumn {
-    let preferred = judge.reason.0.clone();
-    let acceptable = judge
-        .acceptable
-        .as_ref()
-        .map(|a| a.0.clone())
-        .unwrap_or_default();
-    let names = |v: &[CloseReason]| {
-        v.iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(" or ")
-    };
-    let stream = match (&judge.stream, id) {
-        (StreamRef::Alias(a), Some(id)) => format!("{a}(#{id})"),
-        (StreamRef::Alias(a), None) => a.clone(),
-        (StreamRef::Id(id), _) => id.to_string(),
-    };
-    let (verdict, note) = match &seen {
-        Some(c) if preferred.contains(&c.reason) => (Verdict::Ok, format!("reason {}", c.reason)),
-        Some(c) if acceptable.contains(&c.reason) => (
-            match judge.level {
-                Level::May => Verdict::Informational,
-                _ => Verdict::NonStrict,
-            },
-            format!("reason {}; {} is preferred", c.reason, names(&preferred)),
-        ),
-        Some(c) => (
-            Verdict::of_failure(judge.level),
-            format!(
-                "reason {}; expected {}{}",
-                c.reason,
-                names(&preferred),
-                if acceptable.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (or {})", names(&acceptable))
+    async fn run_loaded(&self, case: &ServerCase) -> CaseRun {
+        let config = &self.config;
+        for cap in &case.requires {
+            match self.probe.check(*cap, config) {
+                CapCheck::Present => {}
+                CapCheck::Absent(why) => {
+                    return CaseRun {
+                        unsupported: Some(format!("needs {cap}: {why}")),
+                        ..CaseRun::default()
+                    };
                 }
-            ),
-        ),
-        None => (
-            Verdict::of_failure(judge.level),
-            format!(
-                "no CLOSE arrived on stream {stream}; expected {}",
-                names(&preferred)
-            ),
-        ),
-    };
-    CloseColumn {
-        verdict,
-        stream,
-        preferred,
-        acceptable,
-        got: seen.as_ref().map(|c| c.reason),
-        packet: seen.map(|c| c.packet),
-        note,
+                CapCheck::Unknown(why) => return CaseRun::error(format!("needs {cap}: {why}")),
+            }
+        }
+        let ctx = match CaseCtx::new(
+            case,
+            config.clone(),
+            self.targets.tcp_echo,
+            self.targets.watch_log.clone(),
+        ) {
+            Ok(c) => c,
+            Err(e) => return CaseRun::error(e),
+        };
+        let rec = Recorder::new(self.checks.clone(), &case.meta.id);
+        let deadline = case.timeout().max(config.step_timeout * 2);
+        let played = async {
+            if case.is_script() {
+                script::run_script(case, &ctx, &rec).await
+            } else {
+                library::run(case, &ctx, &rec).await
+            }
+        };
+        let body = match tokio::time::timeout(deadline, played).await {
+            Ok(body) => body,
+            Err(_) => {
+                rec.event(format!(
+                    "case deadline: not finished within {}ms",
+                    deadline.as_millis()
+                ));
+                Body {
+                    failures: vec![format!(
+                        "the case did not finish within its deadline ({}ms): the server stalled",
+                        deadline.as_millis()
+                    )],
+                    ..Body::default()
+                }
+            }
+        };
+        let transcript = rec.lines().join("\n");
+        if let Some(e) = body.conn_error {
+            return CaseRun {
+                transcript,
+                ..CaseRun::error(format!("connection error: {e}"))
+            };
+        }
+        let mut failures = body.failures.clone();
+        if let Some(want) = &case.expect.subprotocol {
+            let offered = ctx.subprotocol.as_deref();
+            let echoed = body.echoed.as_deref();
+            match want {
+                SubprotocolExpect::Echoed if echoed.is_none() || echoed != offered => {
+                    failures.push(format!(
+                        "the upgrade response carries Sec-WebSocket-Protocol {echoed:?}; the client offered {offered:?}"
+                    ));
+                }
+                // The echo is a promise: the selected wisp-v2 is spoken (an INFO came).
+                SubprotocolExpect::Echoed
+                    if echoed == Some(wisp_client::transport::WISP_V2_SUBPROTOCOL)
+                        && rec.info().is_none() =>
+                {
+                    failures.push(format!(
+                        "the upgrade response selects {echoed:?} but the server then speaks v1: no INFO within {}ms (first packet: {}); a client that trusts the header waits for an INFO that never comes",
+                        config.step_timeout.as_millis(),
+                        rec.first_received().unwrap_or_else(|| "none".to_owned())
+                    ));
+                }
+                SubprotocolExpect::None if echoed.is_some() => failures.push(format!(
+                    "the upgrade response carries Sec-WebSocket-Protocol {echoed:?}; expected none"
+                )),
+                _ => {}
+            }
+        }
+        let close = case.close.as_ref().map(|judge| {
+            let id = body.stream_id(&judge.stream);
+            let seen = id.and_then(|id| rec.close_on(id));
+            judge_close(judge, id, seen)
+        });
+        CaseRun {
+            failures,
+            close,
+            transcript,
+            ..CaseRun::default()
+        }
     }
 }

@@ -7,14 +7,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use serde::Serialize;
+use wisp_cases::server::Capability;
+use wisp_cases::values::extension_label;
 use wisp_client::proto::{
     CertAuthServerRecord, ExtensionId, InfoPacket, Packet, PacketBody, PasswordServerRecord,
 };
-use wisp_mock_server::client_script::Capability;
-use wisp_mock_server::values::extension_label;
 
 use super::session;
-use super::{RunMode, SuiteConfig};
+use super::{RunMode, ServerConfig};
 
 /// How long a v2 probe waits for an INFO after a CONTINUE(0) came first (the order of
 /// drafts 1–3, which wisp-mux 5.x still sends).
@@ -59,7 +59,7 @@ pub(crate) enum CapCheck {
 
 impl Probe {
     /// Connects in the run's mode and reads the server's first packets.
-    pub(crate) async fn run(config: &SuiteConfig) -> Probe {
+    pub(crate) async fn run(config: &ServerConfig) -> Probe {
         let mut probe = Probe::default();
         let subprotocol = match config.mode {
             RunMode::V1 => None,
@@ -126,7 +126,7 @@ impl Probe {
     }
 
     /// Whether the server (in this run) has `cap`.
-    pub(crate) fn check(&self, cap: Capability, config: &SuiteConfig) -> CapCheck {
+    pub(crate) fn check(&self, cap: Capability, config: &ServerConfig) -> CapCheck {
         let absent = |why: &str| CapCheck::Absent(why.to_owned());
         match cap {
             Capability::Credentials => {
@@ -206,6 +206,10 @@ impl Probe {
                 None => listed(ExtensionId::CERT_AUTH, "certificate authentication (0x03)"),
             },
             Capability::Motd => listed(ExtensionId::MOTD, "a MOTD (0x04)"),
+            Capability::StreamConfirmation => listed(
+                ExtensionId::STREAM_CONFIRMATION,
+                "stream-open confirmation (0x05)",
+            ),
             Capability::Credentials | Capability::Key | Capability::Blocked => CapCheck::Present,
         }
     }

@@ -16,9 +16,12 @@ use http::{HeaderName, HeaderValue, Uri};
 use tokio::net::TcpStream;
 use tokio_websockets::{ClientBuilder, WebSocketStream};
 use wisp_client::WispError;
-use wisp_client::proto::{CloseReason, InfoPacket, Packet, PacketBody};
+use wisp_client::proto::{InfoPacket, Packet, PacketBody};
 use wisp_client::transport::TokioWebsocketsTransport;
 use wisp_mock_server::trace::{Direction, RenderCtx, Trace};
+
+use super::checks::RunChecks;
+use crate::engine::judge::SeenClose;
 
 /// The WebSocket to the server under test.
 pub(crate) type Ws = WebSocketStream<TcpStream>;
@@ -106,15 +109,6 @@ pub(crate) async fn open(
     Ok(Opened { ws, echoed })
 }
 
-/// A CLOSE the server sent.
-#[derive(Clone, Debug)]
-pub(crate) struct SeenClose {
-    /// The reason byte.
-    pub(crate) reason: CloseReason,
-    /// The decoded packet, with its bytes, for reports.
-    pub(crate) packet: String,
-}
-
 struct RecState {
     trace: Trace,
     ctx: RenderCtx,
@@ -122,6 +116,8 @@ struct RecState {
     closes: HashMap<u32, SeenClose>,
     credit: Option<u32>,
     info: Option<InfoPacket>,
+    /// The first server packet, described.
+    first: Option<String>,
 }
 
 struct RecInner {
@@ -129,6 +125,8 @@ struct RecInner {
     start: Instant,
     /// The current step (`usize::MAX`: none).
     step: AtomicUsize,
+    /// The run's checks and the case ID to note every server packet under.
+    checks: (RunChecks, String),
 }
 
 /// The wire log of one case, shared by the script or the client library's transport, and
@@ -137,8 +135,9 @@ struct RecInner {
 pub(crate) struct Recorder(Arc<RecInner>);
 
 impl Recorder {
-    /// An empty log; time zero is now.
-    pub(crate) fn new() -> Self {
+    /// An empty log of the case `case`, time zero now, that also notes every server
+    /// packet in the run's `checks`.
+    pub(crate) fn new(checks: RunChecks, case: &str) -> Self {
         Self(Arc::new(RecInner {
             state: Mutex::new(RecState {
                 trace: Trace::default(),
@@ -147,9 +146,11 @@ impl Recorder {
                 closes: HashMap::new(),
                 credit: None,
                 info: None,
+                first: None,
             }),
             start: Instant::now(),
             step: AtomicUsize::new(usize::MAX),
+            checks: (checks, case.to_owned()),
         }))
     }
 
@@ -202,6 +203,8 @@ impl Recorder {
 
     /// Records a message from the server and notes what the judges need.
     pub(crate) fn received(&self, msg: &Bytes) {
+        let (checks, case) = &self.0.checks;
+        checks.packet(case, msg, || self.describe(msg));
         let decoded = Packet::decode(msg.clone()).ok();
         let is_close = matches!(
             decoded.as_ref().map(|p| &p.body),
@@ -232,6 +235,9 @@ impl Recorder {
                 }
                 _ => {}
             }
+        }
+        if state.first.is_none() {
+            state.first = Some(state.ctx.describe(msg, false, false));
         }
         if room {
             let text = state.ctx.describe(msg, false, false);
@@ -265,6 +271,11 @@ impl Recorder {
     /// The server's first INFO.
     pub(crate) fn info(&self) -> Option<InfoPacket> {
         self.lock().info.clone()
+    }
+
+    /// The first packet the server sent, described.
+    pub(crate) fn first_received(&self) -> Option<String> {
+        self.lock().first.clone()
     }
 
     /// The rendered log, one line per entry.

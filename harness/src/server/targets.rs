@@ -1,20 +1,99 @@
 //! The destinations the server under test connects to on the harness's behalf: a TCP
 //! echo, a UDP echo, a port that refuses, a TCP sink that never reads, a TCP discard
-//! (reads and drops) and a banner (writes one line, then closes). They bind the address
-//! given (loopback by default) and live as long as the [`Targets`] value.
+//! (reads and drops), a banner (writes one line, then closes), a reset (resets the
+//! connection once data arrives) and a watch (an echo that records when each connection
+//! ends, [`WatchLog`]). They bind the address given (loopback by default) and live as long
+//! as the [`Targets`] value.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
-use wisp_mock_server::Placeholders;
+use wisp_cases::Placeholders;
 
 /// Largest UDP payload over IPv4.
 const MAX_DATAGRAM: usize = 65_507;
 
 /// What the banner target writes before it closes the connection.
 pub const BANNER: &[u8] = b"wisp-conformance banner\n";
+
+/// How many of the first bytes of each watch connection the log keeps.
+const WATCH_PREFIX: usize = 256;
+
+/// One connection the watch target accepted.
+#[derive(Clone, Debug, Default)]
+struct Watched {
+    /// Its first bytes (up to [`WATCH_PREFIX`]).
+    first: Vec<u8>,
+    /// The peer closed (or reset) it.
+    closed: bool,
+}
+
+/// What the watch target saw: each connection's first bytes and whether it has ended, so
+/// a case can check that the server closed the connection that carried a stream's bytes.
+#[derive(Clone, Debug, Default)]
+pub struct WatchLog {
+    conns: Arc<Mutex<Vec<Watched>>>,
+    changed: Arc<Notify>,
+}
+
+/// Where the watch connection that carried some bytes stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchState {
+    /// No connection started with those bytes.
+    Unknown,
+    /// More than one did: the bytes do not name one connection.
+    Ambiguous,
+    /// It is still open.
+    Open,
+    /// The server closed it.
+    Closed,
+}
+
+impl WatchLog {
+    fn update(&self, f: impl FnOnce(&mut Vec<Watched>)) {
+        if let Ok(mut conns) = self.conns.lock() {
+            f(&mut conns);
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// The state of the connection whose first bytes are `first` (at most the first
+    /// [`WATCH_PREFIX`] of them are compared).
+    pub fn state(&self, first: &[u8]) -> WatchState {
+        let want = &first[..first.len().min(WATCH_PREFIX)];
+        let Ok(conns) = self.conns.lock() else {
+            return WatchState::Unknown;
+        };
+        let mut found = conns.iter().filter(|c| c.first.starts_with(want));
+        match (found.next(), found.next()) {
+            (None, _) => WatchState::Unknown,
+            (Some(_), Some(_)) => WatchState::Ambiguous,
+            (Some(c), None) if c.closed => WatchState::Closed,
+            (Some(_), None) => WatchState::Open,
+        }
+    }
+
+    /// Waits until the connection that started with `first` is closed, or `bound` passes;
+    /// returns its state then.
+    pub async fn wait_closed(&self, first: &[u8], bound: Duration) -> WatchState {
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            let changed = self.changed.notified();
+            let state = self.state(first);
+            if matches!(state, WatchState::Closed | WatchState::Ambiguous) {
+                return state;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.state(first);
+            }
+        }
+    }
+}
 
 /// The running targets.
 #[derive(Debug)]
@@ -31,6 +110,13 @@ pub struct Targets {
     pub discard: SocketAddr,
     /// Writes [`BANNER`], then closes.
     pub banner: SocketAddr,
+    /// Reads the first bytes that arrive, then resets the connection (an RST, no FIN): a
+    /// network error in the middle of a stream.
+    pub reset: SocketAddr,
+    /// Echoes like `tcp_echo`, and logs when each connection ends ([`Targets::watch_log`]).
+    pub watch: SocketAddr,
+    /// What the watch target saw.
+    pub watch_log: WatchLog,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -67,6 +153,19 @@ impl Targets {
         })
         .await?;
         tasks.push(t);
+        let (reset, t) = serve_tcp(ip, |mut s| async move {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            // With a zero linger time, closing the socket sends an RST.
+            let _ = s.set_zero_linger();
+            drop(s);
+        })
+        .await?;
+        tasks.push(t);
+        let watch_log = WatchLog::default();
+        let log = watch_log.clone();
+        let (watch, t) = serve_tcp(ip, move |s| watch_conn(s, log.clone())).await?;
+        tasks.push(t);
         let (sink, t) = serve_tcp(ip, |s| async move {
             // Hold the connection open without reading until the targets stop.
             let _held = s;
@@ -96,6 +195,9 @@ impl Targets {
             sink,
             discard,
             banner,
+            reset,
+            watch,
+            watch_log,
             tasks,
         })
     }
@@ -113,7 +215,7 @@ impl Targets {
     }
 
     /// `(name, address)` of every target.
-    pub fn list(&self) -> [(&'static str, SocketAddr); 6] {
+    pub fn list(&self) -> [(&'static str, SocketAddr); 8] {
         [
             ("tcp_echo", self.tcp_echo),
             ("udp_echo", self.udp_echo),
@@ -121,8 +223,39 @@ impl Targets {
             ("sink", self.sink),
             ("discard", self.discard),
             ("banner", self.banner),
+            ("reset", self.reset),
+            ("watch", self.watch),
         ]
     }
+}
+
+/// One connection of the watch target: echoes, logs its first bytes, and logs its end (EOF
+/// or an error from the peer).
+async fn watch_conn(mut s: TcpStream, log: WatchLog) {
+    let index = {
+        let mut i = 0;
+        log.update(|conns| {
+            i = conns.len();
+            conns.push(Watched::default());
+        });
+        i
+    };
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match s.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        log.update(|conns| {
+            let first = &mut conns[index].first;
+            let room = WATCH_PREFIX.saturating_sub(first.len()).min(n);
+            first.extend_from_slice(&buf[..room]);
+        });
+        if s.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    log.update(|conns| conns[index].closed = true);
 }
 
 async fn serve_tcp<F, Fut>(ip: IpAddr, handle: F) -> std::io::Result<(SocketAddr, JoinHandle<()>)>
@@ -172,6 +305,25 @@ mod tests {
         let mut got = Vec::new();
         banner.read_to_end(&mut got).await.expect("read");
         assert_eq!(got, BANNER);
+
+        let mut watched = TcpStream::connect(t.watch).await.expect("watch");
+        watched.write_all(b"watch me").await.expect("write");
+        let mut buf = [0u8; 8];
+        watched.read_exact(&mut buf).await.expect("echo");
+        assert_eq!(&buf, b"watch me");
+        assert_eq!(t.watch_log.state(b"watch me"), WatchState::Open);
+        assert_eq!(t.watch_log.state(b"other"), WatchState::Unknown);
+        drop(watched);
+        let state = t
+            .watch_log
+            .wait_closed(b"watch me", std::time::Duration::from_secs(5))
+            .await;
+        assert_eq!(state, WatchState::Closed);
+
+        let mut reset = TcpStream::connect(t.reset).await.expect("reset");
+        reset.write_all(b"x").await.expect("write");
+        let err = reset.read_to_end(&mut got).await.expect_err("reset");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
 
         let err = TcpStream::connect(t.refused).await.expect_err("refused");
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);

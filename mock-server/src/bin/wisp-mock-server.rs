@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use wisp_cases::{Case, load_case};
 use wisp_mock_server::replay::{MockServer, Script};
-use wisp_mock_server::scenario::load_case;
 
 /// Serve one Wisp conformance scenario to a client.
 #[derive(Debug, Parser)]
@@ -34,7 +34,7 @@ struct Args {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    wisp_mock_server::values::Dur::parse(s).map(|d| d.0)
+    wisp_cases::values::Dur::parse(s).map(|d| d.0)
 }
 
 fn main() -> ExitCode {
@@ -47,7 +47,14 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| PathBuf::from("."))
     });
     let case = match load_case(&root, &args.scenario) {
-        Ok(c) => c,
+        Ok(Case::Client(c)) => c,
+        Ok(Case::Server(s)) => {
+            eprintln!(
+                "error: {} is a server-role case: the harness plays it against a server (`wisp-conformance server URL`)",
+                s.meta.id
+            );
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
@@ -72,7 +79,10 @@ fn main() -> ExitCode {
             }
         };
         match server.url() {
-            Ok(url) => println!("case {}: {}\nlistening on {url}", case.id, case.file.title),
+            Ok(url) => println!(
+                "case {}: {}\nlistening on {url}",
+                case.meta.id, case.meta.title
+            ),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);

@@ -13,7 +13,7 @@ use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use super::{Extension, ExtensionId, NegotiatedExtension, Reply};
+use super::{Extension, ExtensionId, HandshakeOrder, NegotiatedExtension, Reply};
 use crate::error::{Error, Misuse, PeerIncompatible};
 use crate::info::{ExtensionDecodeError, ExtensionRecord};
 
@@ -58,7 +58,11 @@ impl Extension for CertAuthExtensionBuilder {
     /// first byte, to tell a later CLOSE 0x04 means "authentication required"). With a key,
     /// a malformed record ends the handshake; a record offering no algorithm this client
     /// has leaves the extension unusable; otherwise the client signs the challenge.
-    fn negotiate(offer: Option<&Self>, server: &Bytes) -> Result<Reply, Error> {
+    fn negotiate(
+        offer: Option<&Self>,
+        server: &Bytes,
+        _order: HandshakeOrder,
+    ) -> Result<Reply, Error> {
         let Some(key) = offer.and_then(|o| o.key.as_ref()) else {
             let required = server.first().is_some_and(|b| *b != 0);
             return Ok(Reply::skip().with_auth(required, false));
@@ -75,6 +79,22 @@ impl Extension for CertAuthExtensionBuilder {
             algorithms: server.algorithms,
         };
         Ok(Reply::agree(record, agreed).with_auth(server.required, true))
+    }
+
+    /// The server's record is `required | algorithms (non-zero) | challenge`, the challenge
+    /// at least 32 bytes (draft 6 asks for 64 random bytes).
+    fn check_server_record(server: &Bytes) -> Result<(), String> {
+        match CertAuthServerRecord::decode(server) {
+            Err(e) => Err(format!("malformed CERT_AUTH record: {}", e.reason)),
+            Ok(rec) if rec.algorithms == 0 => {
+                Err("the CERT_AUTH record offers no algorithm".to_owned())
+            }
+            Ok(rec) if rec.challenge.len() < 32 => Err(format!(
+                "the CERT_AUTH challenge is {} bytes, expected about 64",
+                rec.challenge.len()
+            )),
+            Ok(_) => Ok(()),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use super::{Extension, ExtensionId, NegotiatedExtension, Reply};
+use super::{Extension, ExtensionId, HandshakeOrder, NegotiatedExtension, Reply, check_empty};
 use crate::error::Error;
 use crate::info::ExtensionRecord;
 
@@ -27,10 +27,19 @@ impl Extension for StreamConfirmationExtensionBuilder {
     const ID: ExtensionId = ExtensionId::STREAM_CONFIRMATION;
 
     /// Offered and advertised: agreed, answered with an empty record.
-    fn negotiate(offer: Option<&Self>, _server: &Bytes) -> Result<Reply, Error> {
+    fn negotiate(
+        offer: Option<&Self>,
+        _server: &Bytes,
+        _order: HandshakeOrder,
+    ) -> Result<Reply, Error> {
         Ok(match offer {
             Some(_) => Reply::agree(Bytes::new(), NegotiatedExtension::StreamConfirmation),
             None => Reply::skip(),
         })
+    }
+
+    /// The server's record is empty.
+    fn check_server_record(server: &Bytes) -> Result<(), String> {
+        check_empty(Self::ID, server)
     }
 }

@@ -60,13 +60,58 @@ pub trait Extension: Clone + fmt::Debug + Into<AnyExtensionBuilder> {
 
     /// The negotiation rule: what the client answers to the server's record `server`
     /// (`offer` is `None` when the client did not offer the extension; auth extensions still
-    /// learn whether the server requires them). An `Err` ends the handshake.
-    fn negotiate(offer: Option<&Self>, server: &Bytes) -> Result<Reply, Error>;
+    /// learn whether the server requires them). `order` is how the server opened the
+    /// handshake, which tells the drafts apart. An `Err` ends the handshake.
+    fn negotiate(
+        offer: Option<&Self>,
+        server: &Bytes,
+        order: HandshakeOrder,
+    ) -> Result<Reply, Error>;
 
     /// What a Wisp v1 connection (which sends no INFO) implies for this extension.
     fn implied_by_v1() -> Option<NegotiatedExtension> {
         None
     }
+
+    /// Checks the server's record strictly against the layout the spec gives it (the
+    /// conformance suite judges servers by it; [`Extension::negotiate`] reads records
+    /// leniently). `Err` says what is wrong. The default accepts anything.
+    fn check_server_record(_server: &Bytes) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl ExtensionId {
+    /// The name in lower case, as case files and transcripts write it (`udp`, `cert_auth`,
+    /// `stream_confirmation`); `None` for an id no module knows.
+    pub fn lower_name(self) -> Option<String> {
+        self.name().map(str::to_ascii_lowercase)
+    }
+}
+
+/// The layout rule of a record that must be empty.
+fn check_empty(id: ExtensionId, record: &Bytes) -> Result<(), String> {
+    if record.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the {} record carries {} bytes, expected none",
+            id.lower_name().unwrap_or_default(),
+            record.len()
+        ))
+    }
+}
+
+/// How the server opened a v2 handshake. The order is the only sign of the draft a server
+/// follows before the client must answer, so rules whose wire format changed between drafts
+/// (the password record) choose by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HandshakeOrder {
+    /// INFO first: draft 6 (which waits for the client INFO before CONTINUE(0)); drafts 4–5
+    /// also send INFO first, with CONTINUE(0) right after it.
+    InfoFirst,
+    /// CONTINUE(0), then INFO: drafts 1–3 (wisp-mux 5.x, epoxy-server of 2024).
+    ContinueFirst,
 }
 
 /// An extension's answer to the server's record.
@@ -154,6 +199,28 @@ impl NegotiatedExtension {
     }
 }
 
+impl fmt::Display for NegotiatedExtension {
+    /// The extension's name in lower case with what the server said about it: `udp`,
+    /// `password(required=true)`, `cert_auth(required=true, algorithms=0x01)`,
+    /// `motd "welcome"`, `stream_confirmation` (the conformance transcripts print it).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Password { required } => write!(f, "password(required={required})"),
+            Self::CertAuth {
+                required,
+                algorithms,
+            } => write!(
+                f,
+                "cert_auth(required={required}, algorithms=0x{algorithms:02x})"
+            ),
+            Self::Motd(message) => write!(f, "motd {message:?}"),
+            Self::Udp | Self::StreamConfirmation => {
+                f.write_str(&self.id().lower_name().unwrap_or_default())
+            }
+        }
+    }
+}
+
 /// Generates [`AnyExtensionBuilder`] and the dispatch from an id to its module.
 macro_rules! registry {
     ($( $(#[$doc:meta])* $variant:ident($builder:ty), )*) => {
@@ -186,6 +253,7 @@ macro_rules! registry {
             id: ExtensionId,
             offers: &[AnyExtensionBuilder],
             server: &Bytes,
+            order: HandshakeOrder,
         ) -> Option<Result<Reply, Error>> {
             $(
                 if id == <$builder as Extension>::ID {
@@ -194,10 +262,21 @@ macro_rules! registry {
                         #[allow(unreachable_patterns)]
                         _ => None,
                     });
-                    return Some(<$builder as Extension>::negotiate(offer, server));
+                    return Some(<$builder as Extension>::negotiate(offer, server, order));
                 }
             )*
             None
+        }
+
+        /// Checks the server's record for extension `id` against its layout
+        /// ([`Extension::check_server_record`]); an id no module knows passes.
+        pub fn check_server_record(id: ExtensionId, server: &Bytes) -> Result<(), String> {
+            $(
+                if id == <$builder as Extension>::ID {
+                    return <$builder as Extension>::check_server_record(server);
+                }
+            )*
+            Ok(())
         }
 
         /// What a Wisp v1 connection implies: the extensions v1 has built in.
@@ -281,5 +360,60 @@ impl WispV2Handshake {
     /// The required extension ids.
     pub fn required_extensions(&self) -> &[ExtensionId] {
         &self.required
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_records_are_checked_by_their_modules() {
+        let check = |id, data: &'static [u8]| check_server_record(id, &Bytes::from_static(data));
+        assert_eq!(check(ExtensionId::UDP, b""), Ok(()));
+        assert_eq!(
+            check(ExtensionId::STREAM_CONFIRMATION, b"x"),
+            Err("the stream_confirmation record carries 1 bytes, expected none".to_owned())
+        );
+        assert_eq!(check(ExtensionId::PASSWORD, b"\x01"), Ok(()));
+        assert!(check(ExtensionId::PASSWORD, b"").is_err());
+        assert_eq!(
+            check(ExtensionId::CERT_AUTH, &[1, 0]),
+            Err("the CERT_AUTH record offers no algorithm".to_owned())
+        );
+        assert!(check(ExtensionId::CERT_AUTH, &[1, 1, 0, 0]).is_err());
+        assert_eq!(check(ExtensionId::CERT_AUTH, &[1; 34]), Ok(()));
+        assert_eq!(
+            check(ExtensionId::MOTD, b"\xff"),
+            Err("the MOTD is not UTF-8".to_owned())
+        );
+        assert_eq!(check(ExtensionId(0x42), b"anything"), Ok(()));
+    }
+
+    #[test]
+    fn negotiated_extensions_print_their_lower_case_names() {
+        let printed: Vec<String> = [
+            NegotiatedExtension::Udp,
+            NegotiatedExtension::Password { required: true },
+            NegotiatedExtension::CertAuth {
+                required: false,
+                algorithms: 1,
+            },
+            NegotiatedExtension::Motd("hi".to_owned()),
+            NegotiatedExtension::StreamConfirmation,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            printed,
+            [
+                "udp",
+                "password(required=true)",
+                "cert_auth(required=false, algorithms=0x01)",
+                "motd \"hi\"",
+                "stream_confirmation"
+            ]
+        );
     }
 }

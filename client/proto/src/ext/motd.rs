@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::{Extension, ExtensionId, NegotiatedExtension, Reply};
+use super::{Extension, ExtensionId, HandshakeOrder, NegotiatedExtension, Reply};
 use crate::error::Error;
 use crate::info::ExtensionRecord;
 
@@ -55,7 +55,11 @@ impl Extension for MotdExtensionBuilder {
 
     /// Offered and advertised: agreed (the value is the message), answered with an empty
     /// record.
-    fn negotiate(offer: Option<&Self>, server: &Bytes) -> Result<Reply, Error> {
+    fn negotiate(
+        offer: Option<&Self>,
+        server: &Bytes,
+        _order: HandshakeOrder,
+    ) -> Result<Reply, Error> {
         Ok(match offer {
             Some(_) => Reply::agree(
                 Bytes::new(),
@@ -63,5 +67,12 @@ impl Extension for MotdExtensionBuilder {
             ),
             None => Reply::skip(),
         })
+    }
+
+    /// The server's record is UTF-8 text.
+    fn check_server_record(server: &Bytes) -> Result<(), String> {
+        std::str::from_utf8(server)
+            .map(drop)
+            .map_err(|_| "the MOTD is not UTF-8".to_owned())
     }
 }

@@ -2,12 +2,19 @@
 //! the client's record carries the username and password, in one of two layouts that do not
 //! interoperate ([`PasswordLayout`]). The server answers wrong credentials with
 //! CLOSE(0, 0xC0).
+//!
+//! Unless the offer pins a layout ([`PasswordExtensionBuilder::layout`]), the client picks it
+//! from the order the server opened the handshake in ([`PasswordLayout::for_order`]): a
+//! server that sends CONTINUE(0) before its INFO follows drafts 1–3 and reads the draft-5
+//! layout (wisp-mux 5.x, epoxy-server of 2024, the deployed servers that check passwords);
+//! one that sends INFO first is taken for draft 6. Drafts 4–5 also send INFO first; a
+//! client talking to such a server pins [`PasswordLayout::Draft5`].
 
 use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{Extension, ExtensionId, NegotiatedExtension, Reply};
+use super::{Extension, ExtensionId, HandshakeOrder, NegotiatedExtension, Reply};
 use crate::error::{Error, Misuse};
 use crate::info::{ExtensionDecodeError, ExtensionRecord};
 
@@ -15,7 +22,8 @@ use crate::info::{ExtensionDecodeError, ExtensionRecord};
 #[derive(Clone, Default)]
 pub struct PasswordExtensionBuilder {
     credentials: Option<(String, String)>,
-    layout: PasswordLayout,
+    /// `None`: chosen from the server's handshake order.
+    layout: Option<PasswordLayout>,
 }
 
 impl fmt::Debug for PasswordExtensionBuilder {
@@ -38,15 +46,21 @@ impl PasswordExtensionBuilder {
     pub fn new_client(credentials: Option<(String, String)>) -> Self {
         Self {
             credentials,
-            layout: PasswordLayout::default(),
+            layout: None,
         }
     }
 
-    /// Chooses the record layout: [`PasswordLayout::Draft6`] (the default, the current
-    /// draft) or [`PasswordLayout::Draft5`] (what deployed servers read).
+    /// Pins the record layout: [`PasswordLayout::Draft6`] (the current draft) or
+    /// [`PasswordLayout::Draft5`] (what deployed servers read). Unpinned (the default), the
+    /// layout follows the server's handshake order ([`PasswordLayout::for_order`]).
     pub fn layout(mut self, layout: PasswordLayout) -> Self {
-        self.layout = layout;
+        self.layout = Some(layout);
         self
+    }
+
+    /// The pinned layout (`None`: chosen from the server's handshake order).
+    pub fn pinned_layout(&self) -> Option<PasswordLayout> {
+        self.layout
     }
 }
 
@@ -54,9 +68,14 @@ impl Extension for PasswordExtensionBuilder {
     const ID: ExtensionId = ExtensionId::PASSWORD;
 
     /// The server's `required` flag is learnt whether or not the client offered the
-    /// extension. With credentials, the client answers with its record and the extension is
-    /// agreed; a username or password its layout cannot carry is the caller's error.
-    fn negotiate(offer: Option<&Self>, server: &Bytes) -> Result<Reply, Error> {
+    /// extension. With credentials, the client answers with its record (in the pinned layout,
+    /// or the one `order` points to) and the extension is agreed; a username or password the
+    /// layout cannot carry is the caller's error.
+    fn negotiate(
+        offer: Option<&Self>,
+        server: &Bytes,
+        order: HandshakeOrder,
+    ) -> Result<Reply, Error> {
         let required = PasswordServerRecord::decode(server).required;
         let Some((offer, (username, password))) =
             offer.and_then(|o| Some((o, o.credentials.as_ref()?)))
@@ -67,12 +86,24 @@ impl Extension for PasswordExtensionBuilder {
             username: username.clone(),
             password: password.clone(),
         }
-        .encode(offer.layout)
+        .encode(offer.layout.unwrap_or(PasswordLayout::for_order(order)))
         .map_err(|e| Misuse::InvalidArgument(e.to_string()))?;
         Ok(
             Reply::agree(record, NegotiatedExtension::Password { required })
                 .with_auth(required, true),
         )
+    }
+
+    /// The server's record is one byte, `required`.
+    fn check_server_record(server: &Bytes) -> Result<(), String> {
+        if server.len() == 1 {
+            Ok(())
+        } else {
+            Err(format!(
+                "the PASSWORD record carries {} bytes, expected 1 (`required`)",
+                server.len()
+            ))
+        }
     }
 }
 
@@ -106,7 +137,12 @@ impl PasswordServerRecord {
 }
 
 /// How the client lays out its password record. The two layouts do not interoperate.
+///
+/// With the `serde` feature it deserializes from `draft6` or `draft5`, as case files write
+/// it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 #[non_exhaustive]
 pub enum PasswordLayout {
     /// Draft 6: `ulen u8 | username | password…` (the password runs to the end).
@@ -115,6 +151,17 @@ pub enum PasswordLayout {
     /// Drafts 1–5 and every deployed server (wisp-mux 5.x, wisp-js):
     /// `ulen u8 | plen u16 LE | username | password`.
     Draft5,
+}
+
+impl PasswordLayout {
+    /// The layout a server that opened the handshake in `order` reads: CONTINUE(0) first
+    /// (drafts 1–3) reads [`PasswordLayout::Draft5`]; INFO first is taken for draft 6.
+    pub const fn for_order(order: HandshakeOrder) -> Self {
+        match order {
+            HandshakeOrder::ContinueFirst => Self::Draft5,
+            HandshakeOrder::InfoFirst => Self::Draft6,
+        }
+    }
 }
 
 /// The password extension's client metadata.
@@ -199,5 +246,18 @@ impl PasswordClientRecord {
             username: text(username)?,
             password: text(password)?,
         })
+    }
+}
+
+#[cfg(all(test, feature = "serde"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_deserialize_by_draft() {
+        let layouts: Vec<PasswordLayout> =
+            serde_saphyr::from_str("[draft6, draft5]").expect("parses");
+        assert_eq!(layouts, [PasswordLayout::Draft6, PasswordLayout::Draft5]);
+        assert!(serde_saphyr::from_str::<PasswordLayout>("draft4").is_err());
     }
 }

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::{Extension, ExtensionId, NegotiatedExtension, Reply};
+use super::{Extension, ExtensionId, HandshakeOrder, NegotiatedExtension, Reply, check_empty};
 use crate::error::Error;
 use crate::info::ExtensionRecord;
 
@@ -20,11 +20,20 @@ impl Extension for UdpExtensionBuilder {
     const ID: ExtensionId = ExtensionId::UDP;
 
     /// Offered and advertised: agreed, answered with an empty record.
-    fn negotiate(offer: Option<&Self>, _server: &Bytes) -> Result<Reply, Error> {
+    fn negotiate(
+        offer: Option<&Self>,
+        _server: &Bytes,
+        _order: HandshakeOrder,
+    ) -> Result<Reply, Error> {
         Ok(match offer {
             Some(_) => Reply::agree(Bytes::new(), NegotiatedExtension::Udp),
             None => Reply::skip(),
         })
+    }
+
+    /// The server's record is empty.
+    fn check_server_record(server: &Bytes) -> Result<(), String> {
+        check_empty(Self::ID, server)
     }
 
     fn implied_by_v1() -> Option<NegotiatedExtension> {

@@ -66,7 +66,8 @@ impl Default for ConnectionConfig {
 #[derive(Clone)]
 pub struct PasswordOffer {
     pub credentials: Option<(String, String)>,
-    pub layout: PasswordLayout,
+    /// `None`: not pinned (the client picks the layout from the server's handshake order).
+    pub layout: Option<PasswordLayout>,
 }
 
 impl From<V2Config> for WispV2Handshake {
@@ -76,7 +77,11 @@ impl From<V2Config> for WispV2Handshake {
             h.add_extension(UdpExtensionBuilder);
         }
         if let Some(p) = c.password {
-            h.add_extension(PasswordExtensionBuilder::new_client(p.credentials).layout(p.layout));
+            let builder = PasswordExtensionBuilder::new_client(p.credentials);
+            h.add_extension(match p.layout {
+                Some(layout) => builder.layout(layout),
+                None => builder,
+            });
         }
         if let Some(key) = c.cert_auth {
             h.add_extension(CertAuthExtensionBuilder::new_client(key));
@@ -161,4 +166,16 @@ pub fn client_info(packets: &[Packet]) -> &InfoPacket {
         Some(i) => i,
         None => panic!("no client INFO in {packets:?}"),
     }
+}
+
+/// Asserts the connection sent exactly one packet, CLOSE(0, 0x04): how the client refuses
+/// a server it cannot work with.
+pub fn assert_sent_only_close_04(conn: &mut ClientConnection) {
+    assert_eq!(
+        transmitted(conn),
+        vec![Packet::close(
+            0,
+            wisp_proto::CloseReason::EXTENSIONS_INCOMPATIBLE
+        )]
+    );
 }

@@ -1,0 +1,195 @@
+//! Client-role cases (`cases/<topic>/`): a client under test, the script the mock server
+//! plays against it, and the outcome the spec requires.
+//!
+//! ```yaml
+//! title: Draft-6 handshake completes with UDP and MOTD
+//! spec: v2 draft 6 §handshake
+//! level: must
+//! description: ...
+//! client: {version: v2, extensions: [udp, motd], actions: [...]}
+//! server:
+//!   - send: {type: INFO, version: "2.0", extensions: [udp, {motd: "welcome"}]}
+//!   - expect: {type: INFO, version: "2.0", extensions: [udp, motd]}
+//!   - send: {type: CONTINUE, stream: 0, credit: 128}
+//! expect: {handshake: ok, motd: welcome}
+//! ```
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use wisp_proto::{MuxOptions, PasswordLayout};
+
+pub use crate::ext::{ClientCertAuth, ClientExtension, ClientPassword};
+
+use crate::Meta;
+use crate::actions::{Actions, HandshakeOk, StreamExpects};
+use crate::packet::{PacketSpec, Pattern, yes};
+use crate::values::{Dur, ErrorSet, ExtName, Hex, OkOrError};
+use crate::verdict::Verdict;
+
+/// The Wisp version the client asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VersionSel {
+    /// Wisp v1 (no subprotocol, no INFO).
+    V1,
+    /// Wisp v2 (subprotocol offered, INFO handshake, falls back to v1).
+    #[default]
+    V2,
+}
+
+/// The client under test.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSpec {
+    /// The version asked for.
+    #[serde(default)]
+    pub version: VersionSel,
+    /// Extensions offered.
+    #[serde(default)]
+    pub extensions: Vec<ClientExtension>,
+    /// Extensions the server's INFO must carry (checked before the client INFO is sent).
+    #[serde(default)]
+    pub required: Vec<ExtName>,
+    /// Extensions that must be negotiated (`MuxResult::with_required_extensions`).
+    #[serde(default)]
+    pub required_after: Vec<ExtName>,
+    /// Tunables: `MuxOptions` itself, in its serde form (durations with a unit, unknown
+    /// fields rejected, missing ones defaulted).
+    #[serde(default)]
+    pub options: MuxOptions,
+    /// Actions after the handshake.
+    #[serde(default)]
+    pub actions: Actions,
+}
+
+/// The mock server's options.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerOptions {
+    /// Echo `Sec-WebSocket-Protocol` when the client offers one (default true).
+    #[serde(default = "yes")]
+    pub echo_subprotocol: bool,
+    /// Bound on each waiting step (default 5s).
+    #[serde(default = "default_step_timeout")]
+    pub step_timeout: Dur,
+    /// The layout used to show the client's password record in the trace (default: the
+    /// layout of the matching `expect`, else draft6).
+    #[serde(default)]
+    pub password_layout: PasswordLayout,
+}
+
+fn default_step_timeout() -> Dur {
+    Dur(std::time::Duration::from_secs(5))
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            echo_subprotocol: true,
+            step_timeout: default_step_timeout(),
+            password_layout: PasswordLayout::Draft6,
+        }
+    }
+}
+
+/// One step of the mock server's script.
+// Case files are small configuration values, read once; boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ServerStep {
+    /// Send a structured packet.
+    Send(PacketSpec),
+    /// Send these bytes as one binary message (malformed input).
+    SendRaw(Hex),
+    /// Send a text frame.
+    SendText(String),
+    /// Wait for a packet matching the pattern.
+    Expect(Pattern),
+    /// Wait for the client's WebSocket close frame.
+    ExpectCloseWs,
+    /// Wait for the client to end the connection (close frame, EOF or reset).
+    ExpectEof,
+    /// Nothing may arrive for this long.
+    ExpectNothing(Dur),
+    /// Send a WebSocket close frame.
+    CloseWs,
+    /// Drop the TCP connection without a close frame.
+    DropTcp,
+    /// Wait (virtual time).
+    Pause(Dur),
+    /// Record everything until the client ends the connection.
+    DrainUntilClosed,
+}
+
+/// The outcome a client-role case expects.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientExpect {
+    /// `handshake: ok`.
+    #[serde(default)]
+    pub handshake: Option<HandshakeOk>,
+    /// The handshake (or `required_after` check) fails with this error.
+    #[serde(default)]
+    pub error: Option<ErrorSet>,
+    /// Whether the client was downgraded to v1.
+    #[serde(default)]
+    pub downgraded: Option<bool>,
+    /// The version spoken ("1.2", "2.0").
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The exact set of negotiated extensions.
+    #[serde(default)]
+    pub extensions: Option<Vec<ExtName>>,
+    /// The MOTD.
+    #[serde(default)]
+    pub motd: Option<String>,
+    /// Per-stream expectations by alias.
+    #[serde(default)]
+    pub streams: StreamExpects,
+    /// The actor future's result.
+    #[serde(default)]
+    pub mux_result: Option<OkOrError>,
+    /// The expected verdict (default ok).
+    #[serde(default)]
+    pub verdict: Option<Verdict>,
+}
+
+role_case! {
+    /// A client-role case: the client under test against the mock server's script.
+    ///
+    /// Only client-role keys parse into it: a server-role key (`connect`, `script`, ...) is
+    /// an unknown field, reported with its line and column.
+    pub struct ClientCase {
+        /// What every case has: ID, path, title, spec, level (filled by the loader).
+        #[serde(skip, default = "Meta::unloaded")]
+        pub meta: Meta,
+        /// Marks the case ignored, with the reason (a reported client finding).
+        #[serde(default)]
+        pub ignore: Option<String>,
+        /// The client under test.
+        #[serde(default)]
+        pub client: ClientSpec,
+        /// The mock server's options.
+        #[serde(default)]
+        pub server_options: ServerOptions,
+        /// The script the mock server plays.
+        #[serde(default)]
+        pub server: Vec<Spanned<ServerStep>>,
+        /// The expected outcome.
+        #[serde(default)]
+        pub expect: ClientExpect,
+    }
+}
+
+impl ClientCase {
+    /// The bound on the whole case, in virtual time (`timeout:`, default 30 s).
+    pub fn timeout(&self) -> std::time::Duration {
+        self.meta.timeout_or(std::time::Duration::from_secs(30))
+    }
+
+    /// The verdict the case expects (`expect.verdict`, default OK).
+    pub fn expected_verdict(&self) -> Verdict {
+        self.expect.verdict.unwrap_or(Verdict::Ok)
+    }
+}
