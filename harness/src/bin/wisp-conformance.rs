@@ -23,7 +23,7 @@
 //! wisp-conformance --json out.json --junit out.xml
 //! wisp-conformance server ws://127.0.0.1:6001/ --v1 --json out.json --junit out.xml
 //! wisp-conformance server ws://127.0.0.1:6001/ --expect harness/baselines/mine-v2.yaml
-//! wisp-conformance coverage --json coverage.json
+//! wisp-conformance coverage --json coverage.json --html site/   # + site/coverage.html
 //! wisp-conformance --html report/            # a static HTML site (index.html) of the run
 //! wisp-conformance report --html matrix/ a=a.json b=b.json   # several runs in one matrix
 //! ```
@@ -95,6 +95,9 @@ struct CoverageArgs {
     /// Write the map as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Write the map as an HTML page (coverage.html) into this directory.
+    #[arg(long, value_name = "DIR")]
+    html: Option<PathBuf>,
 }
 
 /// `report`: options.
@@ -107,6 +110,10 @@ struct ReportCmd {
     /// names the column (default: the server URL and mode, or the suite).
     #[arg(value_name = "RUN.json", required = true)]
     runs: Vec<String>,
+    /// The cases directory whose requirements.yaml the coverage page maps (default: the
+    /// workspace's cases/).
+    #[arg(long, value_name = "DIR")]
+    cases: Option<PathBuf>,
 }
 
 const SERVER_ABOUT: &str = "\
@@ -258,7 +265,8 @@ struct ReportArgs {
     /// Write a JUnit XML report (Maven Surefire format) here.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
-    /// Write a static HTML report into this directory (open its index.html).
+    /// Write a static HTML report into this directory (open its index.html; with the spec
+    /// coverage page of the workspace's cases/).
     #[arg(long, value_name = "DIR")]
     html: Option<PathBuf>,
 }
@@ -366,7 +374,7 @@ fn write_reports(
     }
     if let Some(dir) = &args.html {
         let run = html::Run::from_report(report, gate, baseline)?;
-        html::write(&[run], dir)?;
+        html::write_site(&[run], &default_cases_dir(), dir)?;
     }
     Ok(())
 }
@@ -390,7 +398,8 @@ fn report(args: &ReportCmd) -> ExitCode {
             }
         }
     }
-    match html::write(&runs, &args.html) {
+    let cases = args.cases.clone().unwrap_or_else(default_cases_dir);
+    match html::write_site(&runs, &cases, &args.html) {
         Ok(index) => {
             println!("{}", index.display());
             ExitCode::SUCCESS
@@ -469,6 +478,12 @@ fn coverage_map(args: &CoverageArgs) -> ExitCode {
             .and_then(|t| std::fs::write(path, t).map_err(|e| e.to_string()));
         if let Err(e) = written {
             eprintln!("error: --json {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    if let Some(dir) = &args.html {
+        if let Err(e) = html::write_coverage(&map, dir) {
+            eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     }
