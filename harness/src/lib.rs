@@ -5,6 +5,8 @@
 //!   server) is judged by the cases of its role, through one pool and one action
 //!   interpreter, into one report model.
 //! - [`server`]: the server role's subject (targets, probe, raw scripts, baselines).
+//! - [`record`]: record mode, a Wisp-aware proxy that turns a real session into a
+//!   client-role case.
 //! - [`report`]: the report model ([`report::CaseReport`], [`report::SuiteReport`], the
 //!   [`report::Gate`]) and its reporters: table, JSON and JUnit XML.
 //!
@@ -26,6 +28,7 @@
 use std::path::PathBuf;
 
 pub mod engine;
+pub mod record;
 pub mod report;
 pub mod select;
 pub mod server;

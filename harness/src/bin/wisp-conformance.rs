@@ -26,6 +26,8 @@
 //! wisp-conformance coverage --json coverage.json --html site/   # + site/coverage.html
 //! wisp-conformance --html report/            # a static HTML site (index.html) of the run
 //! wisp-conformance report --html matrix/ a=a.json b=b.json   # several runs in one matrix
+//! wisp-conformance record --upstream ws://127.0.0.1:6001/ --listen 127.0.0.1:6080 \
+//!     --out cases/streams/my-bug.yaml   # record a session as a case
 //! ```
 
 use std::io::Write as _;
@@ -75,6 +77,50 @@ enum Command {
     Coverage(CoverageArgs),
     /// Merge JSON reports (of either suite) into one HTML matrix.
     Report(ReportCmd),
+    /// Record a real session through a Wisp-aware proxy and write it as a client-role case.
+    #[command(long_about = RECORD_ABOUT)]
+    Record(RecordCmd),
+}
+
+const RECORD_ABOUT: &str = "\
+Record a real session and write it as a client-role case: a transparent, Wisp-aware \
+WebSocket proxy. Point any Wisp client at ws://LISTEN/ (it forwards to --upstream, the \
+subprotocol offer and answer included), use it, then stop: the session ends when the \
+client or the server disconnects, after --bound, or on Ctrl-C.
+
+The case (--out) replays what the server sent as the mock server's script, with an \
+`expect` step for every packet the client sent (streams as aliases, long server \
+silences as `pause`, large payloads as `repeat` or a length and hash), repeats what the \
+client did as its actions, and fills `expect:` from what happened. Credentials seen on \
+the wire are never written: the case uses placeholders (and the test key), with a \
+note. The file is checked with the normal loader before it is written; review it (the \
+description, title, level and `covers:` are placeholders) and run it with --filter.";
+
+/// `record`: options.
+#[derive(Debug, Args)]
+struct RecordCmd {
+    /// The server to record, e.g. ws://127.0.0.1:6001/ (ws:// only).
+    #[arg(long, value_name = "URL")]
+    upstream: String,
+    /// Where the proxy listens for the client.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6080")]
+    listen: std::net::SocketAddr,
+    /// The case file to write, e.g. cases/streams/my-bug.yaml (its path under the cases
+    /// directory is its ID).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// The cases directory the case belongs to (default: the workspace's cases/).
+    #[arg(long, value_name = "DIR")]
+    cases: Option<PathBuf>,
+    /// End the session after this many seconds.
+    #[arg(long, value_name = "S")]
+    bound: Option<f64>,
+    /// DATA payloads longer than this many bytes are written as patterns.
+    #[arg(long, value_name = "BYTES", default_value_t = 256)]
+    large: usize,
+    /// A server silence at least this many milliseconds long becomes a `pause` step.
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    pause_min: u64,
 }
 
 const COVERAGE_ABOUT: &str = "\
@@ -311,6 +357,7 @@ fn main() -> ExitCode {
         Some(Command::Coverage(args)) => coverage_map(&args),
         Some(Command::Run(run)) => run_all(&run),
         Some(Command::Report(args)) => report(&args),
+        Some(Command::Record(args)) => record(&args),
         None => run_all(&cli.run),
     }
 }
@@ -411,6 +458,46 @@ fn report(args: &ReportCmd) -> ExitCode {
     }
 }
 
+/// `record`: one session through the proxy, written as a case.
+fn record(args: &RecordCmd) -> ExitCode {
+    use wisp_harness::record::{RecordOptions, run_blocking};
+    let mut options = RecordOptions::new(&args.upstream);
+    options.large = args.large;
+    options.pause_min = Duration::from_millis(args.pause_min);
+    if let Some(b) = args.bound {
+        if !(b.is_finite() && b > 0.0 && b <= 86_400.0) {
+            err!("error: --bound takes seconds between 0 and 86400");
+            return ExitCode::from(2);
+        }
+        options.bound = Some(Duration::from_secs_f64(b));
+    }
+    let cases = args.cases.clone().unwrap_or_else(default_cases_dir);
+    let out = std::path::absolute(&args.out).unwrap_or_else(|_| args.out.clone());
+    let on_listen = |addr| {
+        err!(
+            "recording: point your client at ws://{addr}/ (forwarding to {}); Ctrl-C ends the session",
+            args.upstream
+        );
+    };
+    match run_blocking(args.listen, &options, &cases, &out, on_listen) {
+        Ok(r) => {
+            out!("{}", out.display());
+            err!(
+                "recorded {} messages as case {} ({}); run it: wisp-conformance --filter {}",
+                r.session.events.len(),
+                r.id,
+                out.display(),
+                r.id
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            err!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn run_all(args: &RunArgs) -> ExitCode {
     let (cases, bad) = match load(&args.select) {
         Ok(r) => r,
@@ -481,11 +568,11 @@ fn coverage_map(args: &CoverageArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    if let Some(dir) = &args.html {
-        if let Err(e) = html::write_coverage(&map, dir) {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+    if let Some(dir) = &args.html
+        && let Err(e) = html::write_coverage(&map, dir)
+    {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
     }
     if map.complete() {
         ExitCode::SUCCESS
