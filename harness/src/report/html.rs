@@ -215,7 +215,7 @@ pub fn write(runs: &[Run], dir: &Path) -> Result<PathBuf, String> {
     write_pages(runs, None, dir)
 }
 
-/// [`write`], plus the spec coverage page ([`COVERAGE_PAGE`]) of the cases directory
+/// [`write()`], plus the spec coverage page ([`COVERAGE_PAGE`]) of the cases directory
 /// `cases`, linked from the index, when that directory has a requirements file. When the
 /// requirements file or a case does not load, the page lists the load errors instead of
 /// the map (the run's own report still gets written).
