@@ -28,6 +28,7 @@
 //! wisp-conformance report --html matrix/ a=a.json b=b.json   # several runs in one matrix
 //! wisp-conformance record --upstream ws://127.0.0.1:6001/ --listen 127.0.0.1:6080 \
 //!     --out cases/streams/my-bug.yaml   # record a session as a case
+//! wisp-conformance listen 127.0.0.1:6090 --json listen.json   # judge a client that connects
 //! ```
 
 use std::io::Write as _;
@@ -80,6 +81,41 @@ enum Command {
     /// Record a real session through a Wisp-aware proxy and write it as a client-role case.
     #[command(long_about = RECORD_ABOUT)]
     Record(RecordCmd),
+    /// Serve every client-role case at ws://ADDR/<case-id>/ and judge the clients that
+    /// connect, on the wire.
+    #[command(long_about = LISTEN_ABOUT)]
+    Listen(ListenCmd),
+}
+
+const LISTEN_ABOUT: &str = "\
+Judge a Wisp client the harness cannot drive (a browser page, a closed app): every \
+client-role case is served at its own URL, ws://ADDR/<case-id>/ (GET / lists them). \
+Make the client connect to a case's URL and do what the case's client section \
+describes; the mock server plays the case's script and judges what the client puts on \
+the wire (the packets it must send, the CLOSE reasons, how and when it ends the \
+connection). What only the client's API shows (the errors it reports, the data it read) \
+is not judged here: each row lists it, and cases judged only by it are UNSUPPORTED, \
+\"needs a shim\". Cases no client connected to are IGNORED; the last attempt counts.
+
+The run ends on Ctrl-C or after --bound; then the table and the reports (--json, \
+--junit, --html) are written. Exit codes as for the suite: 0 no FAILED verdict, 1 \
+failures, 2 bad options or case files.";
+
+/// `listen`: options.
+#[derive(Debug, Args)]
+struct ListenCmd {
+    /// Where to listen, e.g. 127.0.0.1:6090.
+    addr: std::net::SocketAddr,
+    #[command(flatten)]
+    select: SelectArgs,
+    /// End after this many seconds (default: on Ctrl-C only).
+    #[arg(long, value_name = "S")]
+    bound: Option<f64>,
+    /// Print the reasons and wire trace of every case that is not OK.
+    #[arg(long, short = 'v')]
+    verbose: bool,
+    #[command(flatten)]
+    reports: ReportArgs,
 }
 
 const RECORD_ABOUT: &str = "\
@@ -358,6 +394,7 @@ fn main() -> ExitCode {
         Some(Command::Run(run)) => run_all(&run),
         Some(Command::Report(args)) => report(&args),
         Some(Command::Record(args)) => record(&args),
+        Some(Command::Listen(args)) => listen(&args),
         None => run_all(&cli.run),
     }
 }
@@ -455,6 +492,49 @@ fn report(args: &ReportCmd) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `listen ADDR`: the cases served to clients that connect by themselves.
+fn listen(args: &ListenCmd) -> ExitCode {
+    use wisp_harness::listen::{ListenOptions, run_blocking};
+    let (cases, bad) = match load(&args.select) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let mut options = ListenOptions::default();
+    if let Some(b) = args.bound {
+        if !(b.is_finite() && b > 0.0 && b <= 86_400.0) {
+            err!("error: --bound takes seconds between 0 and 86400");
+            return ExitCode::from(2);
+        }
+        options.bound = Some(Duration::from_secs_f64(b));
+    }
+    let cases: Vec<_> = cases.iter().filter_map(Case::as_client).cloned().collect();
+    let n = cases.len();
+    let on_listen = |addr| {
+        err!(
+            "serving {n} cases at ws://{addr}/<case-id>/ (GET http://{addr}/ lists them); Ctrl-C ends the run and writes the report"
+        );
+    };
+    let report = match run_blocking(args.addr, cases, &options, on_listen) {
+        Ok(r) => r,
+        Err(e) => {
+            err!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let gate = Gate::decide(&report, false, None, true);
+    out_raw!("{}", table::table(&report, args.verbose));
+    out!("{}", gate.summary());
+    if let Err(e) = write_reports(&args.reports, &report, &gate, None) {
+        err!("error: {e}");
+        return ExitCode::from(2);
+    }
+    if bad > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(gate.exit_code)
     }
 }
 
