@@ -81,7 +81,7 @@ enum Command {
     /// Record a real session through a Wisp-aware proxy and write it as a client-role case.
     #[command(long_about = RECORD_ABOUT)]
     Record(RecordCmd),
-    /// Serve every client-role case at ws://ADDR/<case-id>/ and judge the clients that
+    /// Serve every client-role case at `ws://ADDR/<case-id>/` and judge the clients that
     /// connect, on the wire.
     #[command(long_about = LISTEN_ABOUT)]
     Listen(ListenCmd),
