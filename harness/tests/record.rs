@@ -34,14 +34,25 @@ fn scratch_cases() -> tempfile::TempDir {
     dir
 }
 
-/// Loads the one case of `dir` with the normal loader and replays it against the
-/// built-in client; returns the report.
-fn replay(dir: &Path) -> wisp_harness::CaseReport {
+/// Checks that the case `text` has every line of `needles`, then loads the one case of
+/// `dir` with the normal loader and replays it against the built-in client: verdict OK.
+fn check_and_replay(dir: &Path, text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
     let (cases, errors) = load_dir(dir);
     assert!(errors.is_empty(), "the recorded case loads: {errors:?}");
     assert_eq!(cases.len(), 1);
     let case = cases[0].as_client().expect("a client-role case").clone();
-    run_client_case(&case)
+    let report = run_client_case(&case);
+    assert_eq!(
+        report.verdict,
+        Verdict::Ok,
+        "{:?}\n{}\n{text}",
+        report.reasons,
+        report.transcript
+    );
+    assert!(report.passed(), "{}", report.transcript);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +132,7 @@ async fn a_wisp_js_session_becomes_a_case_that_replays() {
         let out = cases.path().join("recorded/wisp-js.echo.yaml");
         let text = write_case(&session, cases.path(), &out, &options).expect("written");
         assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
-        for needle in [
+        let needles = [
             "# recorded.wisp-js.echo: recorded by wisp-conformance record",
             "description: >\n  TODO:",
             "  version: v2\n  extensions: [udp, motd]\n",
@@ -138,20 +149,10 @@ async fn a_wisp_js_session_becomes_a_case_that_replays() {
             "  handshake: ok\n  downgraded: false\n  version: \"2.0\"\n",
             "    s1: {data_len: 1014, closed_by: client}",
             "    s2: {data_len: 5}",
-        ] {
-            assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
-        }
-        let report = tokio::task::spawn_blocking(move || replay(cases.path()))
+        ];
+        tokio::task::spawn_blocking(move || check_and_replay(cases.path(), &text, &needles))
             .await
             .unwrap();
-        assert_eq!(
-            report.verdict,
-            Verdict::Ok,
-            "{:?}\n{}\n{text}",
-            report.reasons,
-            report.transcript
-        );
-        assert!(report.passed(), "{}", report.transcript);
     })
     .await
     .expect("the test finished within its bound");
@@ -237,24 +238,15 @@ fn credentials_are_replaced_and_silences_become_pauses() {
     let text = write_case(&session, cases.path(), &out, &options).expect("written");
     assert!(!text.contains("s3cret"), "{text}");
     assert!(!text.contains("alice"), "{text}");
-    for needle in [
+    let needles = [
         "# NOTE: the client's credentials are not written: the case uses the placeholders recorded-user:recorded-password",
         "{password: {username: recorded-user, password: recorded-password}}",
         "send: {type: INFO, version: \"2.0\", extensions: [{password: {required: true}}]}",
         "  - pause: 1496ms\n  - send: {type: DATA, stream: s1, text: \"HTTP/1.1 200\"}",
         "- wait_closed: s1\n    - close_mux: {}",
         "    s1: {data_text: \"HTTP/1.1 200\", closed_by: server, reason: 0x02}",
-    ] {
-        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
-    }
-    let report = replay(cases.path());
-    assert_eq!(
-        report.verdict,
-        Verdict::Ok,
-        "{:?}\n{}\n{text}",
-        report.reasons,
-        report.transcript
-    );
+    ];
+    check_and_replay(cases.path(), &text, &needles);
 }
 
 /// The CLI refuses an upstream it cannot record (before any client connects) with exit 2.

@@ -463,6 +463,24 @@ fn write_reports(
     Ok(())
 }
 
+/// A client-role run's end: its reports, then its exit code (2 with bad case files).
+fn write_reports_and_exit(
+    reports: &ReportArgs,
+    report: &SuiteReport,
+    gate: &Gate,
+    bad_files: usize,
+) -> ExitCode {
+    if let Err(e) = write_reports(reports, report, gate, None) {
+        err!("error: {e}");
+        return ExitCode::from(2);
+    }
+    if bad_files > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(gate.exit_code)
+    }
+}
+
 /// `report --html DIR RUN.json...`: one matrix of several runs.
 fn report(args: &ReportCmd) -> ExitCode {
     let mut runs = Vec::new();
@@ -527,15 +545,7 @@ fn listen(args: &ListenCmd) -> ExitCode {
     let gate = Gate::decide(&report, false, None, true);
     out_raw!("{}", table::table(&report, args.verbose));
     out!("{}", gate.summary());
-    if let Err(e) = write_reports(&args.reports, &report, &gate, None) {
-        err!("error: {e}");
-        return ExitCode::from(2);
-    }
-    if bad > 0 {
-        ExitCode::from(2)
-    } else {
-        ExitCode::from(gate.exit_code)
-    }
+    write_reports_and_exit(&args.reports, &report, &gate, bad)
 }
 
 /// `record`: one session through the proxy, written as a case.
@@ -609,15 +619,7 @@ fn run_all(args: &RunArgs) -> ExitCode {
             String::new()
         }
     );
-    if let Err(e) = write_reports(&args.reports, &report, &gate, None) {
-        err!("error: {e}");
-        return ExitCode::from(2);
-    }
-    if bad > 0 {
-        ExitCode::from(2)
-    } else {
-        ExitCode::from(gate.exit_code)
-    }
+    write_reports_and_exit(&args.reports, &report, &gate, bad)
 }
 
 fn coverage_map(args: &CoverageArgs) -> ExitCode {
