@@ -37,6 +37,9 @@ use wisp_mock_server::trace::{SharedTrace, Trace};
 use crate::engine::{CaseRun, finish};
 use crate::report::{SubjectInfo, SuiteReport};
 
+/// Connections served at once; more are closed at once.
+const MAX_CONNECTIONS: usize = 64;
+
 /// How a listen run ends.
 #[derive(Clone, Debug, Default)]
 pub struct ListenOptions {
@@ -173,6 +176,11 @@ impl CaseServer {
                 Some(a) = rx.recv() => { results.insert(a.index, a); }
                 accepted = self.listener.accept() => {
                     let Ok((tcp, _)) = accepted else { continue };
+                    if tasks.len() >= MAX_CONNECTIONS {
+                        // A flood of connections is refused, not queued without bound.
+                        drop(tcp);
+                        continue;
+                    }
                     let _ = tcp.set_nodelay(true);
                     let (by_id, scripts, tx, url) = (by_id.clone(), scripts.clone(), tx.clone(), url.clone());
                     tasks.spawn(async move {

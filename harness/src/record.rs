@@ -1114,3 +1114,35 @@ fn check_loads(cases: &Path, at: &Path, text: &str) -> Result<(), RecordError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_strings_read_back_unchanged() {
+        for original in [
+            "plain",
+            "quote \" and backslash \\",
+            "controls \u{0}\u{7}\u{1b}\u{7f}\u{85}\u{9f}\u{feff} and\nlines\t\r",
+            "unicode ✓ ünï",
+            "# not a comment: [ { * & ! %",
+        ] {
+            let yaml = format!("v: {}\n", quote(original));
+            #[derive(serde::Deserialize)]
+            struct V {
+                v: String,
+            }
+            let back: V = serde_saphyr::from_str(&yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+            assert_eq!(back.v, original, "{yaml}");
+        }
+    }
+
+    #[test]
+    fn upstream_credentials_are_not_shown() {
+        let (_, shown) = upstream_uri("ws://user:secret@example.com:6001/wisp/?token=abc").unwrap();
+        assert_eq!(shown, "ws://example.com:6001/wisp/");
+        assert!(upstream_uri("wss://example.com/").is_err());
+        assert!(upstream_uri("not a url").is_err());
+    }
+}
