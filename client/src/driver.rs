@@ -300,7 +300,9 @@ pub(crate) struct Driver<T> {
     established: bool,
     timer: Pin<Box<tokio::time::Sleep>>,
     timer_deadline: Option<std::time::Instant>,
-    closing_deadline: Option<tokio::time::Instant>,
+    /// Set when closing began: when the close gives up (`None` inside: a close timeout too
+    /// long for an `Instant`, no deadline).
+    closing_deadline: Option<Option<tokio::time::Instant>>,
     /// When the release of large idle transmit buffers was timed (see [`KEEP_IDLE`]), and
     /// whether the connection has sent anything since (then the release waits for the next
     /// idle stretch: the timer is re-armed at most once per [`RELEASE_AFTER`], never per
@@ -522,10 +524,12 @@ impl<T: Io> Future for Driver<T> {
             drop(state);
             let deadline = *this
                 .closing_deadline
-                .get_or_insert_with(|| tokio::time::Instant::now() + this.close_timeout);
-            let timed_out = tokio::time::Instant::now() >= deadline;
+                .get_or_insert_with(|| tokio::time::Instant::now().checked_add(this.close_timeout));
+            let timed_out = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
             if !timed_out {
-                if this.timer_deadline.is_none() {
+                if let Some(deadline) = deadline
+                    && this.timer_deadline.is_none()
+                {
                     this.timer.as_mut().reset(deadline);
                     this.timer_deadline = Some(deadline.into_std());
                     let _ = this.timer.as_mut().poll(cx);

@@ -565,7 +565,10 @@ pub struct Connection {
 /// requests. The whole of it is bounded by [`ConnectOptions::timeout`]; a step still running
 /// at the deadline fails with [`WispError::ConnectTimedOut`] naming it.
 pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Connection, WispError> {
-    let deadline = options.timeout.map(|t| tokio::time::Instant::now() + t);
+    // A timeout too long for an `Instant` (`Duration::MAX`, a natural "never") is no deadline.
+    let deadline = options
+        .timeout
+        .and_then(|t| tokio::time::Instant::now().checked_add(t));
     let uri: Uri = url
         .parse()
         .map_err(|e| WispError::InvalidArgument(format!("invalid URL {url:?}: {e}")))?;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Sink, SinkExt, Stream, StreamExt};
-use support::{info, start_client};
+use support::{Mode, info, start_client};
 use tokio::net::TcpListener;
 use tokio_websockets::{Message, ServerBuilder};
 use wisp_client::extensions::{UdpExtensionBuilder, WispV2Handshake};
@@ -119,6 +119,34 @@ async fn closing_a_mux_the_server_closed_is_ok() {
             CloseReason::SERVER_STREAM_THROTTLED
         ))
     ));
+}
+
+/// A close timeout too long for an `Instant` (`Duration::MAX`) is no deadline: the driver
+/// closes as without one instead of panicking with "overflow when adding duration to
+/// instant" when the connection ends (reported by the fuzzing notes, `fuzz/README.md`).
+#[rstest::rstest]
+#[case::split(Mode::Split)]
+#[case::owned(Mode::Owned)]
+#[tokio::test(start_paused = true)]
+async fn a_close_timeout_too_long_for_an_instant_has_no_deadline(#[case] mode: Mode) {
+    let options = MuxOptions::default().close_timeout(Duration::MAX);
+    let (mut peer, mux, driver) = support::v1_session_in(mode, 8, options).await;
+    mux.close_with_reason(CloseReason::VOLUNTARY).await.unwrap();
+    assert_eq!(peer.recv().await, Packet::close(0, CloseReason::VOLUNTARY));
+    assert!(
+        peer.recv_raw().await.is_none(),
+        "the client closes the WebSocket"
+    );
+    // The server answers the close frame; the driver then ends (a driver that needed a
+    // deadline to end would still be waiting when the bound passes).
+    let (_, ended) = tokio::join!(
+        peer.close(),
+        tokio::time::timeout(Duration::from_secs(60), driver)
+    );
+    ended
+        .expect("the driver ends once the close is answered")
+        .unwrap()
+        .unwrap();
 }
 
 /// Item 3: a second local close is `Ok` too, and the reason stays `ClosedLocally`.
@@ -389,6 +417,37 @@ async fn a_server_that_never_answers_the_upgrade_times_out(
         "the message names the step"
     );
     silent.abort();
+}
+
+/// A connect timeout too long for an `Instant` (`Duration::MAX`, a natural "never") is no
+/// deadline: `connect` works as without one instead of panicking with "overflow when adding
+/// duration to instant" (reported by the fuzzing notes, `fuzz/README.md`).
+#[tokio::test]
+async fn a_connect_timeout_too_long_for_an_instant_has_no_deadline() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let (_request, mut ws) = ServerBuilder::new().accept(tcp).await.unwrap();
+        ws.send(Message::binary(Packet::continue_(0, 8).to_bytes()))
+            .await
+            .unwrap();
+        // Holds the connection until the client closes it.
+        while let Some(Ok(_)) = ws.next().await {}
+    });
+    let options = MuxOptions::default().connect_timeout(Some(Duration::MAX));
+    let (mux, driver) = tokio::time::timeout(
+        Duration::from_secs(10),
+        ClientMux::connect(&url, None, options),
+    )
+    .await
+    .expect("the handshake is answered at once")
+    .expect("connects as without a timeout")
+    .with_no_required_extensions();
+    let driver = tokio::spawn(driver);
+    mux.close().await.unwrap();
+    driver.await.unwrap().unwrap();
+    server.await.unwrap();
 }
 
 #[tokio::test]

@@ -43,13 +43,14 @@ pub struct MuxOptions {
     /// size costs no cache misses in a later masking pass.
     pub max_queued_bytes: usize,
     /// Bound on flushing and closing the WebSocket when the connection ends, and on reading
-    /// for the server's CLOSE after a write failed. Default 5 s.
+    /// for the server's CLOSE after a write failed (one too long for an `Instant`, such as
+    /// `Duration::MAX`, is no bound). Default 5 s.
     #[cfg_attr(feature = "serde", serde(with = "serde_duration::required"))]
     pub close_timeout: Duration,
     /// Bound on opening the WebSocket in `wisp_client::ClientMux::connect`: resolving and
     /// connecting TCP, the TLS handshake and the HTTP upgrade, before the Wisp handshake
-    /// (which [`MuxOptions::handshake_timeout`] bounds) starts (`None`: wait forever).
-    /// Default 10 s.
+    /// (which [`MuxOptions::handshake_timeout`] bounds) starts (`None`, or a wait too long
+    /// for an `Instant` such as `Duration::MAX`: wait forever). Default 10 s.
     #[cfg_attr(feature = "serde", serde(with = "serde_duration::optional"))]
     pub connect_timeout: Option<Duration>,
 }
