@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 use wisp_proto::{MuxOptions, PasswordLayout};
 
-pub use crate::ext::{ClientCertAuth, ClientExtension, ClientPassword};
+pub use crate::ext::{ClientCertAuth, ClientExtension, ClientPassword, LayoutChoice};
 
 use crate::Meta;
 use crate::actions::{Actions, HandshakeOk, StreamExpects};
@@ -76,6 +76,10 @@ pub struct ServerOptions {
     /// layout of the matching `expect`, else draft6).
     #[serde(default)]
     pub password_layout: PasswordLayout,
+    /// Answer the client's HTTP upgrade request (default true). `false` reads the request
+    /// and never answers it: the client's connect timeout is what ends the case.
+    #[serde(default = "yes")]
+    pub answer_upgrade: bool,
 }
 
 fn default_step_timeout() -> Dur {
@@ -88,6 +92,7 @@ impl Default for ServerOptions {
             echo_subprotocol: true,
             step_timeout: default_step_timeout(),
             password_layout: PasswordLayout::Draft6,
+            answer_upgrade: true,
         }
     }
 }
@@ -150,6 +155,10 @@ pub struct ClientExpect {
     /// The actor future's result.
     #[serde(default)]
     pub mux_result: Option<OkOrError>,
+    /// The actor future must have ended within this long (virtual time) after the server
+    /// script's last step.
+    #[serde(default)]
+    pub mux_ended_within: Option<Dur>,
     /// The expected verdict (default ok).
     #[serde(default)]
     pub verdict: Option<Verdict>,
@@ -179,6 +188,10 @@ role_case! {
         /// The expected outcome.
         #[serde(default)]
         pub expect: ClientExpect,
+        /// Run the case this many times (default 1); every run must pass. For races whose
+        /// outcome depends on the kernel's timing.
+        #[serde(default)]
+        pub repeat: Option<std::num::NonZeroU32>,
     }
 }
 
@@ -191,5 +204,10 @@ impl ClientCase {
     /// The verdict the case expects (`expect.verdict`, default OK).
     pub fn expected_verdict(&self) -> Verdict {
         self.expect.verdict.unwrap_or(Verdict::Ok)
+    }
+
+    /// How many times the case runs (`repeat:`, default 1).
+    pub fn runs(&self) -> u32 {
+        self.repeat.map_or(1, std::num::NonZeroU32::get)
     }
 }

@@ -399,10 +399,52 @@ pub struct Connection {
 /// at the deadline fails with [`WispError::ConnectTimedOut`] naming it.
 pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Connection, WispError> {
     let deadline = options.timeout.map(|t| tokio::time::Instant::now() + t);
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| WispError::InvalidArgument(format!("invalid URL {url:?}: {e}")))?;
-    let mut builder = ClientBuilder::from_uri(uri.clone())
+    let uri = parse_url(url)?;
+    let stream = open_stream(&uri, deadline).await?;
+    let (transport, echoed_subprotocol) = upgrade_until(uri, stream, options, deadline).await?;
+    Ok(Connection {
+        transport,
+        echoed_subprotocol,
+    })
+}
+
+/// The WebSocket upgrade of [`connect`] over a connection the caller opened (a test's
+/// loopback socket, a proxy tunnel): the same request headers, limits and transport, bounded
+/// by [`ConnectOptions::timeout`] ([`WispError::ConnectTimedOut`] with
+/// [`ConnectStep::Upgrade`]). Returns the transport and the echoed subprotocol.
+pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    url: &str,
+    io: S,
+    options: &ConnectOptions,
+) -> Result<
+    (
+        TokioWebsocketsTransport<DeferWriteErrors<S>>,
+        Option<String>,
+    ),
+    WispError,
+> {
+    let deadline = options.timeout.map(|t| tokio::time::Instant::now() + t);
+    upgrade_until(parse_url(url)?, io, options, deadline).await
+}
+
+fn parse_url(url: &str) -> Result<Uri, WispError> {
+    url.parse()
+        .map_err(|e| WispError::InvalidArgument(format!("invalid URL {url:?}: {e}")))
+}
+
+async fn upgrade_until<S: AsyncRead + AsyncWrite + Unpin>(
+    uri: Uri,
+    io: S,
+    options: &ConnectOptions,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<
+    (
+        TokioWebsocketsTransport<DeferWriteErrors<S>>,
+        Option<String>,
+    ),
+    WispError,
+> {
+    let mut builder = ClientBuilder::from_uri(uri)
         .config(tokio_websockets::Config::default().flush_threshold(FLUSH_THRESHOLD));
     if let Some(size) = options.max_message_size {
         builder = builder.limits(Limits::default().max_payload_len(Some(size)));
@@ -419,10 +461,9 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Connection, 
             .map_err(|e| WispError::InvalidArgument(format!("header value {value:?}: {e}")))?;
         builder = builder.add_header(name, value).map_err(map_ws_error)?;
     }
-    let stream = open_stream(&uri, deadline).await?;
     let (ws, response) = step(deadline, ConnectStep::Upgrade, async {
         builder
-            .connect_on(DeferWriteErrors::new(stream))
+            .connect_on(DeferWriteErrors::new(io))
             .await
             .map_err(map_ws_error)
     })
@@ -432,10 +473,7 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Connection, 
         .get("sec-websocket-protocol")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    Ok(Connection {
-        transport: TokioWebsocketsTransport(ws),
-        echoed_subprotocol,
-    })
+    Ok((TokioWebsocketsTransport(ws), echoed_subprotocol))
 }
 
 /// Opens the TCP (and, for `wss://`, TLS) connection for `uri`, with `TCP_NODELAY` set:

@@ -200,6 +200,7 @@ pub async fn serve<S: Io>(
     let step_timeout = script.options.step_timeout.0;
     let mut session = Session {
         ws: None,
+        raw: None,
         trace,
         ctx: RenderCtx {
             keys: script.keys.clone(),
@@ -247,6 +248,9 @@ enum Incoming {
 
 struct Session {
     ws: Option<WebSocketStream<Prefixed>>,
+    /// The connection while it is not a WebSocket (the upgrade was not answered, or was
+    /// answered wrongly): only the end of the connection can be awaited on it.
+    raw: Option<Box<dyn Io>>,
     trace: SharedTrace,
     ctx: RenderCtx,
     start: Instant,
@@ -290,6 +294,14 @@ impl Session {
             Err(_) => return Err("the upgrade request did not arrive".to_owned()),
         };
         let offered = subprotocol_of(&head);
+        if !options.answer_upgrade {
+            self.record(
+                Direction::Event,
+                "client connected; upgrade request read and never answered".to_owned(),
+            );
+            self.raw = Some(io);
+            return Ok(());
+        }
         let tcp = Prefixed {
             prefix: head,
             inner: io,
@@ -327,6 +339,14 @@ impl Session {
 
     /// Reads the next message (skipping pings and pongs), records it and returns it.
     async fn recv(&mut self, bound: Duration, pattern: Option<&Pattern>) -> Incoming {
+        if self.ws.is_none()
+            && let Some(raw) = self.raw.as_mut()
+            && !self.ended
+        {
+            let incoming = recv_raw_end(raw, bound).await;
+            self.record_incoming(&incoming);
+            return incoming;
+        }
         let Some(ws) = self.ws.as_mut() else {
             return Incoming::Eof;
         };
@@ -362,31 +382,7 @@ impl Session {
                 Some(Err(e)) => Incoming::Error(e.to_string()),
                 None => Incoming::Eof,
             };
-            match &incoming {
-                Incoming::Binary(_) => {}
-                Incoming::Text(t) => {
-                    self.record(Direction::FromClient, format!("TEXT frame {t:?}"))
-                }
-                Incoming::Close(d) => {
-                    self.ended = true;
-                    self.record(
-                        Direction::FromClient,
-                        format!("WebSocket close frame ({d})"),
-                    );
-                }
-                Incoming::Eof => {
-                    self.ended = true;
-                    self.record(
-                        Direction::Event,
-                        "the client ended the connection (EOF, no close frame)".to_owned(),
-                    );
-                }
-                Incoming::Error(e) => {
-                    self.ended = true;
-                    self.record(Direction::Event, format!("WebSocket error: {e}"));
-                }
-                Incoming::Timeout => {}
-            }
+            self.record_incoming(&incoming);
             if let Incoming::Binary(b) = &incoming
                 && pattern.is_none()
             {
@@ -394,6 +390,34 @@ impl Session {
                 self.record(Direction::FromClient, text);
             }
             return incoming;
+        }
+    }
+
+    /// Records what a read produced (binary messages are recorded by the caller, which
+    /// knows how to decode them) and notes the end of the connection.
+    fn record_incoming(&mut self, incoming: &Incoming) {
+        match incoming {
+            Incoming::Binary(_) => {}
+            Incoming::Text(t) => self.record(Direction::FromClient, format!("TEXT frame {t:?}")),
+            Incoming::Close(d) => {
+                self.ended = true;
+                self.record(
+                    Direction::FromClient,
+                    format!("WebSocket close frame ({d})"),
+                );
+            }
+            Incoming::Eof => {
+                self.ended = true;
+                self.record(
+                    Direction::Event,
+                    "the client ended the connection (EOF, no close frame)".to_owned(),
+                );
+            }
+            Incoming::Error(e) => {
+                self.ended = true;
+                self.record(Direction::Event, format!("WebSocket error: {e}"));
+            }
+            Incoming::Timeout => {}
         }
     }
 
@@ -475,6 +499,7 @@ impl Session {
                     "the mock dropped the TCP connection (no close frame)".to_owned(),
                 );
                 self.ws = None;
+                self.raw = None;
                 self.ended = true;
                 Ok(())
             }
@@ -585,6 +610,21 @@ fn raw_suffix(b: &Bytes) -> String {
         String::new()
     } else {
         format!(" (raw {})", hex::encode(b))
+    }
+}
+
+/// Waits for the end of a connection that is not a WebSocket (bytes are read and
+/// dropped), within `bound`.
+async fn recv_raw_end(io: &mut Box<dyn Io>, bound: Duration) -> Incoming {
+    let deadline = Instant::now() + bound;
+    let mut chunk = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at(deadline, io.read(&mut chunk)).await {
+            Err(_) => return Incoming::Timeout,
+            Ok(Ok(0)) => return Incoming::Eof,
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => return Incoming::Error(e.to_string()),
+        }
     }
 }
 
