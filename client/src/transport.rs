@@ -471,9 +471,34 @@ async fn upgrade_until<S: AsyncRead + AsyncWrite + Unpin>(
     let echoed_subprotocol = response
         .headers()
         .get("sec-websocket-protocol")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    if let Some(chosen) = &echoed_subprotocol
+        && !offered_subprotocols(options).any(|p| p == chosen.trim())
+    {
+        // RFC 6455 §4.1: a subprotocol the client did not offer fails the connection.
+        return Err(WispError::ws(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the server chose the subprotocol {chosen:?}, which was not offered"),
+        )));
+    }
     Ok((TokioWebsocketsTransport(ws), echoed_subprotocol))
+}
+
+/// The subprotocols the upgrade request offers: [`ConnectOptions::subprotocol`] and any
+/// `Sec-WebSocket-Protocol` among the extra headers, each a comma-separated list.
+fn offered_subprotocols(options: &ConnectOptions) -> impl Iterator<Item = &str> {
+    let extra = options
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-protocol"))
+        .map(|(_, value)| value.as_str());
+    options
+        .subprotocol
+        .as_deref()
+        .into_iter()
+        .chain(extra)
+        .flat_map(|list| list.split(','))
+        .map(str::trim)
 }
 
 /// Opens the TCP (and, for `wss://`, TLS) connection for `uri`, with `TCP_NODELAY` set:

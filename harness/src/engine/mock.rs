@@ -3,6 +3,7 @@
 //! paused, so a case never waits on the wall clock and its transcript is deterministic.
 
 use std::fmt::Write as _;
+use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use wisp_client::transport::{
     ConnectOptions, DeferWriteErrors, TokioWebsocketsTransport, TransportExt, upgrade,
 };
 use wisp_client::{ClientMux, WispError};
-use wisp_mock_server::replay::{Script, ScriptOutcome, serve};
+use wisp_mock_server::replay::{Script, ScriptOutcome, serve_with_reset};
 use wisp_mock_server::trace::{SharedTrace, Trace, payload_summary};
 use wisp_testkit::vtime::{Tracked, tracked_pair};
 
@@ -111,14 +112,17 @@ async fn open_websocket(
     url: &str,
     io: Tracked<TcpStream>,
     v2: bool,
-    options: &wisp_client::MuxOptions,
+    spec: &wisp_cases::client::ClientSpec,
 ) -> Result<TokioWebsocketsTransport<DeferWriteErrors<Tracked<TcpStream>>>, WispError> {
     let connect = if v2 {
         ConnectOptions::v2()
     } else {
         ConnectOptions::v1()
     };
-    let connect = connect.timeout(options.connect_timeout);
+    let mut connect = connect.timeout(spec.options.connect_timeout);
+    if let Some(size) = spec.max_message_size {
+        connect = connect.max_message_size(size);
+    }
     Ok(upgrade(url, io, &connect).await?.0)
 }
 
@@ -131,7 +135,7 @@ async fn drive_client(
     let spec = &case.client;
     let handshake = v2_handshake(spec.version, &spec.extensions, &spec.required);
     let log = &mut state.actions.log;
-    let (rx, tx) = match open_websocket(url, io, handshake.is_some(), &spec.options).await {
+    let (rx, tx) = match open_websocket(url, io, handshake.is_some(), spec).await {
         Ok(t) => t.split_fast(),
         Err(e) => {
             log.push(format!("connect: error {}", error_text(&e)));
@@ -206,7 +210,9 @@ async fn run_in_runtime(
     let trace: SharedTrace = Arc::new(Mutex::new(Trace::default()));
     let mock = tokio::spawn({
         let trace = trace.clone();
-        async move { serve(server_io, &script, trace, start).await }
+        // A duplicate of the socket's descriptor, for `reset_tcp`.
+        let reset = server_io.get_ref().as_fd().try_clone_to_owned().ok();
+        async move { serve_with_reset(server_io, reset, &script, trace, start).await }
     });
 
     let mut state = ClientState::default();
