@@ -291,6 +291,36 @@ mod tests {
         assert_eq!(record.password, "pw");
     }
 
+    /// RFC 6455 §5.2 and §5.7 (the unmasked "Hello" frame and the 126-byte length form).
+    #[rstest]
+    #[case::rfc_5_7_hello("{opcode: text, text: Hello}", "81 05 48656c6c6f")]
+    #[case::binary_first_fragment("{opcode: binary, fin: false, hex: \"6869\"}", "02 02 6869")]
+    #[case::continuation("{opcode: continuation, text: x}", "80 01 78")]
+    #[case::close_code_reason("{opcode: close, code: 1000, reason: bye}", "88 05 03e8 627965")]
+    #[case::close_empty("{opcode: close}", "88 00")]
+    #[case::rsv_and_reserved_opcode("{opcode: 3, rsv: 4, hex: \"00\"}", "c3 01 00")]
+    #[case::masked("{opcode: binary, mask: true, text: hi}", "82 82 37fa213d 5f93")]
+    #[case::truncated("{opcode: binary, hex: \"010203\", truncate: 3}", "82 03 01")]
+    fn frames_match_golden_bytes(#[case] yaml: &str, #[case] golden: &str) {
+        let spec: FrameSpec = serde_saphyr::from_str(yaml).expect("frame spec");
+        assert_eq!(hex::encode(build_frame(&spec)), hex::encode(hex_of(golden)));
+    }
+
+    #[test]
+    fn long_frames_use_the_extended_lengths() {
+        let spec: FrameSpec =
+            serde_saphyr::from_str("{opcode: ping, repeat: {byte: 0x70, count: 126}}")
+                .expect("spec");
+        assert_eq!(build_frame(&spec)[..4], [0x89, 126, 0, 126]);
+        let spec: FrameSpec =
+            serde_saphyr::from_str("{opcode: binary, repeat: {byte: 0, count: 65536}}")
+                .expect("spec");
+        assert_eq!(
+            build_frame(&spec)[..10],
+            [0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]
+        );
+    }
+
     #[test]
     fn unbound_alias_is_an_error() {
         let err = build(&spec("{type: DATA, stream: s1, text: x}"), &HashMap::new())
