@@ -377,12 +377,7 @@ impl Session {
                 Direction::ToClient,
                 format!("{} bytes after the 101 response: {body:?}", body.len()),
             );
-            let io = ws.get_mut();
-            let written = async {
-                io.write_all(body.as_bytes()).await?;
-                io.flush().await
-            };
-            written
+            write_raw(ws.get_mut(), &[body.as_bytes()])
                 .await
                 .map_err(|e| format!("writing the body failed: {e}"))?;
         }
@@ -435,12 +430,7 @@ impl Session {
             text.push_str(&format!(" and a {}-byte body", body.len()));
         }
         self.record(Direction::Event, text);
-        let written = async {
-            io.write_all(head.as_bytes()).await?;
-            io.write_all(body.as_bytes()).await?;
-            io.flush().await
-        };
-        written
+        write_raw(&mut io, &[head.as_bytes(), body.as_bytes()])
             .await
             .map_err(|e| format!("writing the upgrade response failed: {e}"))?;
         self.raw = Some(io);
@@ -463,21 +453,8 @@ impl Session {
         );
         for _ in 0..times {
             let written = match (self.ws.as_mut(), self.raw.as_mut()) {
-                (Some(ws), _) => {
-                    let io = ws.get_mut();
-                    let result = io.write_all(&bytes).await;
-                    match result {
-                        Ok(()) => io.flush().await,
-                        Err(e) => Err(e),
-                    }
-                }
-                (None, Some(raw)) => {
-                    let result = raw.write_all(&bytes).await;
-                    match result {
-                        Ok(()) => raw.flush().await,
-                        Err(e) => Err(e),
-                    }
-                }
+                (Some(ws), _) => write_raw(ws.get_mut(), &[&bytes]).await,
+                (None, Some(raw)) => write_raw(raw, &[&bytes]).await,
                 (None, None) => Err(std::io::Error::other("the connection is already dropped")),
             };
             written.map_err(|e| (format!("to send {text}"), format!("send failed: {e}")))?;
@@ -780,6 +757,17 @@ fn raw_suffix(b: &Bytes) -> String {
     } else {
         format!(" (raw {})", hex::encode(b))
     }
+}
+
+/// Writes `parts` under the WebSocket library (or on a raw connection) and flushes them.
+async fn write_raw<W: AsyncWrite + Unpin + ?Sized>(
+    io: &mut W,
+    parts: &[&[u8]],
+) -> std::io::Result<()> {
+    for part in parts {
+        io.write_all(part).await?;
+    }
+    io.flush().await
 }
 
 /// Waits for the end of a connection that is not a WebSocket (bytes are read and
