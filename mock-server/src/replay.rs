@@ -218,6 +218,7 @@ pub async fn serve_with_reset<S: Io>(
         ws: None,
         raw: None,
         reset,
+        pongs: std::cell::Cell::new(0),
         trace,
         ctx: RenderCtx {
             keys: script.keys.clone(),
@@ -270,6 +271,8 @@ struct Session {
     raw: Option<Box<dyn Io>>,
     /// The socket, for `reset_tcp`.
     reset: Option<OwnedFd>,
+    /// Pong frames read and not yet in the trace.
+    pongs: std::cell::Cell<u32>,
     trace: SharedTrace,
     ctx: RenderCtx,
     start: Instant,
@@ -283,6 +286,22 @@ impl Session {
     fn record(&self, direction: Direction, text: String) {
         let at = self.start.elapsed();
         let mut trace = self.trace.lock().unwrap_or_else(|e| e.into_inner());
+        // Pongs read since the last line (answers to `send_frame` pings), as one line.
+        match self.pongs.take() {
+            0 => {}
+            1 => trace.push(
+                at,
+                self.step,
+                Direction::FromClient,
+                "pong frame".to_owned(),
+            ),
+            n => trace.push(
+                at,
+                self.step,
+                Direction::FromClient,
+                format!("pong frame x{n}"),
+            ),
+        }
         trace.push(at, self.step, direction, text);
     }
 
@@ -502,6 +521,10 @@ impl Session {
                     // Let the library send its close acknowledgement.
                     let _ = tokio::time::timeout(Duration::ZERO, ws.next()).await;
                     Incoming::Close(detail)
+                }
+                Some(Ok(msg)) if msg.is_pong() => {
+                    self.pongs.set(self.pongs.get() + 1);
+                    continue;
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => Incoming::Error(e.to_string()),
