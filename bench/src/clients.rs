@@ -9,9 +9,9 @@
 //! - [`Kind::RawBest`]: the real limit. One sender on one tokio-websockets connection sending
 //!   the same Wisp bytes as ours (a CONNECT, then DATA packets of one stream within the
 //!   server's credit) with the least work the wire allows: masked frames encoded straight
-//!   into one reused buffer ([`crate::wire::FrameWriter`]: one pass over each payload, no
-//!   allocation per message) and written with one `write` each time the buffer reaches
-//!   ours' flush threshold.
+//!   into one reused buffer (by ours' own encoder, `wisp_client::proto::FrameBuf`: one pass
+//!   over each payload, no allocation per message) and written with one `write` each time
+//!   the buffer reaches ours' flush threshold.
 //! - [`Kind::Raw`]: one tokio-websockets connection and one sender feeding binary messages
 //!   through its `Sink`, no multiplexing and no Wisp framing, with the transport settings
 //!   ours uses. [`Kind::RawDefault`] is the same with tokio-websockets' default settings
@@ -31,7 +31,8 @@ use tokio::task::JoinHandle;
 use tokio_websockets::{ClientBuilder, Limits, Message, WebSocketStream};
 
 use crate::server::{MAX_MESSAGE, PROBE_HOST, stamp_payload};
-use crate::wire::{self, FrameWriter, Incoming};
+use crate::wire::{self, Incoming};
+use wisp_client::proto::{FrameBuf, MaskKeys};
 
 /// Which client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -532,8 +533,8 @@ pub const RAW_BEST_STREAM: u32 = 1;
 ///
 /// tokio-websockets performs the upgrade and reads what the server sends (CONTINUE, and
 /// the acknowledgements of [`crate::server`]); the sender writes its own masked frames to
-/// the socket ([`FrameWriter`], see [`crate::wire`] for why it bypasses the library's
-/// `Sink`). It waits for the server's initial CONTINUE, sends a CONNECT, then one DATA
+/// the socket (encoded by the encoder ours uses, `wisp_client::proto::FrameBuf`, into one
+/// reused buffer; see [`crate::wire`] for why it bypasses the library's `Sink`). It waits for the server's initial CONTINUE, sends a CONNECT, then one DATA
 /// packet per [`RawBest::send`] as long as it has credit. Each time the pending frames reach
 /// ours' flush threshold (`wisp_client::transport::FLUSH_THRESHOLD`) it writes them with
 /// one `write_all` and then takes whatever the server sent meanwhile without waiting; with
@@ -541,7 +542,8 @@ pub const RAW_BEST_STREAM: u32 = 1;
 #[derive(Debug)]
 pub struct RawBest {
     ws: WebSocketStream<TcpStream>,
-    frames: FrameWriter,
+    frames: FrameBuf,
+    keys: MaskKeys,
     payload: Vec<u8>,
     credit: u32,
     sent: u64,
@@ -552,10 +554,10 @@ impl RawBest {
     /// Connects, waits for the server's CONTINUE(0) and queues the stream's CONNECT.
     pub async fn connect(target: &Target) -> Result<Self, String> {
         let ws = tokio_ws(target, "wisp", true).await?;
-        let threshold = wisp_client::transport::FLUSH_THRESHOLD;
         let mut sender = Self {
             ws,
-            frames: FrameWriter::new(threshold + target.payload_len + 64),
+            frames: FrameBuf::default(),
+            keys: MaskKeys::default(),
             payload: vec![0x5a; target.payload_len],
             credit: 0,
             sent: 0,
@@ -573,7 +575,9 @@ impl RawBest {
             .await
             .map_err(|_| "no CONTINUE(0) from the server within 10 s".to_owned())??;
         let connect = wire::connect_packet(RAW_BEST_STREAM, "bench.invalid", 9);
-        sender.frames.frame(&connect, &[]);
+        sender
+            .frames
+            .push_frame(sender.keys.next_key(), &connect, &[]);
         Ok(sender)
     }
 
@@ -597,7 +601,7 @@ impl RawBest {
         }
         stamp_payload(&mut self.payload, self.sent);
         self.frames
-            .frame(&wire::header(wire::DATA, RAW_BEST_STREAM), &self.payload);
+            .push_data_frame(self.keys.next_key(), RAW_BEST_STREAM, &self.payload);
         self.sent += 1;
         self.credit -= 1;
         if self.frames.len() >= wisp_client::transport::FLUSH_THRESHOLD {
@@ -614,7 +618,7 @@ impl RawBest {
         if !self.frames.is_empty() {
             self.ws
                 .get_mut()
-                .write_all(self.frames.pending())
+                .write_all(self.frames.as_slice())
                 .await
                 .map_err(err)?;
             self.frames.clear();

@@ -3,19 +3,22 @@
 
 use std::sync::Arc;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 
 use crate::WispError;
 use crate::alloc::keep_freed_packets_in_the_heap;
-use crate::driver::{Driver, MultiplexorActorFuture};
+use crate::driver::{Driver, FrameIo, Io, MessageIo, MultiplexorActorFuture};
 use crate::extensions::WispV2Handshake;
 use crate::proto::{
-    ClientConnection, CloseReason, ExtensionId, MuxOptions, Negotiated, NegotiatedExtension,
-    StreamType, WispVersion,
+    ClientConnection, CloseReason, ExtensionId, Framing, MaskKeys, MuxOptions, Negotiated,
+    NegotiatedExtension, StreamType, WispVersion,
 };
 use crate::shared::{Shared, StreamSlot, now};
 use crate::stream::MuxStream;
-use crate::transport::{ConnectOptions, TransportExt, TransportRead, TransportWrite, connect};
+use crate::transport::{
+    BatchedStream, ConnectOptions, TokioWebsocketsTransport, TransportRead, TransportWrite, connect,
+};
 
 /// The result of [`ClientMux::new`]: the multiplexor and its driver future, plus the
 /// familiar after-handshake extension check.
@@ -127,14 +130,44 @@ impl ClientMux {
         wisp_v2: Option<WispV2Handshake>,
         options: MuxOptions,
     ) -> Result<MuxResult, WispError> {
-        let close_timeout = options.close_timeout;
-        let queue_bytes = options.max_queued_bytes + 2 * options.max_payload_len;
-        let shared = Arc::new(Shared::new(ClientConnection::new(wisp_v2, options, now())));
-        let mut driver = Driver::new(shared.clone(), rx, tx, close_timeout);
+        // Every packet the sink takes is its own allocation: keep the heap from shrinking
+        // and growing again around each burst.
+        keep_freed_packets_in_the_heap(options.max_queued_bytes + 2 * options.max_payload_len);
+        let conn = ClientConnection::new(wisp_v2, options, now());
+        Self::start(conn, MessageIo::new(rx, tx)).await
+    }
+
+    /// Runs the handshake over a tokio-websockets WebSocket that the driver then owns
+    /// whole: the fast path [`ClientMux::connect`] takes. Writers encode their DATA as
+    /// finished masked frames into one reused batch, which the driver writes to the socket
+    /// as it is (see [`BatchedStream`]): no allocation or lock per packet beyond the
+    /// connection's own.
+    ///
+    /// Build the WebSocket over [`BatchedStream::new`] of the socket, with a client-role
+    /// tokio-websockets builder; [`crate::transport::connect`] also puts
+    /// [`DeferWriteErrors`](crate::transport::DeferWriteErrors) between the two, so a write
+    /// racing the server's close does not hide the server's CLOSE.
+    pub async fn new_websocket<S>(
+        transport: TokioWebsocketsTransport<BatchedStream<S>>,
+        wisp_v2: Option<WispV2Handshake>,
+        options: MuxOptions,
+    ) -> Result<MuxResult, WispError>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let conn = ClientConnection::new(wisp_v2, options, now())
+            .with_framing(Framing::WebSocketClient(MaskKeys::default()));
+        Self::start(conn, FrameIo::new(transport)).await
+    }
+
+    /// Runs the handshake of `conn` over `io` and hands out the mux and its driver.
+    async fn start(conn: ClientConnection, io: impl Io) -> Result<MuxResult, WispError> {
+        let close_timeout = conn.options().close_timeout;
+        let shared = Arc::new(Shared::new(conn));
+        let mut driver = Driver::new(shared.clone(), io, close_timeout);
         driver.handshake().await?;
         let negotiated = shared.lock().conn.negotiated().cloned();
         let negotiated = Arc::new(negotiated.ok_or(WispError::MuxTaskEnded)?);
-        keep_freed_packets_in_the_heap(queue_bytes);
         Ok(MuxResult {
             mux: ClientMux { shared, negotiated },
             actor: Box::pin(driver),
@@ -142,10 +175,10 @@ impl ClientMux {
     }
 
     /// Opens a WebSocket to `url` (offering `Sec-WebSocket-Protocol: wisp-v2` when `wisp_v2`
-    /// is `Some`) and runs the handshake. Opening the WebSocket is bounded by
-    /// [`MuxOptions::connect_timeout`] ([`WispError::ConnectTimedOut`] names the step that
-    /// was still running: TCP, TLS or the upgrade), the Wisp handshake after it by
-    /// [`MuxOptions::handshake_timeout`].
+    /// is `Some`) and runs the handshake over it ([`ClientMux::new_websocket`]). Opening the
+    /// WebSocket is bounded by [`MuxOptions::connect_timeout`] ([`WispError::ConnectTimedOut`]
+    /// names the step that was still running: TCP, TLS or the upgrade), the Wisp handshake
+    /// after it by [`MuxOptions::handshake_timeout`].
     pub async fn connect(
         url: &str,
         wisp_v2: Option<WispV2Handshake>,
@@ -158,8 +191,7 @@ impl ClientMux {
         }
         .timeout(options.connect_timeout);
         let connection = connect(url, &connect_options).await?;
-        let (rx, tx) = connection.transport.split_fast();
-        Self::new_with_options(rx, tx, wisp_v2, options).await
+        Self::new_websocket(connection.transport, wisp_v2, options).await
     }
 
     /// Whether v2 was requested and the server answered as v1.

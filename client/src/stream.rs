@@ -16,8 +16,8 @@ use futures::{Sink, Stream};
 
 use crate::WispError;
 use crate::proto::reclaim::Reclaim;
-use crate::proto::{CloseReason, Initiator, StreamType};
-use crate::shared::Shared;
+use crate::proto::{self, CloseReason, Initiator, StreamType};
+use crate::shared::{Shared, State};
 
 /// How a stream ended.
 #[derive(Clone, Debug)]
@@ -92,6 +92,15 @@ impl StreamRef {
 
     fn release(&self) {
         self.shared.lock().release_stream_handle(self.id);
+    }
+
+    /// The error a write refused by the connection reports: how the stream ended, when it
+    /// has (the connection forgets a stream once it ends), or the connection's refusal.
+    fn write_refused(&self, state: &State, e: proto::Error) -> WispError {
+        match state.streams.get(&self.id).and_then(|s| s.end.as_ref()) {
+            Some(end) => write_error(end),
+            None => e.into(),
+        }
     }
 }
 
@@ -335,13 +344,8 @@ impl MuxStreamWrite {
         buf: &[u8],
     ) -> Poll<Result<usize, WispError>> {
         let mut state = self.stream.shared.lock();
-        if let Some(end) = state
-            .streams
-            .get(&self.stream.id)
-            .and_then(|s| s.end.as_ref())
-        {
-            return Poll::Ready(Err(write_error(end)));
-        }
+        // One lookup on the way: the connection knows the stream exactly while it is open
+        // (the stream's slot learns how it ended under the same lock).
         match state.conn.send_data(self.stream.id, buf) {
             Ok(Some(n)) => {
                 state.wake_driver();
@@ -351,7 +355,7 @@ impl MuxStreamWrite {
                 state.park_writer(self.stream.id, cx.waker());
                 Poll::Pending
             }
-            Err(e) => Poll::Ready(Err(e.into())),
+            Err(e) => Poll::Ready(Err(self.stream.write_refused(&state, e))),
         }
     }
 

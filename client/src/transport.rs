@@ -1,14 +1,15 @@
 //! The WebSocket side: the transport traits the multiplexor is driven over, the
-//! tokio-websockets adapter, and [`connect`].
+//! tokio-websockets adapter, [`BatchedStream`] (the socket under it, which also carries the
+//! multiplexor's own encoded frames), [`DeferWriteErrors`], and [`connect`].
 //!
 //! A transport carries one Wisp packet per binary WebSocket message. The read half yields
 //! whole binary messages; text, ping and pong frames are skipped (the protocol does not
 //! define text frames, and deployed servers ignore them); a close frame ends the stream.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,6 +23,7 @@ use tokio_websockets::{
 };
 
 use crate::WispError;
+use crate::proto::Batch;
 
 /// The read half of a transport: one item per binary WebSocket message.
 pub trait TransportRead: Stream<Item = Result<Bytes, WispError>> + Send + Unpin + 'static {}
@@ -51,7 +53,7 @@ impl<T: TransportRead + TransportWrite> TransportExt for T {}
 #[derive(Debug)]
 pub struct TokioWebsocketsTransport<S>(pub WebSocketStream<S>);
 
-fn map_ws_error(e: tokio_websockets::Error) -> WispError {
+pub(crate) fn map_ws_error(e: tokio_websockets::Error) -> WispError {
     match e {
         tokio_websockets::Error::AlreadyClosed => WispError::WsImplSocketClosed,
         other => WispError::ws(other),
@@ -104,6 +106,169 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for TokioWebsocketsTransport
     }
 }
 
+/// The socket under a tokio-websockets [`WebSocketStream`] that also carries the
+/// multiplexor's own frames.
+///
+/// tokio-websockets' `Sink` cannot send a client message without an allocation per message
+/// (in the client role it masks a payload in place only in a buffer it owns alone, and
+/// frees it once written). So when the multiplexor's driver owns the whole WebSocket
+/// ([`crate::ClientMux::connect`], [`crate::ClientMux::new_websocket`]), its writers encode
+/// DATA as finished masked frames straight into a reused [`Batch`], and the driver hands
+/// the batch to this stream to write as it is: one pass over each payload, no allocation,
+/// one system call per batch. tokio-websockets still does the upgrade, the reading, the
+/// answers to pings and the close; the bytes it writes while a batch is on its way out wait
+/// behind the batch, so frames never interleave. With no batch pending, it writes straight
+/// through.
+#[derive(Debug)]
+pub struct BatchedStream<S> {
+    io: S,
+    /// The batch being written, and how much of it is out.
+    batch: Batch,
+    written: usize,
+    /// What tokio-websockets wrote while the batch was pending (whole frames), and how much
+    /// of it is out.
+    behind: Vec<u8>,
+    behind_written: usize,
+}
+
+impl<S> BatchedStream<S> {
+    /// Wraps a connected socket.
+    pub fn new(io: S) -> Self {
+        Self {
+            io,
+            batch: Batch::default(),
+            written: 0,
+            behind: Vec::new(),
+            behind_written: 0,
+        }
+    }
+
+    /// The socket.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// Whether bytes handed to this stream are still waiting for the socket.
+    pub(crate) fn is_pending(&self) -> bool {
+        self.written < self.batch.len() || self.behind_written < self.behind.len()
+    }
+
+    /// Bytes of memory the batch buffer holds.
+    pub(crate) fn buffer_capacity(&self) -> usize {
+        self.batch.capacity() + self.behind.capacity()
+    }
+
+    /// Frees the buffers while nothing is pending (they grow again on demand).
+    pub(crate) fn release_buffers(&mut self) {
+        if !self.is_pending() {
+            self.batch = Batch::default();
+            self.behind = Vec::new();
+        }
+    }
+
+    /// Forgets what is pending (the socket failed).
+    pub(crate) fn discard(&mut self) {
+        self.batch.clear();
+        self.written = 0;
+        self.behind.clear();
+        self.behind_written = 0;
+    }
+
+    /// The (empty) batch to fill next, while nothing is pending; whatever is put in it is
+    /// pending from then on, written by the next flush.
+    pub(crate) fn next_batch(&mut self) -> Option<&mut Batch> {
+        (!self.is_pending()).then_some(&mut self.batch)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> BatchedStream<S> {
+    /// Writes what is pending: the batch, then what queued behind it.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.batch.len() {
+            let [control, data] = self.batch.parts();
+            let n = if self.written < control.len() {
+                let bufs = [IoSlice::new(&control[self.written..]), IoSlice::new(data)];
+                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &bufs))?
+            } else {
+                let rest = &data[self.written - control.len()..];
+                ready!(Pin::new(&mut self.io).poll_write(cx, rest))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        if !self.batch.is_empty() {
+            self.batch.clear();
+            self.written = 0;
+        }
+        while self.behind_written < self.behind.len() {
+            let rest = &self.behind[self.behind_written..];
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, rest))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.behind_written += n;
+        }
+        self.behind.clear();
+        self.behind_written = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for BatchedStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for BatchedStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.is_pending() {
+            self.behind.extend_from_slice(buf);
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.is_pending() {
+            let mut n = 0;
+            for b in bufs {
+                self.behind.extend_from_slice(b);
+                n += b.len();
+            }
+            return Poll::Ready(Ok(n));
+        }
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
 /// A byte stream whose write errors wait for its read side: once a write fails, later writes
 /// are discarded, and reads go on returning what the peer sent before it went away (its
 /// reset or EOF ends them, as it would have anyway); should nothing more become readable
@@ -227,9 +392,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for DeferWriteErrors<S> {
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
+        bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let all = |bufs: &[io::IoSlice<'_>]| bufs.iter().map(|b| b.len()).sum();
+        let all = |bufs: &[IoSlice<'_>]| bufs.iter().map(|b| b.len()).sum();
         if self.write_error.is_some() {
             return Poll::Ready(Ok(all(bufs)));
         }
@@ -380,13 +545,15 @@ async fn step<T>(
     }
 }
 
-/// An open WebSocket to a Wisp server, ready to be split and handed to
-/// [`crate::ClientMux::new`].
+/// An open WebSocket to a Wisp server, ready for [`crate::ClientMux::new_websocket`] (or to
+/// be split and handed to [`crate::ClientMux::new`]).
 #[derive(Debug)]
 pub struct Connection {
-    /// The WebSocket as a transport (over [`DeferWriteErrors`], so a write racing the
+    /// The WebSocket as a transport: over a [`BatchedStream`] (which writes the
+    /// multiplexor's batches of frames), over [`DeferWriteErrors`] (so a write racing the
     /// server's close does not hide the server's CLOSE).
-    pub transport: TokioWebsocketsTransport<DeferWriteErrors<MaybeTlsStream<TcpStream>>>,
+    pub transport:
+        TokioWebsocketsTransport<BatchedStream<DeferWriteErrors<MaybeTlsStream<TcpStream>>>>,
     /// The `Sec-WebSocket-Protocol` the server echoed, if any. The spec does not require
     /// the echo, so its absence is not an error.
     pub echoed_subprotocol: Option<String>,
@@ -418,7 +585,7 @@ pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     options: &ConnectOptions,
 ) -> Result<
     (
-        TokioWebsocketsTransport<DeferWriteErrors<S>>,
+        TokioWebsocketsTransport<BatchedStream<DeferWriteErrors<S>>>,
         Option<String>,
     ),
     WispError,
@@ -439,7 +606,7 @@ async fn upgrade_until<S: AsyncRead + AsyncWrite + Unpin>(
     deadline: Option<tokio::time::Instant>,
 ) -> Result<
     (
-        TokioWebsocketsTransport<DeferWriteErrors<S>>,
+        TokioWebsocketsTransport<BatchedStream<DeferWriteErrors<S>>>,
         Option<String>,
     ),
     WispError,
@@ -463,7 +630,7 @@ async fn upgrade_until<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let (ws, response) = step(deadline, ConnectStep::Upgrade, async {
         builder
-            .connect_on(DeferWriteErrors::new(io))
+            .connect_on(BatchedStream::new(DeferWriteErrors::new(io)))
             .await
             .map_err(map_ws_error)
     })

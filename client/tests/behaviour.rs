@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{AsyncWriteExt as _, SinkExt, StreamExt};
-use support::{Peer, info, start_client, v1_session};
+use rstest::rstest;
+use support::{Mode, Peer, info, start_client_in, v1_session_in};
 use tokio::io::AsyncWriteExt;
 use wisp_client::extensions::{
     MotdExtensionBuilder, PasswordExtensionBuilder, StreamConfirmationExtensionBuilder,
@@ -35,9 +36,10 @@ async fn expect_connect(peer: &mut Peer) -> u32 {
     p.stream_id
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn v1_handshake_offers_no_subprotocol() {
-    let (peer, mux, _driver) = v1_session(128, MuxOptions::default()).await;
+async fn v1_handshake_offers_no_subprotocol(#[values(Mode::Split, Mode::Owned)] mode: Mode) {
+    let (peer, mux, _driver) = v1_session_in(mode, 128, MuxOptions::default()).await;
     assert_eq!(peer.offered_subprotocol, None);
     assert_eq!(mux.version(), WispVersion::V1);
     assert!(!mux.was_downgraded());
@@ -46,9 +48,12 @@ async fn v1_handshake_offers_no_subprotocol() {
 
 /// The handshake reads no further than its last packet: what the server sent after it waits
 /// in the WebSocket for the driver, which by then knows the streams the caller opened.
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn packets_after_the_handshake_wait_for_the_driver() {
-    let (mut peer, client) = start_client(None, MuxOptions::default()).await;
+async fn packets_after_the_handshake_wait_for_the_driver(
+    #[values(Mode::Split, Mode::Owned)] mode: Mode,
+) {
+    let (mut peer, client) = start_client_in(mode, None, MuxOptions::default()).await;
     peer.send(Packet::continue_(0, 8)).await;
     peer.send(Packet::data(1, &b"early"[..])).await;
     let (mux, driver) = client.await.unwrap().unwrap().with_no_required_extensions();
@@ -67,10 +72,11 @@ async fn packets_after_the_handshake_wait_for_the_driver() {
     driver.await.unwrap().unwrap();
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn draft6_handshake_over_a_websocket() {
+async fn draft6_handshake_over_a_websocket(#[values(Mode::Split, Mode::Owned)] mode: Mode) {
     let hs = WispV2Handshake::new([UdpExtensionBuilder.into(), MotdExtensionBuilder.into()]);
-    let (mut peer, client) = start_client(Some(hs), MuxOptions::default()).await;
+    let (mut peer, client) = start_client_in(mode, Some(hs), MuxOptions::default()).await;
     assert_eq!(peer.offered_subprotocol.as_deref(), Some("wisp-v2"));
     peer.send(info(vec![
         (ExtensionId::UDP, Bytes::new()),
@@ -87,11 +93,14 @@ async fn draft6_handshake_over_a_websocket() {
     assert_eq!(mux.initial_credit(), 64);
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn v2_client_against_a_v1_server_is_downgraded() {
+async fn v2_client_against_a_v1_server_is_downgraded(
+    #[values(Mode::Split, Mode::Owned)] mode: Mode,
+) {
     let hs = WispV2Handshake::new([UdpExtensionBuilder.into()]);
     let options = MuxOptions::default().legacy_info_wait(Duration::from_millis(300));
-    let (mut peer, client) = start_client(Some(hs), options).await;
+    let (mut peer, client) = start_client_in(mode, Some(hs), options).await;
     let start = tokio::time::Instant::now();
     peer.send(Packet::continue_(0, 128)).await;
     let (mux, driver) = client.await.unwrap().unwrap().with_no_required_extensions();
@@ -107,10 +116,13 @@ async fn v2_client_against_a_v1_server_is_downgraded() {
     assert_eq!(expect_connect(&mut peer).await, 1);
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn old_draft_continue_then_info_over_a_websocket() {
+async fn old_draft_continue_then_info_over_a_websocket(
+    #[values(Mode::Split, Mode::Owned)] mode: Mode,
+) {
     let hs = WispV2Handshake::new([UdpExtensionBuilder.into()]);
-    let (mut peer, client) = start_client(Some(hs), MuxOptions::default()).await;
+    let (mut peer, client) = start_client_in(mode, Some(hs), MuxOptions::default()).await;
     peer.send(Packet::continue_(0, 128)).await;
     peer.send(info(vec![(ExtensionId::UDP, Bytes::new())]))
         .await;
@@ -124,10 +136,11 @@ async fn old_draft_continue_then_info_over_a_websocket() {
     );
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn a_silent_server_times_out_the_handshake() {
+async fn a_silent_server_times_out_the_handshake(#[values(Mode::Split, Mode::Owned)] mode: Mode) {
     let options = MuxOptions::default().handshake_timeout(Some(Duration::from_secs(7)));
-    let (_peer, client) = start_client(Some(WispV2Handshake::empty()), options).await;
+    let (_peer, client) = start_client_in(mode, Some(WispV2Handshake::empty()), options).await;
     let start = tokio::time::Instant::now();
     let err = client.await.unwrap().unwrap_err();
     assert!(matches!(err, WispError::HandshakeTimedOut), "{err:?}");
@@ -136,11 +149,14 @@ async fn a_silent_server_times_out_the_handshake() {
     assert_eq!(start.elapsed(), Duration::from_secs(12));
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn missing_required_extension_sends_close_04_before_any_info() {
+async fn missing_required_extension_sends_close_04_before_any_info(
+    #[values(Mode::Split, Mode::Owned)] mode: Mode,
+) {
     let hs = WispV2Handshake::new([UdpExtensionBuilder.into()])
         .with_required_extension(ExtensionId::PASSWORD);
-    let (mut peer, client) = start_client(Some(hs), MuxOptions::default()).await;
+    let (mut peer, client) = start_client_in(mode, Some(hs), MuxOptions::default()).await;
     peer.send(info(vec![(ExtensionId::UDP, Bytes::new())]))
         .await;
     assert_eq!(
@@ -158,10 +174,13 @@ async fn missing_required_extension_sends_close_04_before_any_info() {
     );
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn required_extensions_after_the_handshake_send_close_04() {
+async fn required_extensions_after_the_handshake_send_close_04(
+    #[values(Mode::Split, Mode::Owned)] mode: Mode,
+) {
     let hs = WispV2Handshake::new([UdpExtensionBuilder.into()]);
-    let (mut peer, client) = start_client(Some(hs), MuxOptions::default()).await;
+    let (mut peer, client) = start_client_in(mode, Some(hs), MuxOptions::default()).await;
     peer.send(info(vec![])).await;
     let _ = peer.recv().await;
     peer.send(Packet::continue_(0, 8)).await;
@@ -179,12 +198,15 @@ async fn required_extensions_after_the_handshake_send_close_04() {
     assert!(peer.recv_raw().await.is_none());
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn wrong_password_in_draft5_layout_is_creds_invalid() {
+async fn wrong_password_in_draft5_layout_is_creds_invalid(
+    #[values(Mode::Split, Mode::Owned)] mode: Mode,
+) {
     let hs = WispV2Handshake::new([PasswordExtensionBuilder::new("bob", "wrong")
         .layout(PasswordLayout::Draft5)
         .into()]);
-    let (mut peer, client) = start_client(Some(hs), MuxOptions::default()).await;
+    let (mut peer, client) = start_client_in(mode, Some(hs), MuxOptions::default()).await;
     peer.send(info(vec![(
         ExtensionId::PASSWORD,
         Bytes::from_static(&[1]),
@@ -209,9 +231,12 @@ async fn wrong_password_in_draft5_layout_is_creds_invalid() {
     );
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn sink_writes_take_one_credit_per_data_and_wait_for_continue() {
-    let (mut peer, mux, _driver) = v1_session(2, MuxOptions::default()).await;
+async fn sink_writes_take_one_credit_per_data_and_wait_for_continue(
+    #[values(Mode::Split, Mode::Owned)] mode: Mode,
+) {
+    let (mut peer, mux, _driver) = v1_session_in(mode, 2, MuxOptions::default()).await;
     let mut stream = mux.new_stream(StreamType::TCP, "h", 1).await.unwrap();
     let id = expect_connect(&mut peer).await;
     let writer = tokio::spawn(async move {
@@ -230,10 +255,13 @@ async fn sink_writes_take_one_credit_per_data_and_wait_for_continue() {
     let _stream = writer.await.unwrap();
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn io_adapters_honour_credit_and_split_payloads() {
+async fn io_adapters_honour_credit_and_split_payloads(
+    #[values(Mode::Split, Mode::Owned)] mode: Mode,
+) {
     let options = MuxOptions::default().max_payload_len(4);
-    let (mut peer, mux, _driver) = v1_session(3, options).await;
+    let (mut peer, mux, _driver) = v1_session_in(mode, 3, options).await;
     let tokio_io = mux
         .new_stream(StreamType::TCP, "h", 1)
         .await
@@ -297,9 +325,10 @@ async fn io_adapters_honour_credit_and_split_payloads() {
 }
 
 /// One credit at a time, renewed right after each DATA: a lost wake-up would stall here.
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn no_lost_wakeups_with_one_credit_at_a_time() {
-    let (mut peer, mux, _driver) = v1_session(1, MuxOptions::default()).await;
+async fn no_lost_wakeups_with_one_credit_at_a_time(#[values(Mode::Split, Mode::Owned)] mode: Mode) {
+    let (mut peer, mux, _driver) = v1_session_in(mode, 1, MuxOptions::default()).await;
     let mut stream = mux.new_stream(StreamType::TCP, "h", 1).await.unwrap();
     let id = expect_connect(&mut peer).await;
     const N: u32 = 500;
@@ -320,9 +349,12 @@ async fn no_lost_wakeups_with_one_credit_at_a_time() {
     writer.await.unwrap();
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn a_tcp_stream_opens_without_credit_and_writes_wait_for_it() {
-    let (mut peer, mux, _driver) = v1_session(0, MuxOptions::default()).await;
+async fn a_tcp_stream_opens_without_credit_and_writes_wait_for_it(
+    #[values(Mode::Split, Mode::Owned)] mode: Mode,
+) {
+    let (mut peer, mux, _driver) = v1_session_in(mode, 0, MuxOptions::default()).await;
     let mut stream = mux.new_stream(StreamType::TCP, "h", 1).await.unwrap();
     let id = expect_connect(&mut peer).await;
     let writer = tokio::spawn(async move { stream.send(Bytes::from_static(b"x")).await });
@@ -332,9 +364,10 @@ async fn a_tcp_stream_opens_without_credit_and_writes_wait_for_it() {
     writer.await.unwrap().unwrap();
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn udp_ignores_credit() {
-    let (mut peer, mux, _driver) = v1_session(0, MuxOptions::default()).await;
+async fn udp_ignores_credit(#[values(Mode::Split, Mode::Owned)] mode: Mode) {
+    let (mut peer, mux, _driver) = v1_session_in(mode, 0, MuxOptions::default()).await;
     let mut stream = mux.new_stream(StreamType::UDP, "h", 53).await.unwrap();
     let _ = expect_connect(&mut peer).await;
     for _ in 0..4 {
@@ -345,10 +378,11 @@ async fn udp_ignores_credit() {
     }
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn stream_confirmation_waits_for_the_server() {
+async fn stream_confirmation_waits_for_the_server(#[values(Mode::Split, Mode::Owned)] mode: Mode) {
     let hs = WispV2Handshake::new([StreamConfirmationExtensionBuilder.into()]);
-    let (mut peer, client) = start_client(Some(hs), MuxOptions::default()).await;
+    let (mut peer, client) = start_client_in(mode, Some(hs), MuxOptions::default()).await;
     peer.send(info(vec![(ExtensionId::STREAM_CONFIRMATION, Bytes::new())]))
         .await;
     let _ = peer.recv().await;
@@ -379,9 +413,10 @@ async fn stream_confirmation_waits_for_the_server() {
     ));
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn dropping_a_stream_sends_a_voluntary_close() {
-    let (mut peer, mux, _driver) = v1_session(8, MuxOptions::default()).await;
+async fn dropping_a_stream_sends_a_voluntary_close(#[values(Mode::Split, Mode::Owned)] mode: Mode) {
+    let (mut peer, mux, _driver) = v1_session_in(mode, 8, MuxOptions::default()).await;
     let stream = mux.new_stream(StreamType::TCP, "h", 1).await.unwrap();
     let id = expect_connect(&mut peer).await;
     let (read, write) = stream.into_split();
@@ -391,9 +426,12 @@ async fn dropping_a_stream_sends_a_voluntary_close() {
     assert_eq!(peer.recv().await, Packet::close(id, CloseReason::VOLUNTARY));
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn data_before_close_is_delivered_before_the_end() {
-    let (mut peer, mux, _driver) = v1_session(8, MuxOptions::default()).await;
+async fn data_before_close_is_delivered_before_the_end(
+    #[values(Mode::Split, Mode::Owned)] mode: Mode,
+) {
+    let (mut peer, mux, _driver) = v1_session_in(mode, 8, MuxOptions::default()).await;
     let mut stream = mux.new_stream(StreamType::TCP, "h", 1).await.unwrap();
     let id = expect_connect(&mut peer).await;
     peer.send(Packet::data(id, &b"one"[..])).await;
@@ -424,9 +462,12 @@ async fn data_before_close_is_delivered_before_the_end() {
     assert!(!mux.is_closed(), "CLOSE with extra bytes is tolerated");
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn close_zero_mid_session_ends_every_stream_with_its_reason() {
-    let (mut peer, mux, driver) = v1_session(8, MuxOptions::default()).await;
+async fn close_zero_mid_session_ends_every_stream_with_its_reason(
+    #[values(Mode::Split, Mode::Owned)] mode: Mode,
+) {
+    let (mut peer, mux, driver) = v1_session_in(mode, 8, MuxOptions::default()).await;
     let mut a = mux.new_stream(StreamType::TCP, "h", 1).await.unwrap();
     let mut b = mux.new_stream(StreamType::UDP, "h", 2).await.unwrap();
     let _ = expect_connect(&mut peer).await;
@@ -453,10 +494,11 @@ async fn close_zero_mid_session_ends_every_stream_with_its_reason() {
     ));
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn websocket_eof_ends_every_stream() {
+async fn websocket_eof_ends_every_stream(#[values(Mode::Split, Mode::Owned)] mode: Mode) {
     for drop_tcp in [false, true] {
-        let (mut peer, mux, driver) = v1_session(8, MuxOptions::default()).await;
+        let (mut peer, mux, driver) = v1_session_in(mode, 8, MuxOptions::default()).await;
         let mut s = mux.new_stream(StreamType::TCP, "h", 1).await.unwrap();
         let _ = expect_connect(&mut peer).await;
         if drop_tcp {
@@ -476,9 +518,10 @@ async fn websocket_eof_ends_every_stream() {
     }
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn hostile_but_harmless_input_is_ignored() {
-    let (mut peer, mux, _driver) = v1_session(8, MuxOptions::default()).await;
+async fn hostile_but_harmless_input_is_ignored(#[values(Mode::Split, Mode::Owned)] mode: Mode) {
+    let (mut peer, mux, _driver) = v1_session_in(mode, 8, MuxOptions::default()).await;
     let mut s = mux.new_stream(StreamType::TCP, "h", 1).await.unwrap();
     let id = expect_connect(&mut peer).await;
     peer.send_text("not wisp").await;
@@ -491,9 +534,12 @@ async fn hostile_but_harmless_input_is_ignored() {
     assert!(!mux.is_closed());
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn truncated_packet_ends_the_mux_with_a_typed_error() {
-    let (mut peer, mux, driver) = v1_session(8, MuxOptions::default()).await;
+async fn truncated_packet_ends_the_mux_with_a_typed_error(
+    #[values(Mode::Split, Mode::Owned)] mode: Mode,
+) {
+    let (mut peer, mux, driver) = v1_session_in(mode, 8, MuxOptions::default()).await;
     let mut s = mux.new_stream(StreamType::TCP, "h", 1).await.unwrap();
     let _ = expect_connect(&mut peer).await;
     peer.send_hex("03 01 00").await;
@@ -524,10 +570,11 @@ async fn oversized_messages_are_a_transport_error() {
     ));
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn stream_ids_exhaust_with_a_typed_error() {
+async fn stream_ids_exhaust_with_a_typed_error(#[values(Mode::Split, Mode::Owned)] mode: Mode) {
     let options = MuxOptions::default().first_stream_id(u32::MAX);
-    let (mut peer, mux, _driver) = v1_session(8, options).await;
+    let (mut peer, mux, _driver) = v1_session_in(mode, 8, options).await;
     let s = mux.new_stream(StreamType::TCP, "h", 1).await.unwrap();
     assert_eq!(s.get_stream_id(), u32::MAX);
     assert_eq!(expect_connect(&mut peer).await, u32::MAX);
@@ -535,9 +582,12 @@ async fn stream_ids_exhaust_with_a_typed_error() {
     assert!(matches!(err, WispError::MaxStreamCountReached));
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn close_with_reason_sends_close_zero_then_closes_the_websocket() {
-    let (mut peer, mux, driver) = v1_session(8, MuxOptions::default()).await;
+async fn close_with_reason_sends_close_zero_then_closes_the_websocket(
+    #[values(Mode::Split, Mode::Owned)] mode: Mode,
+) {
+    let (mut peer, mux, driver) = v1_session_in(mode, 8, MuxOptions::default()).await;
     mux.close_with_reason(CloseReason::VOLUNTARY).await.unwrap();
     assert_eq!(peer.recv().await, Packet::close(0, CloseReason::VOLUNTARY));
     assert!(peer.recv_raw().await.is_none());
@@ -548,9 +598,12 @@ async fn close_with_reason_sends_close_zero_then_closes_the_websocket() {
     );
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn dropping_the_mux_and_every_stream_closes_the_websocket() {
-    let (mut peer, mux, driver) = v1_session(8, MuxOptions::default()).await;
+async fn dropping_the_mux_and_every_stream_closes_the_websocket(
+    #[values(Mode::Split, Mode::Owned)] mode: Mode,
+) {
+    let (mut peer, mux, driver) = v1_session_in(mode, 8, MuxOptions::default()).await;
     let s = mux.new_stream(StreamType::TCP, "h", 1).await.unwrap();
     let id = expect_connect(&mut peer).await;
     drop(mux);
@@ -561,9 +614,12 @@ async fn dropping_the_mux_and_every_stream_closes_the_websocket() {
     driver.await.unwrap().unwrap();
 }
 
+#[rstest]
 #[tokio::test(start_paused = true)]
-async fn an_aborted_driver_ends_every_stream_instead_of_hanging() {
-    let (mut peer, mux, driver) = v1_session(8, MuxOptions::default()).await;
+async fn an_aborted_driver_ends_every_stream_instead_of_hanging(
+    #[values(Mode::Split, Mode::Owned)] mode: Mode,
+) {
+    let (mut peer, mux, driver) = v1_session_in(mode, 8, MuxOptions::default()).await;
     let mut s = mux.new_stream(StreamType::TCP, "h", 1).await.unwrap();
     let _ = expect_connect(&mut peer).await;
     driver.abort();

@@ -5,6 +5,10 @@
 //!   server) is judged by the cases of its role, through one pool and one action
 //!   interpreter, into one report model.
 //! - [`server`]: the server role's subject (targets, probe, raw scripts, baselines).
+//! - [`listen`]: listen mode, every client-role case served at its own URL for a client
+//!   the harness cannot drive, judged on the wire.
+//! - [`record`]: record mode, a Wisp-aware proxy that turns a real session into a
+//!   client-role case.
 //! - [`report`]: the report model ([`report::CaseReport`], [`report::SuiteReport`], the
 //!   [`report::Gate`]) and its reporters: table, JSON and JUnit XML.
 //!
@@ -26,6 +30,8 @@
 use std::path::PathBuf;
 
 pub mod engine;
+pub mod listen;
+pub mod record;
 pub mod report;
 pub mod select;
 pub mod server;

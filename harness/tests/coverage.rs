@@ -132,6 +132,50 @@ fn a_gap_is_listed_and_exits_1() {
     );
 }
 
+/// `coverage --html DIR` writes the map as a page: the gap stands out, the waiver is
+/// quoted, the covering cases are listed (no run to link them to).
+#[test]
+fn the_html_page_marks_the_gap() {
+    let dir = scratch();
+    let site = dir.path().join("site");
+    let out = cli(&[
+        "coverage",
+        "--cases",
+        path(dir.path()),
+        "--html",
+        path(&site),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let page = std::fs::read_to_string(site.join("coverage.html")).expect("coverage.html");
+    let row = |id: &str| {
+        let at = page
+            .find(&format!("id=\"{id}\""))
+            .unwrap_or_else(|| panic!("no row {id}:\n{page}"));
+        let end = page[at..].find("</tr>").expect("row end") + at;
+        page[at..end].to_owned()
+    };
+    assert_eq!(page.matches("<tr class=\"req").count(), 3, "{page}");
+    assert_eq!(page.matches("<tr class=\"req gap\"").count(), 1, "{page}");
+    let gap = row("v1.continue.udp-not-sent");
+    assert!(
+        gap.contains("class=\"cases server s-uncovered\">UNCOVERED"),
+        "{gap}"
+    );
+    assert!(gap.contains("class=\"cases client s-n-a\">n/a"), "{gap}");
+    let covered = row("v1.close.immediate");
+    assert!(
+        covered.contains("<span class=\"case\">streams.a</span>"),
+        "{covered}"
+    );
+    assert!(covered.contains("<q>Any CLOSE packets sent"), "{covered}");
+    assert!(covered.contains("v1.2: 0x04 - CLOSE"), "{covered}");
+    assert!(
+        row("v1.http.url-prefix").contains("waived: A free choice of the server"),
+        "waiver shown"
+    );
+    assert!(page.contains("<li class=\"s-uncovered\"><a href=\"#v1.continue.udp-not-sent\">"));
+}
+
 #[test]
 fn closing_the_gap_exits_0() {
     let dir = scratch();

@@ -4,8 +4,9 @@
 //! (Debian's `chromium`; `scripts/test.sh` installs it). The test reads the DOM Chromium
 //! built (`--dump-dom`): one row per case, one cell per case and run, the FAILED cell
 //! links to its page, the page holds the wire trace, and the hostile case's markup stays
-//! text. It writes the site and a screenshot under `target/tmp/html-report/` (a CI
-//! artifact).
+//! text; the index links to the spec coverage page, which has one row per requirement
+//! with the covering cases linked to their pages. It writes the site and screenshots under
+//! `target/tmp/html-report/` (a CI artifact).
 //!
 //! Without Chromium the test fails under `CI=true` and is skipped (with a message)
 //! elsewhere.
@@ -231,8 +232,65 @@ fn html_report_renders_in_chromium() {
     assert!(page.contains("&lt;img src=x onerror="));
     assert!(!page.contains("<img") && !page.contains("pwned</title>"));
 
+    // The coverage page: linked from the index, one row per requirement, covering cases
+    // linked to their pages in the runs (the handshake cases ran in run 0).
+    assert!(
+        dom.contains("<a id=\"coverage-link\" href=\"coverage.html\">"),
+        "the index links to the coverage page"
+    );
+    let coverage_path = site.join("coverage.html");
+    let requirements = {
+        let json = dir.join("coverage.json");
+        let (code, _) = run_bounded(
+            Command::new(BIN).arg("coverage").arg("--json").arg(&json),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert_eq!(code, 0, "the repository's map is complete");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        v["requirements"].as_array().unwrap().clone()
+    };
+    let coverage = browse(&chromium, &["--dump-dom".to_owned()], &coverage_path).unwrap();
+    assert_eq!(
+        count(&coverage, "<tr class=\"req"),
+        requirements.len(),
+        "one row per requirement"
+    );
+    assert_eq!(count(&coverage, "<tr class=\"req gap\""), 0, "no gaps");
+    let handshake_links = count(&coverage, "<a href=\"runs/0/handshake.");
+    assert!(
+        handshake_links >= handshake_cases,
+        "{handshake_links} links"
+    );
+    let covered_by_handshake = requirements
+        .iter()
+        .find(|r| {
+            r["cases"]["client"]["cases"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.as_str().unwrap().starts_with("handshake."))
+            })
+        })
+        .expect("a requirement the handshake cases check");
+    let id = covered_by_handshake["id"].as_str().unwrap();
+    let at = coverage.find(&format!("id=\"{id}\"")).unwrap();
+    let row = &coverage[at..at + coverage[at..].find("</tr>").unwrap()];
+    let text = covered_by_handshake["text"]
+        .as_str()
+        .unwrap()
+        .replace('&', "&amp;");
+    assert!(
+        row.contains(&text.replace('<', "&lt;").replace('>', "&gt;")),
+        "{row}"
+    );
+    assert!(row.contains("<a href=\"runs/0/handshake."), "{row}");
+
     // Screenshots: the CI artifacts.
-    for (page, png) in [(&index, "index.png"), (&page_path, "failed-case.png")] {
+    for (page, png) in [
+        (&index, "index.png"),
+        (&page_path, "failed-case.png"),
+        (&coverage_path, "coverage.png"),
+    ] {
         let shot = dir.join(png);
         browse(
             &chromium,

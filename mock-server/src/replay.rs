@@ -346,10 +346,7 @@ impl Session {
             self.raw = Some(io);
             return Ok(());
         }
-        let tcp = Prefixed {
-            prefix: head,
-            inner: io,
-        };
+        let tcp = Prefixed::new(head, io);
         let mut builder = ServerBuilder::new();
         let echoed = match (&offered, &fault.subprotocol) {
             (_, Some(forced)) => {
@@ -808,8 +805,9 @@ async fn recv_raw_end(io: &mut Box<dyn Io>, bound: Duration) -> Incoming {
     }
 }
 
-/// Reads the HTTP upgrade request head (up to the blank line).
-async fn read_request_head(io: &mut Box<dyn Io>) -> std::io::Result<Bytes> {
+/// Reads the HTTP upgrade request head (up to the blank line, at most 16 KiB). The
+/// record proxy (`wisp_harness::record`) reads it the same way before it answers.
+pub async fn read_request_head(io: &mut Box<dyn Io>) -> std::io::Result<Bytes> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -827,8 +825,8 @@ async fn read_request_head(io: &mut Box<dyn Io>) -> std::io::Result<Bytes> {
     }
 }
 
-/// The `Sec-WebSocket-Protocol` value of a request head, if any.
-fn subprotocol_of(head: &[u8]) -> Option<String> {
+/// The `Sec-WebSocket-Protocol` value of a request (or response) head, if any.
+pub fn subprotocol_of(head: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(head);
     text.lines().find_map(|line| {
         let (name, value) = line.split_once(':')?;
@@ -838,10 +836,18 @@ fn subprotocol_of(head: &[u8]) -> Option<String> {
     })
 }
 
-/// A stream that first replays the bytes already read (the request head).
-struct Prefixed {
+/// A stream that first replays the bytes already read (the request head), so a
+/// WebSocket library can accept a connection whose head was inspected first.
+pub struct Prefixed {
     prefix: Bytes,
     inner: Box<dyn Io>,
+}
+
+impl Prefixed {
+    /// `inner`, preceded by `prefix`.
+    pub fn new(prefix: Bytes, inner: Box<dyn Io>) -> Self {
+        Self { prefix, inner }
+    }
 }
 
 impl AsyncRead for Prefixed {

@@ -25,15 +25,16 @@
 //! timeout.
 //!
 //! After a call that feeds input or issues a command, the driver must drain
-//! [`ClientConnection::poll_transmit`] and [`ClientConnection::poll_event`] and re-arm its
-//! timer from [`ClientConnection::poll_timeout`].
+//! [`ClientConnection::poll_transmit`] (or [`ClientConnection::poll_transmit_batch`], see
+//! [`Framing`]) and [`ClientConnection::poll_event`] and re-arm its timer from
+//! [`ClientConnection::poll_timeout`].
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::codec::{CloseReason, Packet, PacketBody, StreamType, encode_data};
+use crate::codec::{CloseReason, Packet, PacketBody, StreamType};
 use crate::error::{
     Error, Misuse, PeerIncompatible, PeerMisbehaved, Rejection, TransportError, Wait,
     close_reason_for,
@@ -41,12 +42,13 @@ use crate::error::{
 use crate::ext::{
     ExtensionId, HandshakeOrder, NegotiatedExtension, WispV2Handshake, confirm, motd,
 };
+use crate::frames::{Batch, Framing};
 use crate::idmap::IdMap;
 use crate::info::{InfoPacket, WispVersion};
 use crate::negotiate;
 use crate::options::MuxOptions;
 use crate::reclaim::Reclaim;
-use crate::sendq::SendQueue;
+use crate::sendq::{SendQueue, StreamTx, clear_blocked};
 
 /// The outcome of a successful handshake.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,6 +161,8 @@ struct StreamState {
     stream_type: StreamType,
     credit: u32,
     phase: StreamPhase,
+    /// Its part of the transmit queue's live batch.
+    tx: StreamTx,
 }
 
 /// The sans-IO Wisp client connection. See the module documentation.
@@ -184,6 +188,7 @@ impl ClientConnection {
     /// speaks Wisp v1; `Some` asks for v2 with these extensions.
     pub fn new(handshake: Option<WispV2Handshake>, options: MuxOptions, now: Instant) -> Self {
         let first = options.first_stream_id.max(1);
+        let transmit = SendQueue::new(Framing::Messages, options.max_queued_bytes);
         Self {
             handshake_deadline: options.handshake_timeout.and_then(|t| deadline(now, t)),
             handshake,
@@ -193,10 +198,19 @@ impl ClientConnection {
             auth_unanswered: false,
             streams: IdMap::default(),
             next_stream_id: Some(first),
-            transmit: SendQueue::default(),
+            transmit,
             events: VecDeque::new(),
             ignored_packets: 0,
         }
+    }
+
+    /// Encodes every packet in `framing` from now on (the default is
+    /// [`Framing::Messages`]). Call it before anything is queued: right after
+    /// [`ClientConnection::new`] (the server speaks first, so nothing is queued before its
+    /// first message is handled).
+    pub fn with_framing(mut self, framing: Framing) -> Self {
+        self.transmit.set_framing(framing);
+        self
     }
 
     /// The options.
@@ -254,24 +268,63 @@ impl ClientConnection {
             .map(|s| s.credit)
     }
 
-    /// Bytes queued for the transport and not yet taken by `poll_transmit`.
+    /// Bytes queued for the transport and not yet taken by `poll_transmit` or
+    /// `poll_transmit_batch`.
     #[inline]
     pub fn queued_bytes(&self) -> usize {
         self.transmit.bytes()
     }
 
-    /// The next WebSocket binary message to send. Control packets come first; streams with
-    /// queued DATA then take turns, one packet each; CLOSE(0) comes last.
+    /// The next WebSocket binary message to send ([`Framing::Messages`]; `None` in any
+    /// other framing). Packets leave in batches: each batch's control packets (CONNECT,
+    /// INFO, CLOSE) first, then its DATA in the order it was queued, where every busy
+    /// stream had its share; CLOSE(0) comes last.
     #[must_use]
     #[inline]
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        let msg = self.transmit.pop(self.options.max_queued_bytes)?;
+        if !matches!(self.transmit.framing(), Framing::Messages) {
+            return None;
+        }
+        let msg = self.transmit.pop_message();
+        self.report_writable();
+        msg
+    }
+
+    /// Takes everything queued, encoded in the connection's [`Framing`], into `batch`
+    /// (whose buffers the connection keeps for the next one): control packets first, then
+    /// the DATA, or CLOSE(0) alone once nothing else is left. Write both
+    /// [`Batch::parts`] in order. Returns whether anything was taken. Writers refused for
+    /// lack of room get [`Event::StreamWritable`].
+    #[inline]
+    pub fn poll_transmit_batch(&mut self, batch: &mut Batch) -> bool {
+        let took = self.transmit.take(batch);
+        self.report_writable();
+        took
+    }
+
+    /// Bytes of memory the transmit queue's buffers hold. They keep the size the busiest
+    /// moment gave them, so that filling them again costs nothing; a driver that finds
+    /// the connection idle for a while frees them with
+    /// [`ClientConnection::release_transmit_buffers`].
+    pub fn transmit_capacity(&self) -> usize {
+        self.transmit.capacity()
+    }
+
+    /// Frees the transmit queue's buffers if nothing is queued (they grow again on
+    /// demand).
+    pub fn release_transmit_buffers(&mut self) {
+        self.transmit.release_buffers();
+    }
+
+    /// Turns the streams the transmit queue reports writable into events.
+    fn report_writable(&mut self) {
         while let Some(id) = self.transmit.next_writable() {
-            if self.streams.contains_key(&id) {
+            if let Some(stream) = self.streams.get_mut(&id)
+                && clear_blocked(&mut stream.tx)
+            {
                 self.events.push_back(Event::StreamWritable { id });
             }
         }
-        Some(msg)
     }
 
     /// The next event for the application.
@@ -485,7 +538,7 @@ impl ClientConnection {
         };
         self.auth_unanswered = agreement.auth_unanswered;
         self.transmit
-            .push_control(Packet::info(agreement.info).to_bytes());
+            .push_control(&Packet::info(agreement.info).to_bytes());
         self.negotiated = Some(Negotiated {
             version: info.version,
             downgraded: false,
@@ -548,9 +601,8 @@ impl ClientConnection {
                         // CONTINUE replaces the credit; it does not add to it. Packets still
                         // in this client's queue were charged to the old credit but reach
                         // the server after this CONTINUE, so they count against the new one.
-                        let queued = self.transmit.queued_packets(id);
-                        stream.credit = buffer_remaining
-                            .saturating_sub(u32::try_from(queued).unwrap_or(u32::MAX));
+                        let queued = self.transmit.queued_packets(&stream.tx);
+                        stream.credit = buffer_remaining.saturating_sub(queued);
                         if was_blocked && stream.credit > 0 {
                             self.events.push_back(Event::StreamWritable { id });
                         }
@@ -564,12 +616,9 @@ impl ClientConnection {
                 self.fail(Rejection::Connection(reason).into());
             }
             PacketBody::Close { reason } => {
-                let removed = self.forget_stream(id);
-                if removed.is_some() {
-                    // The server reads no more of this stream: what is queued is moot.
-                    self.transmit.drop_stream(id);
-                }
-                match removed {
+                // DATA of this stream already encoded into the transmit batch still goes out;
+                // the server ignores DATA for a stream it closed.
+                match self.forget_stream(id) {
                     Some(StreamState {
                         phase: StreamPhase::Opening { .. },
                         ..
@@ -625,10 +674,11 @@ impl ClientConnection {
                 stream_type,
                 credit: if confirm { 0 } else { credit },
                 phase,
+                tx: StreamTx::default(),
             },
         );
         self.transmit
-            .push_control(Packet::connect(id, stream_type, host, port).to_bytes());
+            .push_control(&Packet::connect(id, stream_type, host, port).to_bytes());
         Ok(id)
     }
 
@@ -636,7 +686,7 @@ impl ClientConnection {
     /// bytes it took. `Ok(None)` means the stream cannot send now (no credit, not yet
     /// confirmed, or the transport queue is full); an event or a drained queue will say when
     /// to retry. An empty `data` sends an empty DATA packet.
-    #[inline]
+    #[inline(always)]
     pub fn send_data(&mut self, id: u32, data: &[u8]) -> Result<Option<usize>, Error> {
         self.check_usable()?;
         let stream = self.streams.get_mut(&id).ok_or(Misuse::StreamClosed)?;
@@ -647,20 +697,20 @@ impl ClientConnection {
         if flow && stream.credit == 0 {
             return Ok(None);
         }
-        if !self.transmit.admits(id, self.options.max_queued_bytes) {
-            self.transmit.mark_blocked(id);
-            return Ok(None);
-        }
-        if flow {
-            stream.credit -= 1;
-        }
         // A UDP DATA is one datagram: it is never split.
         let n = if flow {
             data.len().min(self.options.payload_limit())
         } else {
             data.len()
         };
-        self.transmit.push_stream(id, encode_data(id, &data[..n]));
+        if !self.transmit.admits(&stream.tx) {
+            self.transmit.mark_blocked(id, &mut stream.tx);
+            return Ok(None);
+        }
+        if flow {
+            stream.credit -= 1;
+        }
+        self.transmit.push_data(id, &mut stream.tx, &data[..n]);
         Ok(Some(n))
     }
 
@@ -672,7 +722,7 @@ impl ClientConnection {
             Some(s) => {
                 matches!(s.phase, StreamPhase::Opening { .. })
                     || (s.stream_type.is_flow_controlled() && s.credit == 0)
-                    || !self.transmit.admits(id, self.options.max_queued_bytes)
+                    || !self.transmit.admits(&s.tx)
             }
             None => false,
         }
@@ -688,17 +738,17 @@ impl ClientConnection {
     /// Whether the transport queue is over its limit.
     #[inline]
     pub fn is_queue_full(&self) -> bool {
-        self.transmit.bytes() >= self.options.max_queued_bytes
+        self.transmit.is_full()
     }
 
     /// Closes a stream with `reason`: queues its CLOSE and forgets it.
     pub fn close_stream(&mut self, id: u32, reason: CloseReason) -> Result<(), Error> {
         self.check_usable()?;
-        if self.forget_stream(id).is_none() {
+        let Some(stream) = self.forget_stream(id) else {
             return Err(Misuse::StreamClosed.into());
-        }
+        };
         self.transmit
-            .push_close(id, Packet::close(id, reason).to_bytes());
+            .push_close(Some(&stream.tx), &Packet::close(id, reason).to_bytes());
         self.events.push_back(Event::StreamClosed {
             id,
             reason,
@@ -759,8 +809,9 @@ impl ClientConnection {
     /// [`close_reason_for`] gives.
     fn fail_stream_open(&mut self, id: u32, error: Error) {
         if let Some(reason) = close_reason_for(&error) {
+            // A stream still opening has queued no DATA.
             self.transmit
-                .push_close(id, Packet::close(id, reason).to_bytes());
+                .push_close(None, &Packet::close(id, reason).to_bytes());
         }
         self.events.push_back(Event::StreamOpenFailed { id, error });
     }

@@ -28,6 +28,8 @@
 //!   value a connection exposes) and the registry that lists them; [`WispV2Handshake`] is
 //!   what the client offers.
 //! - [`ClientConnection`]: the handshake and stream state machine.
+//! - [`frames`]: how queued packets are encoded for the transport ([`Framing`]: one
+//!   message per packet, or masked client WebSocket frames a driver writes in [`Batch`]es).
 //! - [`Error`]: what went wrong, by who is to blame, and [`close_reason_for`], the one place
 //!   that decides which CLOSE the client sends for an error.
 //! - [`MuxOptions`]: every tunable, once.
@@ -39,6 +41,7 @@ mod codec;
 mod conn;
 mod error;
 pub mod ext;
+pub mod frames;
 pub mod idmap;
 mod info;
 mod negotiate;
@@ -67,6 +70,7 @@ pub use ext::udp::UdpExtensionBuilder;
 pub use ext::{
     AnyExtensionBuilder, ExtensionId, HandshakeOrder, NegotiatedExtension, WispV2Handshake,
 };
+pub use frames::{Batch, FrameBuf, Framing, MaskKeys};
 pub use info::{ExtensionDecodeError, ExtensionRecord, InfoPacket, WispVersion, encode_record};
 #[cfg(feature = "serde")]
 pub use options::serde_duration;

@@ -41,15 +41,15 @@ fn credit_is_absolute_and_one_data_per_credit() {
     );
 }
 
-/// A stream that writes faster than the link cannot crowd out the others: queued DATA
-/// leaves one packet per stream in turn, and a full transmit queue still takes one packet
-/// from a stream that has none queued.
+/// A stream that writes faster than the link cannot crowd out the others: a full transmit
+/// queue still takes one packet from a stream that has none queued, and once several
+/// streams are busy each may fill only its share of a batch.
 #[test]
-fn busy_streams_take_turns_on_the_wire() {
+fn busy_streams_share_each_batch() {
     let now = Instant::now();
     let mut conn = connect(
         ConnectionConfig {
-            max_queued_bytes: 16,
+            max_queued_bytes: 28,
             ..v1()
         },
         now,
@@ -58,28 +58,43 @@ fn busy_streams_take_turns_on_the_wire() {
     let a = conn.open_stream(StreamType::TCP, "h", 1, now).unwrap();
     let b = conn.open_stream(StreamType::TCP, "h", 1, now).unwrap();
     let _ = transmitted(&mut conn);
-    for payload in [&b"a0"[..], b"a1", b"a2"] {
+    for payload in [&b"a0"[..], b"a1", b"a2", b"a3"] {
         assert_eq!(conn.send_data(a, payload).unwrap(), Some(2));
     }
-    assert_eq!(conn.send_data(a, b"a3").unwrap(), None, "queue full");
+    assert_eq!(conn.send_data(a, b"a4").unwrap(), None, "queue full");
     assert!(conn.is_blocked(a));
     assert!(
         !conn.is_blocked(b),
         "a stream with nothing queued is never blocked"
     );
     assert_eq!(conn.send_data(b, b"b0").unwrap(), Some(2));
-    let order: Vec<Vec<u8>> = transmitted(&mut conn)
-        .into_iter()
-        .map(|p| match p.body {
-            PacketBody::Data(d) => d.to_vec(),
-            other => panic!("unexpected {other:?}"),
-        })
-        .collect();
-    assert_eq!(order, [&b"a0"[..], b"b0", b"a1", b"a2"]);
+    let data = |conn: &mut ClientConnection| -> Vec<Vec<u8>> {
+        transmitted(conn)
+            .into_iter()
+            .map(|p| match p.body {
+                PacketBody::Data(d) => d.to_vec(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    };
+    // The first packet of each new stream goes ahead of the rest.
+    assert_eq!(data(&mut conn), [&b"a0"[..], b"b0", b"a1", b"a2", b"a3"]);
     assert!(
         matches!(events(&mut conn)[..], [Event::StreamWritable { id }] if id == a),
-        "the refused stream is told when its queue has drained"
+        "the refused stream is told when the batch has been taken"
     );
+    // Both streams wrote in the last batch, so each may now fill half of the next one
+    // (14 bytes: two packets of 7).
+    let mut sent = Vec::new();
+    for (id, tag) in [(a, b'a'), (b, b'b')] {
+        let mut n = 0;
+        while conn.send_data(id, &[tag, b'0' + n]).unwrap().is_some() {
+            n += 1;
+        }
+        sent.push(n);
+    }
+    assert_eq!(sent, [2, 2], "each its share of the 28 bytes");
+    assert_eq!(data(&mut conn), [&b"a0"[..], b"a1", b"b0", b"b1"]);
 }
 
 #[test]

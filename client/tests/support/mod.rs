@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_websockets::{ClientBuilder, Message, ServerBuilder, WebSocketStream};
 use wisp_client::extensions::WispV2Handshake;
 use wisp_client::proto::{ExtensionId, ExtensionRecord, InfoPacket, Packet, WispVersion};
-use wisp_client::transport::{TokioWebsocketsTransport, TransportExt};
+use wisp_client::transport::{BatchedStream, TokioWebsocketsTransport, TransportExt};
 use wisp_client::{ClientMux, MuxOptions, MuxResult, WispError};
 use wisp_testkit::vtime::{Tracked, tracked_pair};
 
@@ -108,7 +108,18 @@ pub fn info(records: Vec<(ExtensionId, Bytes)>) -> Packet {
 }
 
 /// The client side of a test connection.
-pub type ClientTransport = TokioWebsocketsTransport<Tracked<TcpStream>>;
+pub type ClientTransport = TokioWebsocketsTransport<BatchedStream<Tracked<TcpStream>>>;
+
+/// How the client is handed its WebSocket.
+#[derive(Clone, Copy, Debug)]
+pub enum Mode {
+    /// Split into a read and a write half for `ClientMux::new_with_options`: one packet
+    /// per message through the transport traits.
+    Split,
+    /// Whole, to `ClientMux::new_websocket` (the path of `ClientMux::connect`): the
+    /// driver owns the WebSocket and writes batches of frames.
+    Owned,
+}
 
 /// A loopback WebSocket (over [`Tracked`] TCP, so a paused clock stays deterministic) with
 /// the scripted server on one end. `v2` offers the subprotocol.
@@ -147,33 +158,57 @@ pub async fn connected_with(v2: bool, max_message: Option<usize>) -> (Peer, Clie
             builder =
                 builder.limits(tokio_websockets::Limits::default().max_payload_len(Some(max)));
         }
-        builder.connect_on(client_end).await.unwrap().0
+        builder
+            .connect_on(BatchedStream::new(client_end))
+            .await
+            .unwrap()
+            .0
     };
     let (peer, ws) = tokio::join!(accept, connect);
     (peer, TokioWebsocketsTransport(ws))
 }
 
-/// Starts a client handshake in a task; the test scripts the peer meanwhile.
+/// Starts a client handshake in a task ([`Mode::Split`]); the test scripts the peer
+/// meanwhile.
 pub async fn start_client(
     v2: Option<WispV2Handshake>,
     options: MuxOptions,
 ) -> (Peer, tokio::task::JoinHandle<Result<MuxResult, WispError>>) {
+    start_client_in(Mode::Split, v2, options).await
+}
+
+/// [`start_client`] with the WebSocket handed over in `mode`.
+pub async fn start_client_in(
+    mode: Mode,
+    v2: Option<WispV2Handshake>,
+    options: MuxOptions,
+) -> (Peer, tokio::task::JoinHandle<Result<MuxResult, WispError>>) {
     let (peer, conn) = connected(v2.is_some()).await;
-    let (rx, tx) = conn.split_fast();
-    let handle = tokio::spawn(ClientMux::new_with_options(rx, tx, v2, options));
+    let handle = match mode {
+        Mode::Split => {
+            let (rx, tx) = conn.split_fast();
+            tokio::spawn(ClientMux::new_with_options(rx, tx, v2, options))
+        }
+        Mode::Owned => tokio::spawn(ClientMux::new_websocket(conn, v2, options)),
+    };
     (peer, handle)
 }
 
-/// A v1 client with `credit`, its mux spawned; returns the mux, the driver handle and the peer.
-pub async fn v1_session(
-    credit: u32,
-    options: MuxOptions,
-) -> (
+/// The peer, the mux and its spawned driver.
+pub type Session = (
     Peer,
     ClientMux,
     tokio::task::JoinHandle<Result<(), WispError>>,
-) {
-    let (mut peer, client) = start_client(None, options).await;
+);
+
+/// A v1 client with `credit`, its mux spawned ([`Mode::Split`]).
+pub async fn v1_session(credit: u32, options: MuxOptions) -> Session {
+    v1_session_in(Mode::Split, credit, options).await
+}
+
+/// [`v1_session`] with the WebSocket handed over in `mode`.
+pub async fn v1_session_in(mode: Mode, credit: u32, options: MuxOptions) -> Session {
+    let (mut peer, client) = start_client_in(mode, None, options).await;
     peer.send(Packet::continue_(0, credit)).await;
     let (mux, driver) = client.await.unwrap().unwrap().with_no_required_extensions();
     (peer, mux, tokio::spawn(driver))

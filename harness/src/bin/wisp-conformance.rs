@@ -23,9 +23,12 @@
 //! wisp-conformance --json out.json --junit out.xml
 //! wisp-conformance server ws://127.0.0.1:6001/ --v1 --json out.json --junit out.xml
 //! wisp-conformance server ws://127.0.0.1:6001/ --expect harness/baselines/mine-v2.yaml
-//! wisp-conformance coverage --json coverage.json
+//! wisp-conformance coverage --json coverage.json --html site/   # + site/coverage.html
 //! wisp-conformance --html report/            # a static HTML site (index.html) of the run
 //! wisp-conformance report --html matrix/ a=a.json b=b.json   # several runs in one matrix
+//! wisp-conformance record --upstream ws://127.0.0.1:6001/ --listen 127.0.0.1:6080 \
+//!     --out cases/streams/my-bug.yaml   # record a session as a case
+//! wisp-conformance listen 127.0.0.1:6090 --json listen.json   # judge a client that connects
 //! ```
 
 use std::io::Write as _;
@@ -75,6 +78,85 @@ enum Command {
     Coverage(CoverageArgs),
     /// Merge JSON reports (of either suite) into one HTML matrix.
     Report(ReportCmd),
+    /// Record a real session through a Wisp-aware proxy and write it as a client-role case.
+    #[command(long_about = RECORD_ABOUT)]
+    Record(RecordCmd),
+    /// Serve every client-role case at `ws://ADDR/<case-id>/` and judge the clients that
+    /// connect, on the wire.
+    #[command(long_about = LISTEN_ABOUT)]
+    Listen(ListenCmd),
+}
+
+const LISTEN_ABOUT: &str = "\
+Judge a Wisp client the harness cannot drive (a browser page, a closed app): every \
+client-role case is served at its own URL, ws://ADDR/<case-id>/ (GET / lists them). \
+Make the client connect to a case's URL and do what the case's client section \
+describes; the mock server plays the case's script and judges what the client puts on \
+the wire (the packets it must send, the CLOSE reasons, how and when it ends the \
+connection). What only the client's API shows (the errors it reports, the data it read) \
+is not judged here: each row lists it, and cases judged only by it are UNSUPPORTED, \
+\"needs a shim\". Cases no client connected to are IGNORED; the last attempt counts.
+
+The run ends on Ctrl-C or after --bound; then the table and the reports (--json, \
+--junit, --html) are written. Exit codes as for the suite: 0 no FAILED verdict, 1 \
+failures, 2 bad options or case files.";
+
+/// `listen`: options.
+#[derive(Debug, Args)]
+struct ListenCmd {
+    /// Where to listen, e.g. 127.0.0.1:6090.
+    addr: std::net::SocketAddr,
+    #[command(flatten)]
+    select: SelectArgs,
+    /// End after this many seconds (default: on Ctrl-C only).
+    #[arg(long, value_name = "S")]
+    bound: Option<f64>,
+    /// Print the reasons and wire trace of every case that is not OK.
+    #[arg(long, short = 'v')]
+    verbose: bool,
+    #[command(flatten)]
+    reports: ReportArgs,
+}
+
+const RECORD_ABOUT: &str = "\
+Record a real session and write it as a client-role case: a transparent, Wisp-aware \
+WebSocket proxy. Point any Wisp client at ws://LISTEN/ (it forwards to --upstream, the \
+subprotocol offer and answer included), use it, then stop: the session ends when the \
+client or the server disconnects, after --bound, or on Ctrl-C.
+
+The case (--out) replays what the server sent as the mock server's script, with an \
+`expect` step for every packet the client sent (streams as aliases, long server \
+silences as `pause`, large payloads as `repeat` or a length and hash), repeats what the \
+client did as its actions, and fills `expect:` from what happened. Credentials seen on \
+the wire are never written: the case uses placeholders (and the test key), with a \
+note. The file is checked with the normal loader before it is written; review it (the \
+description, title, level and `covers:` are placeholders) and run it with --filter.";
+
+/// `record`: options.
+#[derive(Debug, Args)]
+struct RecordCmd {
+    /// The server to record, e.g. ws://127.0.0.1:6001/ (ws:// only).
+    #[arg(long, value_name = "URL")]
+    upstream: String,
+    /// Where the proxy listens for the client.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6080")]
+    listen: std::net::SocketAddr,
+    /// The case file to write, e.g. cases/streams/my-bug.yaml (its path under the cases
+    /// directory is its ID).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// The cases directory the case belongs to (default: the workspace's cases/).
+    #[arg(long, value_name = "DIR")]
+    cases: Option<PathBuf>,
+    /// End the session after this many seconds.
+    #[arg(long, value_name = "S")]
+    bound: Option<f64>,
+    /// DATA payloads longer than this many bytes are written as patterns.
+    #[arg(long, value_name = "BYTES", default_value_t = 256)]
+    large: usize,
+    /// A server silence at least this many milliseconds long becomes a `pause` step.
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    pause_min: u64,
 }
 
 const COVERAGE_ABOUT: &str = "\
@@ -95,6 +177,9 @@ struct CoverageArgs {
     /// Write the map as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Write the map as an HTML page (coverage.html) into this directory.
+    #[arg(long, value_name = "DIR")]
+    html: Option<PathBuf>,
 }
 
 /// `report`: options.
@@ -107,6 +192,10 @@ struct ReportCmd {
     /// names the column (default: the server URL and mode, or the suite).
     #[arg(value_name = "RUN.json", required = true)]
     runs: Vec<String>,
+    /// The cases directory whose requirements.yaml the coverage page maps (default: the
+    /// workspace's cases/).
+    #[arg(long, value_name = "DIR")]
+    cases: Option<PathBuf>,
 }
 
 const SERVER_ABOUT: &str = "\
@@ -258,7 +347,8 @@ struct ReportArgs {
     /// Write a JUnit XML report (Maven Surefire format) here.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
-    /// Write a static HTML report into this directory (open its index.html).
+    /// Write a static HTML report into this directory (open its index.html; with the spec
+    /// coverage page of the workspace's cases/).
     #[arg(long, value_name = "DIR")]
     html: Option<PathBuf>,
 }
@@ -303,6 +393,8 @@ fn main() -> ExitCode {
         Some(Command::Coverage(args)) => coverage_map(&args),
         Some(Command::Run(run)) => run_all(&run),
         Some(Command::Report(args)) => report(&args),
+        Some(Command::Record(args)) => record(&args),
+        Some(Command::Listen(args)) => listen(&args),
         None => run_all(&cli.run),
     }
 }
@@ -366,9 +458,27 @@ fn write_reports(
     }
     if let Some(dir) = &args.html {
         let run = html::Run::from_report(report, gate, baseline)?;
-        html::write(&[run], dir)?;
+        html::write_site(&[run], &default_cases_dir(), dir)?;
     }
     Ok(())
+}
+
+/// A client-role run's end: its reports, then its exit code (2 with bad case files).
+fn write_reports_and_exit(
+    reports: &ReportArgs,
+    report: &SuiteReport,
+    gate: &Gate,
+    bad_files: usize,
+) -> ExitCode {
+    if let Err(e) = write_reports(reports, report, gate, None) {
+        err!("error: {e}");
+        return ExitCode::from(2);
+    }
+    if bad_files > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(gate.exit_code)
+    }
 }
 
 /// `report --html DIR RUN.json...`: one matrix of several runs.
@@ -390,13 +500,89 @@ fn report(args: &ReportCmd) -> ExitCode {
             }
         }
     }
-    match html::write(&runs, &args.html) {
+    let cases = args.cases.clone().unwrap_or_else(default_cases_dir);
+    match html::write_site(&runs, &cases, &args.html) {
         Ok(index) => {
             println!("{}", index.display());
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `listen ADDR`: the cases served to clients that connect by themselves.
+fn listen(args: &ListenCmd) -> ExitCode {
+    use wisp_harness::listen::{ListenOptions, run_blocking};
+    let (cases, bad) = match load(&args.select) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let mut options = ListenOptions::default();
+    if let Some(b) = args.bound {
+        if !(b.is_finite() && b > 0.0 && b <= 86_400.0) {
+            err!("error: --bound takes seconds between 0 and 86400");
+            return ExitCode::from(2);
+        }
+        options.bound = Some(Duration::from_secs_f64(b));
+    }
+    let cases: Vec<_> = cases.iter().filter_map(Case::as_client).cloned().collect();
+    let n = cases.len();
+    let on_listen = |addr| {
+        err!(
+            "serving {n} cases at ws://{addr}/<case-id>/ (GET http://{addr}/ lists them); Ctrl-C ends the run and writes the report"
+        );
+    };
+    let report = match run_blocking(args.addr, cases, &options, on_listen) {
+        Ok(r) => r,
+        Err(e) => {
+            err!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let gate = Gate::decide(&report, false, None, true);
+    out_raw!("{}", table::table(&report, args.verbose));
+    out!("{}", gate.summary());
+    write_reports_and_exit(&args.reports, &report, &gate, bad)
+}
+
+/// `record`: one session through the proxy, written as a case.
+fn record(args: &RecordCmd) -> ExitCode {
+    use wisp_harness::record::{RecordOptions, run_blocking};
+    let mut options = RecordOptions::new(&args.upstream);
+    options.large = args.large;
+    options.pause_min = Duration::from_millis(args.pause_min);
+    if let Some(b) = args.bound {
+        if !(b.is_finite() && b > 0.0 && b <= 86_400.0) {
+            err!("error: --bound takes seconds between 0 and 86400");
+            return ExitCode::from(2);
+        }
+        options.bound = Some(Duration::from_secs_f64(b));
+    }
+    let cases = args.cases.clone().unwrap_or_else(default_cases_dir);
+    let out = std::path::absolute(&args.out).unwrap_or_else(|_| args.out.clone());
+    let on_listen = |addr| {
+        err!(
+            "recording: point your client at ws://{addr}/ (forwarding to {}); Ctrl-C ends the session",
+            args.upstream
+        );
+    };
+    match run_blocking(args.listen, &options, &cases, &out, on_listen) {
+        Ok(r) => {
+            out!("{}", out.display());
+            err!(
+                "recorded {} messages as case {} ({}); run it: wisp-conformance --filter {}",
+                r.session.events.len(),
+                r.id,
+                out.display(),
+                r.id
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            err!("error: {e}");
             ExitCode::from(2)
         }
     }
@@ -433,15 +619,7 @@ fn run_all(args: &RunArgs) -> ExitCode {
             String::new()
         }
     );
-    if let Err(e) = write_reports(&args.reports, &report, &gate, None) {
-        err!("error: {e}");
-        return ExitCode::from(2);
-    }
-    if bad > 0 {
-        ExitCode::from(2)
-    } else {
-        ExitCode::from(gate.exit_code)
-    }
+    write_reports_and_exit(&args.reports, &report, &gate, bad)
 }
 
 fn coverage_map(args: &CoverageArgs) -> ExitCode {
@@ -471,6 +649,12 @@ fn coverage_map(args: &CoverageArgs) -> ExitCode {
             eprintln!("error: --json {}: {e}", path.display());
             return ExitCode::from(2);
         }
+    }
+    if let Some(dir) = &args.html
+        && let Err(e) = html::write_coverage(&map, dir)
+    {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
     }
     if map.complete() {
         ExitCode::SUCCESS

@@ -14,7 +14,7 @@ use wisp_cases::ClientCase;
 use wisp_cases::packet::parse_version;
 use wisp_cases::values::{OkOrError, extension_label};
 use wisp_client::transport::{
-    ConnectOptions, DeferWriteErrors, TokioWebsocketsTransport, TransportExt, upgrade,
+    BatchedStream, ConnectOptions, DeferWriteErrors, TokioWebsocketsTransport, upgrade,
 };
 use wisp_client::{ClientMux, WispError};
 use wisp_mock_server::replay::{Script, ScriptOutcome, serve_with_reset};
@@ -24,7 +24,7 @@ use wisp_testkit::vtime::{Tracked, tracked_pair};
 use super::CaseRun;
 use super::actions::{ActionState, Policy, Unobserved, run_actions};
 use super::judge::{Wording, check_stream, describe_end, error_text, judge_handshake};
-use super::ours::{open_mux, v2_handshake};
+use super::ours::{open_mux_websocket, v2_handshake};
 
 /// How the client role words the stream checks' failures.
 const CLIENT_WORDING: Wording = Wording {
@@ -113,7 +113,8 @@ async fn open_websocket(
     io: Tracked<TcpStream>,
     v2: bool,
     spec: &wisp_cases::client::ClientSpec,
-) -> Result<TokioWebsocketsTransport<DeferWriteErrors<Tracked<TcpStream>>>, WispError> {
+) -> Result<TokioWebsocketsTransport<BatchedStream<DeferWriteErrors<Tracked<TcpStream>>>>, WispError>
+{
     let connect = if v2 {
         ConnectOptions::v2()
     } else {
@@ -135,22 +136,17 @@ async fn drive_client(
     let spec = &case.client;
     let handshake = v2_handshake(spec.version, &spec.extensions, &spec.required);
     let log = &mut state.actions.log;
-    let (rx, tx) = match open_websocket(url, io, handshake.is_some(), spec).await {
-        Ok(t) => t.split_fast(),
+    let ws = match open_websocket(url, io, handshake.is_some(), spec).await {
+        Ok(t) => t,
         Err(e) => {
             log.push(format!("connect: error {}", error_text(&e)));
             state.handshake = Some(Err(e));
             return;
         }
     };
-    let opened = open_mux(
-        rx,
-        tx,
-        handshake,
-        spec.options.clone(),
-        &spec.required_after,
-    )
-    .await;
+    // The way `ClientMux::connect` does: the driver owns the whole WebSocket.
+    let opened =
+        open_mux_websocket(ws, handshake, spec.options.clone(), &spec.required_after).await;
     let (mux, actor) = match opened {
         Ok(p) => p,
         Err(e) => {

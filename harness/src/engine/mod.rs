@@ -118,7 +118,8 @@ impl CaseRun {
 
 /// Judges a run of the case described by `meta`: the verdict follows the case's level; a
 /// client-role transcript ends with the verdict and its reasons (the snapshot shows them).
-fn finish(
+/// Listen mode ([`crate::listen`]) judges its wire-side runs with it too.
+pub(crate) fn finish(
     meta: &Meta,
     role: Role,
     expected: Option<Verdict>,

@@ -6,6 +6,11 @@
 //! JSON files the same way, so a merged matrix and a single run's site are the same
 //! thing. Every value is interpolated through `maud`, which escapes it: a hostile server's
 //! bytes end up in traces and reasons, and must stay text.
+//!
+//! [`write_site`] adds the spec coverage map as a page ([`COVERAGE_PAGE`], built from the
+//! cases directory's requirements file, see [`super::coverage`]): per requirement its
+//! quoted sentence, section, role and level, and the cases of each role that check it,
+//! linked to their pages in the runs.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,8 +19,13 @@ use std::path::{Path, PathBuf};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 
+use super::coverage::{self, Coverage, RequirementCoverage, Status};
 use super::{Gate, SuiteReport};
 use crate::server::baseline::Baseline;
+use wisp_cases::{REQUIREMENTS_FILE, Role};
+
+/// The coverage page's file, beside `index.html`.
+pub const COVERAGE_PAGE: &str = "coverage.html";
 
 /// One run as the JSON report describes it: what was judged and every case's result.
 #[derive(Clone, Debug, Deserialize)]
@@ -199,9 +209,46 @@ pub fn case_path(run: usize, id: &str) -> String {
 }
 
 /// Writes the site into `dir` (created if missing): `index.html` and one page per case
-/// and run under `runs/N/`. Returns the index's path.
+/// and run under `runs/N/`. Returns the index's path. No coverage page: see
+/// [`write_site`].
 pub fn write(runs: &[Run], dir: &Path) -> Result<PathBuf, String> {
+    write_pages(runs, None, dir)
+}
+
+/// [`write()`], plus the spec coverage page ([`COVERAGE_PAGE`]) of the cases directory
+/// `cases`, linked from the index, when that directory has a requirements file. When the
+/// requirements file or a case does not load, the page lists the load errors instead of
+/// the map (the run's own report still gets written).
+pub fn write_site(runs: &[Run], cases: &Path, dir: &Path) -> Result<PathBuf, String> {
+    if !cases.join(REQUIREMENTS_FILE).is_file() {
+        return write_pages(runs, None, dir);
+    }
+    let page = match coverage::load(cases) {
+        Ok((requirements, all)) => match requirements.coverage_of(&all) {
+            Ok(map) => coverage_page(&map, runs),
+            Err(e) => unavailable_page(&[e.to_string()]),
+        },
+        Err(errors) => {
+            unavailable_page(&errors.iter().map(ToString::to_string).collect::<Vec<_>>())
+        }
+    };
+    write_pages(runs, Some(page), dir)
+}
+
+/// Writes the coverage page alone into `dir` (created if missing): the
+/// `wisp-conformance coverage --html DIR` site, with no run to link cases to. Returns the
+/// page's path.
+pub fn write_coverage(map: &Coverage<'_>, dir: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("--html {}: {e}", dir.display()))?;
+    let path = dir.join(COVERAGE_PAGE);
+    std::fs::write(&path, coverage_page(map, &[]).into_string())
+        .map_err(|e| format!("--html {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+fn write_pages(runs: &[Run], coverage: Option<Markup>, dir: &Path) -> Result<PathBuf, String> {
     let io = |p: &Path, e: std::io::Error| format!("--html {}: {e}", p.display());
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     for (i, run) in runs.iter().enumerate() {
         let run_dir = dir.join("runs").join(i.to_string());
         std::fs::create_dir_all(&run_dir).map_err(|e| io(&run_dir, e))?;
@@ -210,8 +257,14 @@ pub fn write(runs: &[Run], dir: &Path) -> Result<PathBuf, String> {
             std::fs::write(&path, case_page(run, case).into_string()).map_err(|e| io(&path, e))?;
         }
     }
+    let has_coverage = coverage.is_some();
+    if let Some(page) = coverage {
+        let path = dir.join(COVERAGE_PAGE);
+        std::fs::write(&path, page.into_string()).map_err(|e| io(&path, e))?;
+    }
     let index = dir.join("index.html");
-    std::fs::write(&index, index_page(runs).into_string()).map_err(|e| io(&index, e))?;
+    std::fs::write(&index, index_markup(runs, has_coverage).into_string())
+        .map_err(|e| io(&index, e))?;
     Ok(index)
 }
 
@@ -235,6 +288,11 @@ dl{display:grid;grid-template-columns:max-content auto;gap:2px 1em}dt{font-weigh
 pre{background:#f6f8fa;border:1px solid #d0d7de;padding:8px;overflow:auto;font-size:12.5px}
 p.verdict{display:inline-block;padding:2px 10px;border-radius:4px;font-weight:700}
 .legend span{display:inline-block;padding:1px 6px;margin-right:4px;border-radius:3px}
+table.coverage td.text{max-width:36em}table.coverage td.cases{max-width:24em;font-family:ui-monospace,monospace;font-size:.88em}
+table.coverage td.cases a,table.coverage td.cases span.case{display:block}
+.s-covered{background:#e9f8ec}.s-waived{background:#f3f3f3;color:#444;font-style:italic}
+.s-uncovered{background:#ffc9c9;color:#8a0b0b;font-weight:700}.s-n-a{background:#fafafa;color:#aaa}
+tr.req.gap td.id{border-left:4px solid #8a0b0b}
 ";
 
 /// The CSS class of a verdict label (`NON-STRICT` → `v-non-strict`).
@@ -270,6 +328,11 @@ fn counts(run: &Run) -> String {
 
 /// The index: one row per case grouped by topic, one column per run.
 pub fn index_page(runs: &[Run]) -> Markup {
+    index_markup(runs, false)
+}
+
+/// [`index_page`], with a link to the coverage page when the site has one.
+fn index_markup(runs: &[Run], coverage: bool) -> Markup {
     // Topics and cases in first-seen order across the runs.
     let mut topics: Vec<(String, Vec<&RunCase>)> = Vec::new();
     for run in runs {
@@ -298,6 +361,10 @@ pub fn index_page(runs: &[Run]) -> Markup {
                     "CLOSE-reason verdict; an outlined cell fails its run's gate." }
                 p.legend {
                     @for label in super::LABELS { span class=(class(label)) { (label) } }
+                }
+                @if coverage {
+                    p.nav { a id="coverage-link" href=(COVERAGE_PAGE) { "Spec coverage map" }
+                        ": which requirements of the protocol the cases check" }
                 }
                 h2 { "Runs" }
                 table.runs {
@@ -425,6 +492,147 @@ pub fn case_page(run: &Run, case: &RunCase) -> Markup {
                 pre.trace {
                     @for line in &case.trace { (line) "\n" }
                 }
+            }
+        }
+    }
+}
+
+/// The CSS class of a coverage status (`n/a` → `s-n-a`).
+fn status_class(status: Status) -> String {
+    format!("s-{}", status.name().replace('/', "-"))
+}
+
+/// The page of each case ID in the runs: the first run that has it.
+fn case_links(runs: &[Run]) -> BTreeMap<&str, String> {
+    let mut links = BTreeMap::new();
+    for (i, run) in runs.iter().enumerate() {
+        for case in &run.cases {
+            links
+                .entry(case.id.as_str())
+                .or_insert_with(|| case_path(i, &case.id));
+        }
+    }
+    links
+}
+
+fn coverage_cell(
+    e: &RequirementCoverage<'_>,
+    role: Role,
+    links: &BTreeMap<&str, String>,
+) -> Markup {
+    let status = e.status(role);
+    let classes = format!("cases {} {}", role.name(), status_class(status));
+    html! {
+        td class=(classes) {
+            @match status {
+                Status::NotApplicable => { "n/a" }
+                Status::Uncovered => { "UNCOVERED" }
+                Status::Waived => { "waived: " (e.requirement.waived.as_deref().unwrap_or_default()) }
+                Status::Covered => {
+                    @for id in e.cases(role) {
+                        @if let Some(href) = links.get(id.as_str()) {
+                            a href=(href) { (id) }
+                        } @else {
+                            span.case { (id) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The spec coverage map as a page: the totals per role, the gaps, then one row per
+/// requirement (ID, quoted sentence, section, role, level, and per role the covering
+/// cases linked to their pages in `runs`, the waiver, or UNCOVERED).
+pub fn coverage_page(map: &Coverage<'_>, runs: &[Run]) -> Markup {
+    const ROLES: [Role; 2] = [Role::Client, Role::Server];
+    let links = case_links(runs);
+    let gaps: Vec<&RequirementCoverage<'_>> = map
+        .entries
+        .iter()
+        .filter(|e| ROLES.iter().any(|r| e.status(*r) == Status::Uncovered))
+        .collect();
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head("Wisp spec coverage map"))
+            body {
+                @if !runs.is_empty() { p { a href="index.html" { "← matrix" } } }
+                h1 { "Wisp spec coverage map" }
+                p { (map.entries.len()) " requirements of " code { (map.requirements.display()) }
+                    " (Wisp v1.2, v2 draft 6 and de-facto rules). Each row lists, for every "
+                    "role the requirement binds, the cases that check it (their "
+                    code { "covers:" } " lists), or why no case can check it." }
+                table.totals {
+                    thead { tr { th { "Role" } th { "Covered" } th { "Waived" } th { "Uncovered" } th { "Total" } } }
+                    tbody {
+                        @for role in ROLES {
+                            @let t = map.totals(role);
+                            tr id={ "totals-" (role.name()) } {
+                                td { (role.name()) } td.s-covered { (t.covered) } td.s-waived { (t.waived) }
+                                td class=(if t.uncovered > 0 { "s-uncovered" } else { "" }) { (t.uncovered) }
+                                td { (t.total) }
+                            }
+                        }
+                    }
+                }
+                h2 { "Uncovered" }
+                @if gaps.is_empty() {
+                    p id="gaps" { "None: every requirement is covered or waived for each role it binds." }
+                } @else {
+                    ul id="gaps" {
+                        @for e in &gaps {
+                            li.s-uncovered { a href={ "#" (e.requirement.id) } { (e.requirement.id) }
+                                " — " (e.requirement.text) }
+                        }
+                    }
+                }
+                @if !map.cases_without_covers.is_empty() {
+                    p { "Cases without covers: " (map.cases_without_covers.join(", ")) }
+                }
+                h2 { "Requirements" }
+                table.coverage {
+                    thead {
+                        tr {
+                            th { "ID" } th { "Requirement" } th { "Section" } th { "Role" }
+                            th { "Level" } th { "Client cases" } th { "Server cases" }
+                        }
+                    }
+                    tbody {
+                        @for e in &map.entries {
+                            @let r = e.requirement;
+                            @let gap = ROLES.iter().any(|role| e.status(*role) == Status::Uncovered);
+                            tr class=(if gap { "req gap" } else { "req" }) id=(r.id) {
+                                td.id { (r.id) }
+                                td.text {
+                                    q { (r.text) }
+                                    @if let Some(n) = &r.note { div.title { (n) } }
+                                }
+                                td.section { (r.spec.name()) ": " (r.section) }
+                                td.role { (r.role.name()) }
+                                td.level { (r.level.name()) }
+                                @for role in ROLES { (coverage_cell(e, role, &links)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The coverage page when the cases directory does not load.
+fn unavailable_page(errors: &[String]) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head("Wisp spec coverage map"))
+            body {
+                p { a href="index.html" { "← matrix" } }
+                h1 { "Wisp spec coverage map" }
+                p.s-uncovered id="unavailable" { "The map is unavailable: the cases directory does not load." }
+                ul.reasons { @for e in errors { li { (e) } } }
             }
         }
     }

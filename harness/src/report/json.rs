@@ -63,6 +63,10 @@ pub fn json(report: &SuiteReport, gate: &Gate, baseline: Option<&Baseline>) -> V
         SubjectInfo::OurClient => {
             out.insert("role".to_owned(), json!("client"));
         }
+        SubjectInfo::Listen(url) => {
+            out.insert("role".to_owned(), json!("client"));
+            out.insert("url".to_owned(), json!(url));
+        }
         SubjectInfo::Server(s) => {
             out.insert("role".to_owned(), json!("server"));
             out.insert("url".to_owned(), json!(s.url));

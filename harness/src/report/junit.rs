@@ -23,6 +23,7 @@ pub fn junit(report: &SuiteReport, gate: &Gate) -> Result<String, String> {
     let name = match &report.subject {
         SubjectInfo::OurClient => "wisp-conformance client (wisp-client in process)".to_owned(),
         SubjectInfo::Server(s) => format!("wisp-conformance server {} ({})", s.url, s.mode),
+        SubjectInfo::Listen(url) => format!("wisp-conformance listen {url}"),
     };
     let mut suite = TestSuite::new(name);
     suite.set_time(report.duration);

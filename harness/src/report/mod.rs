@@ -233,6 +233,9 @@ pub enum SubjectInfo {
     OurClient,
     /// A live server.
     Server(ServerInfo),
+    /// A client that connected by itself to the cases served at this URL pattern
+    /// (`ws://ADDR/<case-id>/`, listen mode: [`crate::listen`]).
+    Listen(String),
 }
 
 /// The server a server-role run judged, and what the run set up for it.
@@ -260,6 +263,9 @@ impl SubjectInfo {
                 env!("CARGO_PKG_VERSION")
             ),
             Self::Server(s) => format!("server {} ({} run)", s.url, s.mode),
+            Self::Listen(url) => {
+                format!("client connecting to {url} (listen mode, wire-side judgement)")
+            }
         }
     }
 }
@@ -284,7 +290,7 @@ impl SuiteReport {
     pub fn server(&self) -> Option<&ServerInfo> {
         match &self.subject {
             SubjectInfo::Server(s) => Some(s),
-            SubjectInfo::OurClient => None,
+            SubjectInfo::OurClient | SubjectInfo::Listen(_) => None,
         }
     }
 
