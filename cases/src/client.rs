@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 use wisp_proto::{MuxOptions, PasswordLayout};
 
-pub use crate::ext::{ClientCertAuth, ClientExtension, ClientPassword};
+pub use crate::ext::{ClientCertAuth, ClientExtension, ClientPassword, LayoutChoice};
 
 use crate::Meta;
 use crate::actions::{Actions, HandshakeOk, StreamExpects};
@@ -57,6 +57,10 @@ pub struct ClientSpec {
     /// fields rejected, missing ones defaulted).
     #[serde(default)]
     pub options: MuxOptions,
+    /// The largest incoming WebSocket message the client accepts
+    /// (`ConnectOptions::max_message_size`; default the WebSocket library's, 64 MiB).
+    #[serde(default)]
+    pub max_message_size: Option<usize>,
     /// Actions after the handshake.
     #[serde(default)]
     pub actions: Actions,
@@ -76,8 +80,127 @@ pub struct ServerOptions {
     /// layout of the matching `expect`, else draft6).
     #[serde(default)]
     pub password_layout: PasswordLayout,
+    /// Answer the client's HTTP upgrade request (default true). `false` reads the request
+    /// and never answers it: the client's connect timeout is what ends the case.
+    #[serde(default = "yes")]
+    pub answer_upgrade: bool,
+    /// A faulty answer to the upgrade (default: a correct 101).
+    #[serde(default)]
+    pub upgrade: Option<UpgradeFault>,
 }
 
+/// `server_options.upgrade`: how the mock's answer to the HTTP upgrade deviates from
+/// RFC 6455 §4.2.2. Any field may be combined with the others.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeFault {
+    /// Answer with this status instead of 101 (e.g. 403, 200, 302).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// `wrong`: a `Sec-WebSocket-Accept` that is not derived from the request's key.
+    #[serde(default)]
+    pub accept: Option<AcceptFault>,
+    /// Put this `Sec-WebSocket-Protocol` in the response, whatever the client offered.
+    #[serde(default)]
+    pub subprotocol: Option<String>,
+    /// Bytes after the response head: an HTTP body (with `Content-Length` unless the
+    /// status is 101, after which they are read as WebSocket frames).
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+/// `accept:` in [`UpgradeFault`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AcceptFault {
+    /// A well-formed value for another key.
+    Wrong,
+}
+
+/// The opcode of a raw WebSocket frame (`send_frame`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opcode(pub u8);
+
+impl Opcode {
+    /// The RFC 6455 name of the opcode, if it has one.
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self.0 {
+            0x0 => "continuation",
+            0x1 => "text",
+            0x2 => "binary",
+            0x8 => "close",
+            0x9 => "ping",
+            0xA => "pong",
+            _ => return None,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Opcode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Opcode;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("continuation, text, binary, close, ping, pong or a number 0-15")
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<Opcode, E> {
+                (0u8..16)
+                    .map(Opcode)
+                    .find(|o| o.name() == Some(v))
+                    .ok_or_else(|| E::custom(format!("unknown opcode {v:?}")))
+            }
+            fn visit_u64<E: Error>(self, v: u64) -> Result<Opcode, E> {
+                u8::try_from(v)
+                    .ok()
+                    .filter(|v| *v < 16)
+                    .map(Opcode)
+                    .ok_or_else(|| E::custom("an opcode is 0-15"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `send_frame`: one raw WebSocket frame, written byte for byte (RFC 6455 §5.2), for
+/// transport faults the WebSocket library would never produce.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameSpec {
+    /// The opcode.
+    pub opcode: Opcode,
+    /// The FIN bit (default true).
+    #[serde(default = "yes")]
+    pub fin: bool,
+    /// The three RSV bits, as a number 0-7 (default 0).
+    #[serde(default)]
+    pub rsv: u8,
+    /// Mask the payload (servers must not; default false).
+    #[serde(default)]
+    pub mask: bool,
+    /// Text payload.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Hex payload.
+    #[serde(default)]
+    pub hex: Option<Hex>,
+    /// One byte repeated.
+    #[serde(default)]
+    pub repeat: Option<crate::actions::Repeat>,
+    /// Close frames: the status code (the payload starts with it, big-endian).
+    #[serde(default)]
+    pub code: Option<u16>,
+    /// Close frames: the reason text after the code.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Send the frame this many times (default 1).
+    #[serde(default)]
+    pub times: Option<u32>,
+    /// Write only the first N bytes of the frame (a frame cut off mid-way).
+    #[serde(default)]
+    pub truncate: Option<usize>,
+}
 fn default_step_timeout() -> Dur {
     Dur(std::time::Duration::from_secs(5))
 }
@@ -88,6 +211,8 @@ impl Default for ServerOptions {
             echo_subprotocol: true,
             step_timeout: default_step_timeout(),
             password_layout: PasswordLayout::Draft6,
+            answer_upgrade: true,
+            upgrade: None,
         }
     }
 }
@@ -116,6 +241,10 @@ pub enum ServerStep {
     CloseWs,
     /// Drop the TCP connection without a close frame.
     DropTcp,
+    /// Reset the TCP connection (RST: `SO_LINGER` 0, then close).
+    ResetTcp,
+    /// Send a raw WebSocket frame.
+    SendFrame(FrameSpec),
     /// Wait (virtual time).
     Pause(Dur),
     /// Record everything until the client ends the connection.
@@ -150,6 +279,10 @@ pub struct ClientExpect {
     /// The actor future's result.
     #[serde(default)]
     pub mux_result: Option<OkOrError>,
+    /// The actor future must have ended within this long (virtual time) after the server
+    /// script's last step.
+    #[serde(default)]
+    pub mux_ended_within: Option<Dur>,
     /// The expected verdict (default ok).
     #[serde(default)]
     pub verdict: Option<Verdict>,
@@ -179,6 +312,10 @@ role_case! {
         /// The expected outcome.
         #[serde(default)]
         pub expect: ClientExpect,
+        /// Run the case this many times (default 1); every run must pass. For races whose
+        /// outcome depends on the kernel's timing.
+        #[serde(default)]
+        pub repeat: Option<std::num::NonZeroU32>,
     }
 }
 
@@ -191,5 +328,10 @@ impl ClientCase {
     /// The verdict the case expects (`expect.verdict`, default OK).
     pub fn expected_verdict(&self) -> Verdict {
         self.expect.verdict.unwrap_or(Verdict::Ok)
+    }
+
+    /// How many times the case runs (`repeat:`, default 1).
+    pub fn runs(&self) -> u32 {
+        self.repeat.map_or(1, std::num::NonZeroU32::get)
     }
 }

@@ -44,9 +44,43 @@ pub struct ClientPassword {
     /// The password (give both or neither).
     #[serde(default)]
     pub password: Option<String>,
-    /// The record layout.
+    /// The record layout: `draft6` or `draft5` pins it; `auto` (the default, as in the
+    /// client) leaves it to the server's handshake order ([`PasswordLayout::for_order`]).
     #[serde(default)]
-    pub layout: PasswordLayout,
+    pub layout: LayoutChoice,
+}
+
+/// A password `layout:` in the client's offer: `auto`, or a pinned
+/// [`PasswordLayout`] (`draft6`, `draft5`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LayoutChoice {
+    /// Not pinned: the client picks the layout from the server's handshake order.
+    #[default]
+    Auto,
+    /// Pinned to this layout.
+    Pinned(PasswordLayout),
+}
+
+impl LayoutChoice {
+    /// The pinned layout (`None` for `auto`).
+    pub fn pinned(self) -> Option<PasswordLayout> {
+        match self {
+            Self::Auto => None,
+            Self::Pinned(layout) => Some(layout),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LayoutChoice {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        if name == "auto" {
+            return Ok(Self::Auto);
+        }
+        PasswordLayout::deserialize(de::value::StrDeserializer::<D::Error>::new(&name))
+            .map(Self::Pinned)
+            .map_err(|_| de::Error::custom(format!("layout {name:?}: use auto, draft6 or draft5")))
+    }
 }
 
 /// The certificate extension offered by the client.
@@ -89,9 +123,11 @@ impl ClientExtension {
                     (Some(u), Some(pw)) => Some((u.clone(), pw.clone())),
                     _ => None,
                 };
-                PasswordExtensionBuilder::new_client(credentials)
-                    .layout(p.layout)
-                    .into()
+                let builder = PasswordExtensionBuilder::new_client(credentials);
+                match p.layout.pinned() {
+                    Some(layout) => builder.layout(layout).into(),
+                    None => builder.into(),
+                }
             }
             Self::CertAuth(c) => CertAuthExtensionBuilder::new_client(c.signing_key.clone()).into(),
             Self::Motd => MotdExtensionBuilder.into(),

@@ -11,7 +11,7 @@ use serde_saphyr::{Location, Spanned};
 use wisp_proto::PacketType;
 
 use crate::actions::{Action, Actions, StreamExpects};
-use crate::client::{ClientExtension, ServerStep, VersionSel};
+use crate::client::{ClientExtension, FrameSpec, ServerStep, VersionSel};
 use crate::load::LoadError;
 use crate::packet::{PacketSpec, Pattern, ServerExtension, parse_version};
 use crate::server::{ClientInfoRecord, ClientStep, KeyChoice, Secret};
@@ -55,6 +55,12 @@ pub(crate) fn client_case(case: &mut ClientCase, root: &Path, check: &Checker<'_
     client_spec(case, root, check)?;
     let aliases = actions(&case.client.actions, Role::Client, check)?;
     mock_script(case, root, check)?;
+    if !case.server_options.answer_upgrade && case.server_options.upgrade.is_some() {
+        return Err(check.at_key(
+            "server_options",
+            "`answer_upgrade: false` never answers, so `upgrade` (how to answer) cannot apply",
+        ));
+    }
     let e = &case.expect;
     if e.handshake.is_some() == e.error.is_some() {
         return Err(check.at_key(
@@ -135,6 +141,7 @@ fn mock_script(case: &mut ClientCase, root: &Path, check: &Checker<'_>) -> Check
                     }
                 }
             }
+            ServerStep::SendFrame(f) => frame(f).map_err(|m| check.at(loc, m))?,
             ServerStep::Expect(p) => {
                 pattern(p, false).map_err(|m| check.at(loc, m))?;
                 let all: Vec<&mut Pattern> = if p.one_of.is_some() {
@@ -159,6 +166,27 @@ fn mock_script(case: &mut ClientCase, root: &Path, check: &Checker<'_>) -> Check
             }
             _ => {}
         }
+    }
+    Ok(())
+}
+
+/// A raw frame: one payload, close fields only on close frames, RSV within its 3 bits.
+fn frame(f: &FrameSpec) -> Result<(), String> {
+    let payloads = [f.text.is_some(), f.hex.is_some(), f.repeat.is_some()];
+    if payloads.iter().filter(|p| **p).count() > 1 {
+        return Err("`send_frame` takes one of `text`, `hex` and `repeat`".to_owned());
+    }
+    if (f.code.is_some() || f.reason.is_some()) && f.opcode.0 != 0x8 {
+        return Err("`code` and `reason` are for close frames (`opcode: close`)".to_owned());
+    }
+    if f.reason.is_some() && f.code.is_none() {
+        return Err("a close `reason` needs a `code` before it (RFC 6455 §5.5.1)".to_owned());
+    }
+    if f.rsv > 7 {
+        return Err(format!("`rsv` is the three RSV bits, 0-7, not {}", f.rsv));
+    }
+    if f.times == Some(0) {
+        return Err("`times` must be at least 1".to_owned());
     }
     Ok(())
 }

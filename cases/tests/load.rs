@@ -315,3 +315,75 @@ fn broken_yaml_does_not_panic() {
     let e = err_of("");
     assert!(!e.message.is_empty());
 }
+
+#[test]
+fn transport_fault_vocabulary_loads() {
+    let src = GOOD
+        .replace(
+            "server:\n",
+            "repeat: 3\nserver_options:\n  upgrade: {status: 403, body: no}\nserver:\n",
+        )
+        .replace(
+            "  - send: {type: CONTINUE, stream: 0, credit: 128}\n",
+            "  - send_frame: {opcode: close, code: 4000, reason: bye}\n  \
+             - send_frame: {opcode: 3, fin: false, rsv: 7, mask: true, hex: \"00\", times: 2, truncate: 1}\n  \
+             - reset_tcp\n",
+        )
+        .replace("  extensions: [udp]\n", "  extensions: [{password: {username: a, password: b, layout: auto}}]\n  max_message_size: 1024\n")
+        .replace("  handshake: ok\n", "  handshake: ok\n  mux_ended_within: 10ms\n");
+    let case = load(&src).expect("loads");
+    let client = case.as_client().expect("client role");
+    assert_eq!(client.runs(), 3);
+    assert_eq!(client.client.max_message_size, Some(1024));
+    let upgrade = client
+        .server_options
+        .upgrade
+        .as_ref()
+        .expect("upgrade fault");
+    assert_eq!(
+        (upgrade.status, upgrade.body.as_deref()),
+        (Some(403), Some("no"))
+    );
+    match &client.client.extensions[0] {
+        wisp_cases::client::ClientExtension::Password(p) => {
+            assert_eq!(p.layout, wisp_cases::client::LayoutChoice::Auto)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(client.server.len(), 3);
+}
+
+#[test]
+fn transport_fault_mistakes_are_load_errors() {
+    let with_step = |step: &str| {
+        GOOD.replace(
+            "  - send: {type: CONTINUE, stream: 0, credit: 128}\n",
+            &format!("  - {step}\n"),
+        )
+    };
+    for (step, why) in [
+        ("send_frame: {opcode: ping, code: 1000}", "for close frames"),
+        ("send_frame: {opcode: close, reason: bye}", "needs a `code`"),
+        ("send_frame: {opcode: binary, rsv: 8}", "0-7"),
+        (
+            "send_frame: {opcode: binary, text: a, hex: \"00\"}",
+            "one of",
+        ),
+        ("send_frame: {opcode: 16}", "0-15"),
+        ("send_frame: {opcode: nope}", "unknown opcode"),
+    ] {
+        let e = err_of(&with_step(step));
+        assert!(e.message.contains(why), "{step}: {e}");
+        assert_eq!(e.line, 9, "{step}: {e}");
+    }
+    let e = err_of(&GOOD.replace(
+        "server:\n",
+        "server_options: {answer_upgrade: false, upgrade: {status: 500}}\nserver:\n",
+    ));
+    assert!(e.message.contains("answer_upgrade"), "{e}");
+    let e = err_of(&GOOD.replace(
+        "  extensions: [udp]\n",
+        "  extensions: [{password: {username: a, password: b, layout: draft7}}]\n",
+    ));
+    assert!(e.message.contains("auto, draft6 or draft5"), "{e}");
+}

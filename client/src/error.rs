@@ -111,7 +111,11 @@ pub enum WispError {
     #[error("failed to send a message to the multiplexor")]
     MuxMessageFailedToSend,
     /// The multiplexor went away before answering a request (a stream open whose answer was
-    /// dropped unanswered).
+    /// dropped unanswered). This client never returns it: a stream open that waits for its
+    /// confirmation is answered by the one place that removes its waiter (the server's
+    /// confirmation or refusal, or the end of the connection, which also runs when the driver
+    /// is dropped), and the waiting call itself keeps that state alive. The name stays for
+    /// code written against the seed API.
     #[error("failed to receive a reply from the multiplexor")]
     MuxMessageFailedToRecv,
     /// The task running the multiplexor's driver failed (panicked or was cancelled). The

@@ -565,14 +565,61 @@ pub struct Connection {
 /// requests. The whole of it is bounded by [`ConnectOptions::timeout`]; a step still running
 /// at the deadline fails with [`WispError::ConnectTimedOut`] naming it.
 pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Connection, WispError> {
-    // A timeout too long for an `Instant` (`Duration::MAX`, a natural "never") is no deadline.
-    let deadline = options
+    let deadline = deadline_of(options);
+    let uri = parse_url(url)?;
+    let stream = open_stream(&uri, deadline).await?;
+    let (transport, echoed_subprotocol) = upgrade_until(uri, stream, options, deadline).await?;
+    Ok(Connection {
+        transport,
+        echoed_subprotocol,
+    })
+}
+
+/// The WebSocket upgrade of [`connect`] over a connection the caller opened (a test's
+/// loopback socket, a proxy tunnel): the same request headers, limits and transport, bounded
+/// by [`ConnectOptions::timeout`] ([`WispError::ConnectTimedOut`] with
+/// [`ConnectStep::Upgrade`]). Returns the transport and the echoed subprotocol.
+pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    url: &str,
+    io: S,
+    options: &ConnectOptions,
+) -> Result<
+    (
+        TokioWebsocketsTransport<BatchedStream<DeferWriteErrors<S>>>,
+        Option<String>,
+    ),
+    WispError,
+> {
+    let deadline = deadline_of(options);
+    upgrade_until(parse_url(url)?, io, options, deadline).await
+}
+
+/// The deadline of a connect bounded by [`ConnectOptions::timeout`]. A timeout too long
+/// for an `Instant` (`Duration::MAX`, a natural "never") is no deadline.
+fn deadline_of(options: &ConnectOptions) -> Option<tokio::time::Instant> {
+    options
         .timeout
-        .and_then(|t| tokio::time::Instant::now().checked_add(t));
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| WispError::InvalidArgument(format!("invalid URL {url:?}: {e}")))?;
-    let mut builder = ClientBuilder::from_uri(uri.clone())
+        .and_then(|t| tokio::time::Instant::now().checked_add(t))
+}
+
+fn parse_url(url: &str) -> Result<Uri, WispError> {
+    url.parse()
+        .map_err(|e| WispError::InvalidArgument(format!("invalid URL {url:?}: {e}")))
+}
+
+async fn upgrade_until<S: AsyncRead + AsyncWrite + Unpin>(
+    uri: Uri,
+    io: S,
+    options: &ConnectOptions,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<
+    (
+        TokioWebsocketsTransport<BatchedStream<DeferWriteErrors<S>>>,
+        Option<String>,
+    ),
+    WispError,
+> {
+    let mut builder = ClientBuilder::from_uri(uri)
         .config(tokio_websockets::Config::default().flush_threshold(FLUSH_THRESHOLD));
     if let Some(size) = options.max_message_size {
         builder = builder.limits(Limits::default().max_payload_len(Some(size)));
@@ -589,10 +636,9 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Connection, 
             .map_err(|e| WispError::InvalidArgument(format!("header value {value:?}: {e}")))?;
         builder = builder.add_header(name, value).map_err(map_ws_error)?;
     }
-    let stream = open_stream(&uri, deadline).await?;
     let (ws, response) = step(deadline, ConnectStep::Upgrade, async {
         builder
-            .connect_on(BatchedStream::new(DeferWriteErrors::new(stream)))
+            .connect_on(BatchedStream::new(DeferWriteErrors::new(io)))
             .await
             .map_err(map_ws_error)
     })
@@ -600,12 +646,34 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Connection, 
     let echoed_subprotocol = response
         .headers()
         .get("sec-websocket-protocol")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    Ok(Connection {
-        transport: TokioWebsocketsTransport(ws),
-        echoed_subprotocol,
-    })
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    if let Some(chosen) = &echoed_subprotocol
+        && !offered_subprotocols(options).any(|p| p == chosen.trim())
+    {
+        // RFC 6455 §4.1: a subprotocol the client did not offer fails the connection.
+        return Err(WispError::ws(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the server chose the subprotocol {chosen:?}, which was not offered"),
+        )));
+    }
+    Ok((TokioWebsocketsTransport(ws), echoed_subprotocol))
+}
+
+/// The subprotocols the upgrade request offers: [`ConnectOptions::subprotocol`] and any
+/// `Sec-WebSocket-Protocol` among the extra headers, each a comma-separated list.
+fn offered_subprotocols(options: &ConnectOptions) -> impl Iterator<Item = &str> {
+    let extra = options
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-protocol"))
+        .map(|(_, value)| value.as_str());
+    options
+        .subprotocol
+        .as_deref()
+        .into_iter()
+        .chain(extra)
+        .flat_map(|list| list.split(','))
+        .map(str::trim)
 }
 
 /// Opens the TCP (and, for `wss://`, TLS) connection for `uri`, with `TCP_NODELAY` set:

@@ -317,7 +317,9 @@ fn client_role(case: &ClientCase, seed: &str, corpus: &mut Corpus) {
                 }
             }
             ServerStep::Pause(d) | ServerStep::ExpectNothing(d) => state.advance(d.0),
-            ServerStep::CloseWs | ServerStep::DropTcp => state.ops.extend([7, 0]),
+            ServerStep::CloseWs | ServerStep::DropTcp | ServerStep::ResetTcp => {
+                state.ops.extend([7, 0])
+            }
             _ => {}
         }
     }
@@ -344,10 +346,11 @@ fn header(client: &ClientSpec) -> Vec<u8> {
                 ClientExtension::Motd => flags |= 4,
                 ClientExtension::StreamConfirmation => flags |= 8,
                 ClientExtension::Password(p) => match (&p.username, &p.password) {
-                    // Case files pin the layout.
+                    // 0x30: credentials with a pinned layout; 0x20: unpinned (`layout: auto`).
                     (Some(u), Some(pw)) => {
-                        flags |= 0x30;
-                        credentials = Some((u.clone(), pw.clone(), p.layout));
+                        let layout = p.layout.pinned();
+                        flags |= if layout.is_some() { 0x30 } else { 0x20 };
+                        credentials = Some((u.clone(), pw.clone(), layout));
                     }
                     _ => flags |= 0x10,
                 },
@@ -380,7 +383,9 @@ fn header(client: &ClientSpec) -> Vec<u8> {
     if let Some((u, p, layout)) = credentials {
         put_chunk8(&mut out, u.as_bytes());
         put_chunk8(&mut out, p.as_bytes());
-        out.push(u8::from(layout == PasswordLayout::Draft5));
+        if let Some(layout) = layout {
+            out.push(u8::from(layout == PasswordLayout::Draft5));
+        }
     }
     out
 }

@@ -881,8 +881,10 @@ pub fn render_case(
     if let Some(info) = &r.client_info {
         for rec in &info.extensions {
             let entry = match rec.id {
+                // Pinned to the layout the script's `expect` decodes with (draft 6, its
+                // default): an unpinned offer would follow the recorded handshake order.
                 ExtensionId::PASSWORD => format!(
-                    "{{password: {{username: {}, password: {}}}}}",
+                    "{{password: {{username: {}, password: {}, layout: draft6}}}}",
                     PLACEHOLDER_CREDENTIALS.0, PLACEHOLDER_CREDENTIALS.1
                 ),
                 ExtensionId::CERT_AUTH => format!("{{cert_auth: {{key: {}}}}}", PLACEHOLDER_KEY.0),

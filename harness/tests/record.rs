@@ -240,7 +240,7 @@ fn credentials_are_replaced_and_silences_become_pauses() {
     assert!(!text.contains("alice"), "{text}");
     let needles = [
         "# NOTE: the client's credentials are not written: the case uses the placeholders recorded-user:recorded-password",
-        "{password: {username: recorded-user, password: recorded-password}}",
+        "{password: {username: recorded-user, password: recorded-password, layout: draft6}}",
         "send: {type: INFO, version: \"2.0\", extensions: [{password: {required: true}}]}",
         "  - pause: 1496ms\n  - send: {type: DATA, stream: s1, text: \"HTTP/1.1 200\"}",
         "- wait_closed: s1\n    - close_mux: {}",

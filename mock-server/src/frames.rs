@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use wisp_cases::client::FrameSpec;
 pub use wisp_cases::packet::SentChallenge;
 use wisp_cases::packet::{PacketSpec, parse_version};
 use wisp_cases::values::StreamRef;
@@ -109,6 +110,91 @@ pub fn build(spec: &PacketSpec, aliases: &HashMap<String, u32>) -> Result<Built,
     })
 }
 
+/// The key `send_frame: {mask: true}` masks with (fixed, so transcripts are stable).
+pub const FRAME_MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// The payload of a raw frame: the close code and reason for close frames that give
+/// them, else `text`, `hex` or `repeat`.
+fn frame_payload(spec: &FrameSpec) -> Vec<u8> {
+    let mut payload = Vec::new();
+    if let Some(code) = spec.code {
+        payload.extend_from_slice(&code.to_be_bytes());
+    }
+    if let Some(reason) = &spec.reason {
+        payload.extend_from_slice(reason.as_bytes());
+    }
+    if let Some(t) = &spec.text {
+        payload.extend_from_slice(t.as_bytes());
+    } else if let Some(h) = &spec.hex {
+        payload.extend_from_slice(&h.0);
+    } else if let Some(r) = &spec.repeat {
+        payload.resize(payload.len() + r.count, r.byte);
+    }
+    payload
+}
+
+/// Encodes one raw WebSocket frame (RFC 6455 §5.2) for `spec`, cut to `truncate` bytes
+/// when given.
+pub fn build_frame(spec: &FrameSpec) -> Bytes {
+    let payload = frame_payload(spec);
+    let mut out = BytesMut::with_capacity(payload.len() + 14);
+    out.put_u8(u8::from(spec.fin) << 7 | (spec.rsv & 0x7) << 4 | (spec.opcode.0 & 0xF));
+    let mask_bit = u8::from(spec.mask) << 7;
+    match payload.len() {
+        n @ 0..=125 => out.put_u8(mask_bit | n as u8),
+        n @ 126..=0xFFFF => {
+            out.put_u8(mask_bit | 126);
+            out.put_u16(n as u16);
+        }
+        n => {
+            out.put_u8(mask_bit | 127);
+            out.put_u64(n as u64);
+        }
+    }
+    if spec.mask {
+        out.put_slice(&FRAME_MASK);
+        out.extend(
+            payload
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ FRAME_MASK[i % 4]),
+        );
+    } else {
+        out.put_slice(&payload);
+    }
+    if let Some(n) = spec.truncate {
+        out.truncate(n);
+    }
+    out.freeze()
+}
+
+/// One line for the trace: `frame BINARY fin=1 len=5 "hello"`, with the flags a case set
+/// and the close code and reason of close frames.
+pub fn describe_frame(spec: &FrameSpec) -> String {
+    let name = spec
+        .opcode
+        .name()
+        .map(str::to_uppercase)
+        .unwrap_or_else(|| format!("opcode={:#x}", spec.opcode.0));
+    let payload = frame_payload(spec);
+    let mut text = format!("frame {name} fin={}", u8::from(spec.fin));
+    if spec.rsv != 0 {
+        text.push_str(&format!(" rsv={:#05b}", spec.rsv));
+    }
+    if spec.mask {
+        text.push_str(" masked");
+    }
+    match (spec.code, &spec.reason) {
+        (Some(code), Some(reason)) => text.push_str(&format!(" code={code} reason={reason:?}")),
+        (Some(code), None) => text.push_str(&format!(" code={code}")),
+        _ => text.push_str(&format!(" {}", crate::trace::payload_summary(&payload))),
+    }
+    if let Some(n) = spec.truncate {
+        text.push_str(&format!(" (only the first {n} bytes of the frame)"));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use rstest::rstest;
@@ -203,6 +289,36 @@ mod tests {
         let record = PasswordClientRecord::decode(&hex_of(golden), layout).expect("decodes");
         assert_eq!(record.username, "bob");
         assert_eq!(record.password, "pw");
+    }
+
+    /// RFC 6455 §5.2 and §5.7 (the unmasked "Hello" frame and the 126-byte length form).
+    #[rstest]
+    #[case::rfc_5_7_hello("{opcode: text, text: Hello}", "81 05 48656c6c6f")]
+    #[case::binary_first_fragment("{opcode: binary, fin: false, hex: \"6869\"}", "02 02 6869")]
+    #[case::continuation("{opcode: continuation, text: x}", "80 01 78")]
+    #[case::close_code_reason("{opcode: close, code: 1000, reason: bye}", "88 05 03e8 627965")]
+    #[case::close_empty("{opcode: close}", "88 00")]
+    #[case::rsv_and_reserved_opcode("{opcode: 3, rsv: 4, hex: \"00\"}", "c3 01 00")]
+    #[case::masked("{opcode: binary, mask: true, text: hi}", "82 82 37fa213d 5f93")]
+    #[case::truncated("{opcode: binary, hex: \"010203\", truncate: 3}", "82 03 01")]
+    fn frames_match_golden_bytes(#[case] yaml: &str, #[case] golden: &str) {
+        let spec: FrameSpec = serde_saphyr::from_str(yaml).expect("frame spec");
+        assert_eq!(hex::encode(build_frame(&spec)), hex::encode(hex_of(golden)));
+    }
+
+    #[test]
+    fn long_frames_use_the_extended_lengths() {
+        let spec: FrameSpec =
+            serde_saphyr::from_str("{opcode: ping, repeat: {byte: 0x70, count: 126}}")
+                .expect("spec");
+        assert_eq!(build_frame(&spec)[..4], [0x89, 126, 0, 126]);
+        let spec: FrameSpec =
+            serde_saphyr::from_str("{opcode: binary, repeat: {byte: 0, count: 65536}}")
+                .expect("spec");
+        assert_eq!(
+            build_frame(&spec)[..10],
+            [0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]
+        );
     }
 
     #[test]

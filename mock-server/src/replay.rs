@@ -17,17 +17,19 @@ use http::{HeaderName, HeaderValue};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use std::os::fd::{AsFd, OwnedFd};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_websockets::{CloseCode, Message, ServerBuilder, WebSocketStream};
 
-use crate::frames::build;
+use crate::frames::{build, build_frame, describe_frame};
 use crate::pattern::{describe, match_pattern};
 use crate::trace::{Direction, RenderCtx, SharedTrace, Trace};
 use wisp_cases::ClientCase;
-use wisp_cases::client::{ServerOptions, ServerStep};
+use wisp_cases::client::{AcceptFault, FrameSpec, ServerOptions, ServerStep, UpgradeFault};
 use wisp_cases::packet::{Pattern, ServerExtension};
 
 /// The script the mock plays, with its options.
@@ -180,7 +182,8 @@ impl MockServer {
         };
         // Nagle's algorithm would hold small writes back for the peer's delayed ACK.
         let _ = tcp.set_nodelay(true);
-        serve(tcp, &self.script, self.trace.clone(), start).await
+        let reset = tcp.as_fd().try_clone_to_owned().ok();
+        serve_with_reset(tcp, reset, &self.script, self.trace.clone(), start).await
     }
 }
 
@@ -197,9 +200,25 @@ pub async fn serve<S: Io>(
     trace: SharedTrace,
     start: Instant,
 ) -> ScriptOutcome {
+    serve_with_reset(stream, None, script, trace, start).await
+}
+
+/// [`serve`], with a handle on the connection's socket (a duplicate of its descriptor) for
+/// the `reset_tcp` step, which sets `SO_LINGER` 0 on it before closing, so the peer gets a
+/// RST. Without one `reset_tcp` fails.
+pub async fn serve_with_reset<S: Io>(
+    stream: S,
+    reset: Option<OwnedFd>,
+    script: &Script,
+    trace: SharedTrace,
+    start: Instant,
+) -> ScriptOutcome {
     let step_timeout = script.options.step_timeout.0;
     let mut session = Session {
         ws: None,
+        raw: None,
+        reset,
+        pongs: std::cell::Cell::new(0),
         trace,
         ctx: RenderCtx {
             keys: script.keys.clone(),
@@ -247,6 +266,13 @@ enum Incoming {
 
 struct Session {
     ws: Option<WebSocketStream<Prefixed>>,
+    /// The connection while it is not a WebSocket (the upgrade was not answered, or was
+    /// answered wrongly): only the end of the connection can be awaited on it.
+    raw: Option<Box<dyn Io>>,
+    /// The socket, for `reset_tcp`.
+    reset: Option<OwnedFd>,
+    /// Pong frames read and not yet in the trace.
+    pongs: std::cell::Cell<u32>,
     trace: SharedTrace,
     ctx: RenderCtx,
     start: Instant,
@@ -260,6 +286,22 @@ impl Session {
     fn record(&self, direction: Direction, text: String) {
         let at = self.start.elapsed();
         let mut trace = self.trace.lock().unwrap_or_else(|e| e.into_inner());
+        // Pongs read since the last line (answers to `send_frame` pings), as one line.
+        match self.pongs.take() {
+            0 => {}
+            1 => trace.push(
+                at,
+                self.step,
+                Direction::FromClient,
+                "pong frame".to_owned(),
+            ),
+            n => trace.push(
+                at,
+                self.step,
+                Direction::FromClient,
+                format!("pong frame x{n}"),
+            ),
+        }
         trace.push(at, self.step, direction, text);
     }
 
@@ -290,10 +332,31 @@ impl Session {
             Err(_) => return Err("the upgrade request did not arrive".to_owned()),
         };
         let offered = subprotocol_of(&head);
+        let fault = options.upgrade.clone().unwrap_or_default();
+        if fault.status.is_some() || fault.accept.is_some() {
+            return self
+                .answer_faulty_upgrade(io, &fault, offered.as_deref())
+                .await;
+        }
+        if !options.answer_upgrade {
+            self.record(
+                Direction::Event,
+                "client connected; upgrade request read and never answered".to_owned(),
+            );
+            self.raw = Some(io);
+            return Ok(());
+        }
         let tcp = Prefixed::new(head, io);
         let mut builder = ServerBuilder::new();
-        let echoed = match &offered {
-            Some(p) if options.echo_subprotocol => {
+        let echoed = match (&offered, &fault.subprotocol) {
+            (_, Some(forced)) => {
+                let value = HeaderValue::from_str(forced).map_err(|e| e.to_string())?;
+                builder = builder
+                    .add_header(HeaderName::from_static("sec-websocket-protocol"), value)
+                    .map_err(|e| e.to_string())?;
+                Some(forced.clone())
+            }
+            (Some(p), None) if options.echo_subprotocol => {
                 let first = p.split(',').next().unwrap_or("").trim().to_owned();
                 let value = HeaderValue::from_str(&first).map_err(|e| e.to_string())?;
                 builder = builder
@@ -303,27 +366,128 @@ impl Session {
             }
             _ => None,
         };
-        let (_request, ws) = match tokio::time::timeout(bound, builder.accept(tcp)).await {
+        let (_request, mut ws) = match tokio::time::timeout(bound, builder.accept(tcp)).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(format!("WebSocket upgrade failed: {e}")),
             Err(_) => return Err("the WebSocket upgrade did not finish".to_owned()),
         };
         let text = match (&offered, &echoed) {
+            (Some(p), Some(e)) if fault.subprotocol.is_some() => format!(
+                "client connected; upgrade offers Sec-WebSocket-Protocol {p:?}; answered {e:?}"
+            ),
             (Some(p), Some(e)) => format!(
                 "client connected; upgrade offers Sec-WebSocket-Protocol {p:?}; echoed {e:?}"
             ),
             (Some(p), None) => {
                 format!("client connected; upgrade offers Sec-WebSocket-Protocol {p:?}; not echoed")
             }
-            (None, _) => "client connected; upgrade offers no Sec-WebSocket-Protocol".to_owned(),
+            (None, Some(e)) => format!(
+                "client connected; upgrade offers no Sec-WebSocket-Protocol; answered {e:?}"
+            ),
+            (None, None) => "client connected; upgrade offers no Sec-WebSocket-Protocol".to_owned(),
         };
         self.record(Direction::Event, text);
+        if let Some(body) = &fault.body {
+            // Bytes after a 101 are WebSocket frames to the client.
+            self.record(
+                Direction::ToClient,
+                format!("{} bytes after the 101 response: {body:?}", body.len()),
+            );
+            write_raw(ws.get_mut(), &[body.as_bytes()])
+                .await
+                .map_err(|e| format!("writing the body failed: {e}"))?;
+        }
         self.ws = Some(ws);
+        Ok(())
+    }
+
+    /// Answers the upgrade request with a non-101 status or a wrong `Sec-WebSocket-Accept`
+    /// (`server_options.upgrade`); the connection then stays raw: only its end can be
+    /// awaited.
+    async fn answer_faulty_upgrade(
+        &mut self,
+        mut io: Box<dyn Io>,
+        fault: &UpgradeFault,
+        offered: Option<&str>,
+    ) -> Result<(), String> {
+        let status = fault.status.unwrap_or(101);
+        let reason = http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Unknown");
+        let mut head = format!("HTTP/1.1 {status} {reason}\r\n");
+        if status == 101 {
+            head.push_str("Upgrade: websocket\r\nConnection: Upgrade\r\n");
+        }
+        // Any accept but the right one: the RFC 6455 example key's value, for another key.
+        let accept = fault
+            .accept
+            .map(|AcceptFault::Wrong| "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        if let Some(a) = accept {
+            head.push_str(&format!("Sec-WebSocket-Accept: {a}\r\n"));
+        }
+        if let Some(p) = fault.subprotocol.as_deref().or(offered) {
+            head.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
+        }
+        let body = fault.body.clone().unwrap_or_default();
+        if status != 101 {
+            head.push_str(&format!(
+                "Content-Type: text/plain\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        head.push_str("\r\n");
+        let first = head.lines().next().unwrap_or_default().to_owned();
+        let mut text = format!("client connected; upgrade answered \"{first}\"");
+        if let Some(a) = accept {
+            text.push_str(&format!(" with Sec-WebSocket-Accept {a} (wrong)"));
+        }
+        if !body.is_empty() {
+            text.push_str(&format!(" and a {}-byte body", body.len()));
+        }
+        self.record(Direction::Event, text);
+        write_raw(&mut io, &[head.as_bytes(), body.as_bytes()])
+            .await
+            .map_err(|e| format!("writing the upgrade response failed: {e}"))?;
+        self.raw = Some(io);
+        Ok(())
+    }
+
+    /// Writes a raw frame (`send_frame`) under the WebSocket library, or on the raw
+    /// connection.
+    async fn send_frame(&mut self, spec: &FrameSpec) -> StepResult {
+        let text = describe_frame(spec);
+        let bytes = build_frame(spec);
+        let times = spec.times.unwrap_or(1);
+        // A flood is one trace line.
+        self.record(
+            Direction::ToClient,
+            match times {
+                1 => text.clone(),
+                n => format!("{text} x{n}"),
+            },
+        );
+        for _ in 0..times {
+            let written = match (self.ws.as_mut(), self.raw.as_mut()) {
+                (Some(ws), _) => write_raw(ws.get_mut(), &[&bytes]).await,
+                (None, Some(raw)) => write_raw(raw, &[&bytes]).await,
+                (None, None) => Err(std::io::Error::other("the connection is already dropped")),
+            };
+            written.map_err(|e| (format!("to send {text}"), format!("send failed: {e}")))?;
+        }
         Ok(())
     }
 
     /// Reads the next message (skipping pings and pongs), records it and returns it.
     async fn recv(&mut self, bound: Duration, pattern: Option<&Pattern>) -> Incoming {
+        if self.ws.is_none()
+            && let Some(raw) = self.raw.as_mut()
+            && !self.ended
+        {
+            let incoming = recv_raw_end(raw, bound).await;
+            self.record_incoming(&incoming);
+            return incoming;
+        }
         let Some(ws) = self.ws.as_mut() else {
             return Incoming::Eof;
         };
@@ -355,35 +519,15 @@ impl Session {
                     let _ = tokio::time::timeout(Duration::ZERO, ws.next()).await;
                     Incoming::Close(detail)
                 }
+                Some(Ok(msg)) if msg.is_pong() => {
+                    self.pongs.set(self.pongs.get() + 1);
+                    continue;
+                }
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => Incoming::Error(e.to_string()),
                 None => Incoming::Eof,
             };
-            match &incoming {
-                Incoming::Binary(_) => {}
-                Incoming::Text(t) => {
-                    self.record(Direction::FromClient, format!("TEXT frame {t:?}"))
-                }
-                Incoming::Close(d) => {
-                    self.ended = true;
-                    self.record(
-                        Direction::FromClient,
-                        format!("WebSocket close frame ({d})"),
-                    );
-                }
-                Incoming::Eof => {
-                    self.ended = true;
-                    self.record(
-                        Direction::Event,
-                        "the client ended the connection (EOF, no close frame)".to_owned(),
-                    );
-                }
-                Incoming::Error(e) => {
-                    self.ended = true;
-                    self.record(Direction::Event, format!("WebSocket error: {e}"));
-                }
-                Incoming::Timeout => {}
-            }
+            self.record_incoming(&incoming);
             if let Incoming::Binary(b) = &incoming
                 && pattern.is_none()
             {
@@ -391,6 +535,34 @@ impl Session {
                 self.record(Direction::FromClient, text);
             }
             return incoming;
+        }
+    }
+
+    /// Records what a read produced (binary messages are recorded by the caller, which
+    /// knows how to decode them) and notes the end of the connection.
+    fn record_incoming(&mut self, incoming: &Incoming) {
+        match incoming {
+            Incoming::Binary(_) => {}
+            Incoming::Text(t) => self.record(Direction::FromClient, format!("TEXT frame {t:?}")),
+            Incoming::Close(d) => {
+                self.ended = true;
+                self.record(
+                    Direction::FromClient,
+                    format!("WebSocket close frame ({d})"),
+                );
+            }
+            Incoming::Eof => {
+                self.ended = true;
+                self.record(
+                    Direction::Event,
+                    "the client ended the connection (EOF, no close frame)".to_owned(),
+                );
+            }
+            Incoming::Error(e) => {
+                self.ended = true;
+                self.record(Direction::Event, format!("WebSocket error: {e}"));
+            }
+            Incoming::Timeout => {}
         }
     }
 
@@ -472,6 +644,28 @@ impl Session {
                     "the mock dropped the TCP connection (no close frame)".to_owned(),
                 );
                 self.ws = None;
+                self.raw = None;
+                self.ended = true;
+                Ok(())
+            }
+            ServerStep::SendFrame(spec) => self.send_frame(spec).await,
+            ServerStep::ResetTcp => {
+                let Some(fd) = self.reset.take() else {
+                    return Err((
+                        "to reset the TCP connection".to_owned(),
+                        "no socket handle (serve_with_reset was not given one)".to_owned(),
+                    ));
+                };
+                socket2::SockRef::from(&fd)
+                    .set_linger(Some(Duration::ZERO))
+                    .map_err(|e| ("to reset the TCP connection".to_owned(), e.to_string()))?;
+                self.record(
+                    Direction::Event,
+                    "the mock reset the TCP connection (RST)".to_owned(),
+                );
+                self.ws = None;
+                self.raw = None;
+                drop(fd);
                 self.ended = true;
                 Ok(())
             }
@@ -582,6 +776,32 @@ fn raw_suffix(b: &Bytes) -> String {
         String::new()
     } else {
         format!(" (raw {})", hex::encode(b))
+    }
+}
+
+/// Writes `parts` under the WebSocket library (or on a raw connection) and flushes them.
+async fn write_raw<W: AsyncWrite + Unpin + ?Sized>(
+    io: &mut W,
+    parts: &[&[u8]],
+) -> std::io::Result<()> {
+    for part in parts {
+        io.write_all(part).await?;
+    }
+    io.flush().await
+}
+
+/// Waits for the end of a connection that is not a WebSocket (bytes are read and
+/// dropped), within `bound`.
+async fn recv_raw_end(io: &mut Box<dyn Io>, bound: Duration) -> Incoming {
+    let deadline = Instant::now() + bound;
+    let mut chunk = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at(deadline, io.read(&mut chunk)).await {
+            Err(_) => return Incoming::Timeout,
+            Ok(Ok(0)) => return Incoming::Eof,
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => return Incoming::Error(e.to_string()),
+        }
     }
 }
 

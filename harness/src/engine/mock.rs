@@ -3,7 +3,8 @@
 //! paused, so a case never waits on the wall clock and its transcript is deterministic.
 
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -12,9 +13,11 @@ use tokio::time::Instant;
 use wisp_cases::ClientCase;
 use wisp_cases::packet::parse_version;
 use wisp_cases::values::{OkOrError, extension_label};
-use wisp_client::transport::{BatchedStream, TokioWebsocketsTransport, WISP_V2_SUBPROTOCOL};
+use wisp_client::transport::{
+    BatchedStream, ConnectOptions, DeferWriteErrors, TokioWebsocketsTransport, upgrade,
+};
 use wisp_client::{ClientMux, WispError};
-use wisp_mock_server::replay::{Script, ScriptOutcome, serve};
+use wisp_mock_server::replay::{Script, ScriptOutcome, serve_with_reset};
 use wisp_mock_server::trace::{SharedTrace, Trace, payload_summary};
 use wisp_testkit::vtime::{Tracked, tracked_pair};
 
@@ -40,6 +43,24 @@ const CLIENT_WORDING: Wording = Wording {
 /// Runs `case` on a paused-clock runtime of its own (the real clock with
 /// `WISP_REAL_TIME=1`, for debugging a suspected virtual-time effect).
 pub(crate) fn run(case: &ClientCase) -> CaseRun {
+    // `repeat: N`: every run must pass; the report is the first failing run's, else the
+    // first run's.
+    let mut first = None;
+    for i in 0..case.runs() {
+        let mut run = run_once(case);
+        if run.error.is_some() || !run.failures.is_empty() {
+            if i > 0 {
+                run.failures
+                    .insert(0, format!("run {} of {} failed", i + 1, case.runs()));
+            }
+            return run;
+        }
+        first.get_or_insert(run);
+    }
+    first.unwrap_or_default()
+}
+
+fn run_once(case: &ClientCase) -> CaseRun {
     let paused = std::env::var_os("WISP_REAL_TIME").is_none_or(|v| v.is_empty() || v == "0");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -73,39 +94,37 @@ struct ClientState {
     handshake: Option<Result<(), WispError>>,
     mux: Option<ClientMux>,
     actor: Option<JoinHandle<Result<(), WispError>>>,
+    /// When the actor future ended (virtual time).
+    actor_ended: Arc<OnceLock<Instant>>,
+    /// When the server script ended (virtual time).
+    script_ended: Option<Instant>,
     /// The streams, the transcript's client lines and the failures of the actions.
     actions: ActionState,
 }
 
-/// Opens the client's WebSocket the way `wisp_client::transport::connect` does (the same
-/// `TokioWebsocketsTransport` over a `BatchedStream`, `Sec-WebSocket-Protocol: wisp-v2` for
-/// v2), but on a given
-/// loopback socket: a `wisp_testkit::vtime::Tracked` one with `TCP_NODELAY`, whose bytes in
-/// flight hold the paused clock still (see that module), so virtual time only moves when
-/// the kernel buffers are empty too.
+/// Opens the client's WebSocket with the client's own upgrade
+/// (`wisp_client::transport::upgrade`, the step `connect` runs after the TCP connect: the
+/// same headers, limits, transport and `connect_timeout` bound), on a given loopback socket:
+/// a `wisp_testkit::vtime::Tracked` one with `TCP_NODELAY`, whose bytes in flight hold the
+/// paused clock still (see that module), so virtual time only moves when the kernel buffers
+/// are empty too.
 async fn open_websocket(
     url: &str,
     io: Tracked<TcpStream>,
     v2: bool,
-) -> Result<TokioWebsocketsTransport<BatchedStream<Tracked<TcpStream>>>, WispError> {
-    let ws_err = |e: tokio_websockets::Error| WispError::WsImplError(std::sync::Arc::new(e));
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| WispError::InvalidArgument(format!("invalid URL {url:?}: {e}")))?;
-    let mut builder = tokio_websockets::ClientBuilder::from_uri(uri);
-    if v2 {
-        builder = builder
-            .add_header(
-                http::HeaderName::from_static("sec-websocket-protocol"),
-                http::HeaderValue::from_static(WISP_V2_SUBPROTOCOL),
-            )
-            .map_err(ws_err)?;
+    spec: &wisp_cases::client::ClientSpec,
+) -> Result<TokioWebsocketsTransport<BatchedStream<DeferWriteErrors<Tracked<TcpStream>>>>, WispError>
+{
+    let connect = if v2 {
+        ConnectOptions::v2()
+    } else {
+        ConnectOptions::v1()
+    };
+    let mut connect = connect.timeout(spec.options.connect_timeout);
+    if let Some(size) = spec.max_message_size {
+        connect = connect.max_message_size(size);
     }
-    let (ws, _response) = builder
-        .connect_on(BatchedStream::new(io))
-        .await
-        .map_err(ws_err)?;
-    Ok(TokioWebsocketsTransport(ws))
+    Ok(upgrade(url, io, &connect).await?.0)
 }
 
 async fn drive_client(
@@ -117,7 +136,7 @@ async fn drive_client(
     let spec = &case.client;
     let handshake = v2_handshake(spec.version, &spec.extensions, &spec.required);
     let log = &mut state.actions.log;
-    let ws = match open_websocket(url, io, handshake.is_some()).await {
+    let ws = match open_websocket(url, io, handshake.is_some(), spec).await {
         Ok(t) => t,
         Err(e) => {
             log.push(format!("connect: error {}", error_text(&e)));
@@ -151,7 +170,12 @@ async fn drive_client(
         exts.join(", ")
     ));
     state.handshake = Some(Ok(()));
-    state.actor = Some(tokio::spawn(actor));
+    let ended = state.actor_ended.clone();
+    state.actor = Some(tokio::spawn(async move {
+        let result = actor.await;
+        let _ = ended.set(Instant::now());
+        result
+    }));
     state.mux = Some(mux.clone());
     run_actions(
         &mux,
@@ -182,7 +206,9 @@ async fn run_in_runtime(
     let trace: SharedTrace = Arc::new(Mutex::new(Trace::default()));
     let mock = tokio::spawn({
         let trace = trace.clone();
-        async move { serve(server_io, &script, trace, start).await }
+        // A duplicate of the socket's descriptor, for `reset_tcp`.
+        let reset = server_io.get_ref().as_fd().try_clone_to_owned().ok();
+        async move { serve_with_reset(server_io, reset, &script, trace, start).await }
     });
 
     let mut state = ClientState::default();
@@ -209,6 +235,7 @@ async fn run_in_runtime(
         Ok(Err(e)) => return Err(format!("the mock server task failed: {e}")),
         Err(_) => None,
     };
+    state.script_ended = Some(Instant::now());
     // Let the client process whatever the script's last steps sent (auto-advance happens
     // only once every task is idle).
     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -337,7 +364,11 @@ async fn check_outcome(case: &ClientCase, state: &mut ClientState, failures: &mu
     // The actor future.
     let step_timeout = case.server_options.step_timeout.0;
     let actor_result = match state.actor.as_mut() {
-        Some(actor) if expect.mux_result.is_some() || actor.is_finished() => {
+        Some(actor)
+            if expect.mux_result.is_some()
+                || expect.mux_ended_within.is_some()
+                || actor.is_finished() =>
+        {
             match tokio::time::timeout(step_timeout, actor).await {
                 Ok(Ok(r)) => Some(Some(r)),
                 // The driver task panicked (or was cancelled): the runtime's error is the
@@ -352,12 +383,37 @@ async fn check_outcome(case: &ClientCase, state: &mut ClientState, failures: &mu
     if matches!(actor_result, Some(Some(_))) {
         state.actor = None;
     }
-    let line = match &actor_result {
+    let mut line = match &actor_result {
         Some(Some(Ok(()))) => "mux: actor finished ok".to_owned(),
         Some(Some(Err(e))) => format!("mux: actor finished with {}", error_text(e)),
         Some(None) => "mux: actor still running".to_owned(),
         None => "mux: no actor (the handshake failed)".to_owned(),
     };
+    if let Some(bound) = &expect.mux_ended_within {
+        // From the script's last step to the end of the actor future, in virtual time.
+        let after = match (state.actor_ended.get(), state.script_ended) {
+            (Some(ended), Some(script)) => Some(ended.saturating_duration_since(script)),
+            _ => None,
+        };
+        match after {
+            Some(after) => {
+                let _ = write!(
+                    line,
+                    " {}ms after the script's last step",
+                    after.as_millis()
+                );
+                if after > bound.0 {
+                    failures.push(format!(
+                        "the actor ended {}ms after the script's last step, expected within {bound}",
+                        after.as_millis()
+                    ));
+                }
+            }
+            None => failures.push(format!(
+                "the actor did not end, expected within {bound} of the script's last step"
+            )),
+        }
+    }
     state.actions.log.push(line);
     if let Some(want) = &expect.mux_result {
         let ok = match (want, &actor_result) {

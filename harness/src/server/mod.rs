@@ -282,7 +282,7 @@ impl CaseCtx {
             offer.push(ClientExtension::Password(ClientPassword {
                 username: Some(user.clone()),
                 password: Some(pass.clone()),
-                layout: *layout,
+                layout: wisp_cases::client::LayoutChoice::Pinned(*layout),
             }));
         }
         if let Some(key) = &self.key {
