@@ -10,13 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
-use tokio::task::{JoinHandle, JoinSet};
 use wisp_cases::Placeholders;
-
-/// Largest UDP payload over IPv4.
-const MAX_DATAGRAM: usize = 65_507;
+use wisp_testkit::{TcpEcho, TcpService, TcpSink, UdpEcho, refused_port_on};
 
 /// What the banner target writes before it closes the connection.
 pub const BANNER: &[u8] = b"wisp-conformance banner\n";
@@ -117,43 +114,27 @@ pub struct Targets {
     pub watch: SocketAddr,
     /// What the watch target saw.
     pub watch_log: WatchLog,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for Targets {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
+    /// The servers (`wisp_testkit`'s targets and four services of their own): dropping
+    /// them stops every target.
+    _running: (TcpEcho, UdpEcho, TcpSink, [TcpService; 4]),
 }
 
 impl Targets {
     /// Binds every target on `ip` (port 0) and starts serving. Must run inside a tokio
     /// runtime.
     pub async fn start(ip: IpAddr) -> std::io::Result<Self> {
-        let mut tasks = Vec::new();
-        let (tcp_echo, t) = serve_tcp(ip, |mut s| async move {
-            let (mut r, mut w) = s.split();
-            if tokio::io::copy(&mut r, &mut w).await.is_ok() {
-                let _ = w.shutdown().await;
-            }
-        })
-        .await?;
-        tasks.push(t);
-        let (discard, t) = serve_tcp(ip, |mut s| async move {
+        let tcp_echo = TcpEcho::bind(ip).await?;
+        let discard = TcpService::bind(ip, |mut s| async move {
             let mut buf = vec![0u8; 64 * 1024];
             while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
         })
         .await?;
-        tasks.push(t);
-        let (banner, t) = serve_tcp(ip, |mut s| async move {
+        let banner = TcpService::bind(ip, |mut s| async move {
             let _ = s.write_all(BANNER).await;
             let _ = s.shutdown().await;
         })
         .await?;
-        tasks.push(t);
-        let (reset, t) = serve_tcp(ip, |mut s| async move {
+        let reset = TcpService::bind(ip, |mut s| async move {
             let mut buf = [0u8; 1024];
             let _ = s.read(&mut buf).await;
             // With a zero linger time, closing the socket sends an RST.
@@ -161,44 +142,22 @@ impl Targets {
             drop(s);
         })
         .await?;
-        tasks.push(t);
         let watch_log = WatchLog::default();
         let log = watch_log.clone();
-        let (watch, t) = serve_tcp(ip, move |s| watch_conn(s, log.clone())).await?;
-        tasks.push(t);
-        let (sink, t) = serve_tcp(ip, |s| async move {
-            // Hold the connection open without reading until the targets stop.
-            let _held = s;
-            std::future::pending::<()>().await;
-        })
-        .await?;
-        tasks.push(t);
-
-        let udp = UdpSocket::bind((ip, 0)).await?;
-        let udp_echo = udp.local_addr()?;
-        tasks.push(tokio::spawn(async move {
-            let mut buf = vec![0u8; MAX_DATAGRAM];
-            loop {
-                // An error (an ICMP unreachable reported late) concerns one peer only.
-                if let Ok((len, peer)) = udp.recv_from(&mut buf).await {
-                    let _ = udp.send_to(&buf[..len], peer).await;
-                }
-            }
-        }));
-
-        // A port that was free a moment ago: connecting to it is refused.
-        let refused = TcpListener::bind((ip, 0)).await?.local_addr()?;
+        let watch = TcpService::bind(ip, move |s| watch_conn(s, log.clone())).await?;
+        let sink = TcpSink::bind(ip).await?;
+        let udp_echo = UdpEcho::bind(ip).await?;
         Ok(Self {
-            tcp_echo,
-            udp_echo,
-            refused,
-            sink,
-            discard,
-            banner,
-            reset,
-            watch,
+            tcp_echo: tcp_echo.addr(),
+            udp_echo: udp_echo.addr(),
+            refused: refused_port_on(ip).await?,
+            sink: sink.addr(),
+            discard: discard.addr(),
+            banner: banner.addr(),
+            reset: reset.addr(),
+            watch: watch.addr(),
             watch_log,
-            tasks,
+            _running: (tcp_echo, udp_echo, sink, [discard, banner, reset, watch]),
         })
     }
 
@@ -258,35 +217,11 @@ async fn watch_conn(mut s: TcpStream, log: WatchLog) {
     log.update(|conns| conns[index].closed = true);
 }
 
-async fn serve_tcp<F, Fut>(ip: IpAddr, handle: F) -> std::io::Result<(SocketAddr, JoinHandle<()>)>
-where
-    F: Fn(TcpStream) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let listener = TcpListener::bind((ip, 0)).await?;
-    let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        // The connections die with the accept task (JoinSet aborts them on drop).
-        let mut conns = JoinSet::new();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        let _ = stream.set_nodelay(true);
-                        conns.spawn(handle(stream));
-                    }
-                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-                },
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            }
-        }
-    });
-    Ok((addr, task))
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
+
+    use tokio::net::{TcpStream, UdpSocket};
 
     use super::*;
 
