@@ -120,13 +120,21 @@ on its own WebSocket, a few at a time, every wait bounded by --timeout.
 
 Each case gets a verdict: OK, NON-STRICT (a should is not met), INFORMATIONAL (the spec \
 leaves it open; what happened is recorded), UNSUPPORTED (an optional feature the server \
-does not advertise), FAILED (a must is broken), or ERROR (the case could not connect). \
-Cases with a close judge get a second verdict for the CLOSE reason the server chose.
+does not advertise), FAILED (a must is broken), ERROR (the case could not connect), or \
+NOT RUN (the server was down). Cases with a close judge get a second verdict for the \
+CLOSE reason the server chose.
 
-Exit codes: 0 the gate passed; 1 conformance failures: a FAILED verdict (NON-STRICT too \
-with --strict), or with --expect any verdict that differs from the baseline; 2 harness \
-or connection errors (the other cases still run), bad options or case files, or a \
-filter that matches nothing.";
+After a case that ends abnormally the harness checks that the server still serves (a \
+fresh upgrade, handshake and echo). If it does not, that case is FAILED: \"the server \
+crashed (connection refused after this case)\" or \"the server froze (no upgrade within \
+N s after this case)\". Later cases are NOT RUN (\"not run: the server is down since \
+<case>\"); with --spawn the harness restarts the server instead and goes on.
+
+Exit codes: 0 the gate passed; 1 conformance failures: a FAILED verdict (a crash or \
+freeze too; NON-STRICT too with --strict), or with --expect any verdict that differs \
+from the baseline; 2 harness or connection errors (the other cases still run; a server \
+that was never reachable), bad options or case files, or a filter that matches \
+nothing.";
 
 /// How the password record is laid out.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -208,6 +216,11 @@ struct ServerArgs {
     /// The address the loopback targets bind, and that cases ask the server to reach.
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
     targets_bind: IpAddr,
+    /// Start the server under test with this command (run by `sh -c`; `{port}` here and in
+    /// URL becomes a free port), restart it after a crash or a freeze, and add the tail of
+    /// its stderr to the report of the case that took it down.
+    #[arg(long, value_name = "CMD")]
+    spawn: Option<String>,
     /// List the selected cases (ID, level, needs, title) instead of running them.
     #[arg(long)]
     list: bool,
@@ -574,6 +587,7 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
     let mut config = ServerConfig::new(&args.url, mode);
     config.cases_dir = dir;
     config.bind = args.targets_bind;
+    config.spawn = args.spawn.clone();
     if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 600.0) {
         return Err("--timeout takes seconds between 0 and 600".to_owned());
     }

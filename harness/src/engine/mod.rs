@@ -98,6 +98,11 @@ pub(crate) struct CaseRun {
     pub(crate) error: Option<String>,
     /// The subject lacks a feature the case needs: UNSUPPORTED, for this reason.
     pub(crate) unsupported: Option<String>,
+    /// The case fails whatever its level, for this reason (put first): the server under
+    /// test crashed or froze during it.
+    pub(crate) fatal: Option<String>,
+    /// The case was not run (the server under test was down), for this reason.
+    pub(crate) not_run: Option<String>,
     /// The CLOSE-reason column.
     pub(crate) close: Option<CloseColumn>,
     /// The transcript or wire log.
@@ -122,7 +127,7 @@ fn finish(
     meta: &Meta,
     role: Role,
     expected: Option<Verdict>,
-    run: CaseRun,
+    mut run: CaseRun,
     duration: Duration,
 ) -> CaseReport {
     let mut report = CaseReport::new(meta, role);
@@ -136,12 +141,22 @@ fn finish(
         report.error = Some(e);
         return report;
     }
+    if let Some(why) = run.not_run {
+        report.not_run = Some(why);
+        return report;
+    }
     if let Some(why) = run.unsupported {
         report.verdict = Verdict::Unsupported;
         report.reasons = vec![why];
         return report;
     }
-    report.verdict = Verdict::judge(meta.level, &run.failures);
+    report.verdict = match run.fatal.take() {
+        Some(why) => {
+            run.failures.insert(0, why);
+            Verdict::Failed
+        }
+        None => Verdict::judge(meta.level, &run.failures),
+    };
     if role == Role::Client {
         let t = &mut report.transcript;
         t.push_str(&format!("== verdict ==\n{}\n", report.verdict));

@@ -33,10 +33,12 @@
 
 pub mod baseline;
 pub mod checks;
+mod health;
 mod library;
 mod probe;
 mod script;
 mod session;
+mod spawn;
 mod targets;
 
 use std::collections::HashMap;
@@ -56,12 +58,14 @@ use wisp_cases::{Case, ServerCase, load_case_str_with};
 use wisp_client::proto::PasswordLayout;
 
 pub use probe::Probe;
+pub use spawn::PORT_PLACEHOLDER;
 pub use targets::{BANNER, Targets};
 
 use crate::engine::CaseRun;
 use crate::engine::judge::judge_close;
 use crate::report::ServerInfo;
 use checks::RunChecks;
+use health::{AfterCase, Before, Health};
 use probe::CapCheck;
 use session::Recorder;
 
@@ -105,6 +109,10 @@ pub struct ServerConfig {
     pub bind: IpAddr,
     /// The cases directory (the file paths of the cases are under it).
     pub cases_dir: PathBuf,
+    /// `--spawn`: the command that starts the server under test (run by `sh -c`;
+    /// `{port}` in it and in `url` is replaced by a free port). The harness restarts it
+    /// after a crash or a freeze.
+    pub spawn: Option<String>,
 }
 
 impl ServerConfig {
@@ -120,6 +128,7 @@ impl ServerConfig {
             step_timeout: Duration::from_secs(5),
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             cases_dir: crate::default_cases_dir(),
+            spawn: None,
         }
     }
 }
@@ -303,6 +312,7 @@ pub(crate) struct ServerRun {
     placeholders: wisp_cases::Placeholders,
     probe: Probe,
     checks: RunChecks,
+    health: Health,
 }
 
 impl ServerRun {
@@ -311,19 +321,43 @@ impl ServerRun {
     /// # Errors
     ///
     /// A URL the harness cannot use, or targets that cannot bind.
-    pub(crate) async fn start(config: ServerConfig) -> Result<Self, String> {
+    pub(crate) async fn start(mut config: ServerConfig) -> Result<Self, String> {
+        let port = match &config.spawn {
+            Some(_) => Some(spawn::free_port()?.to_string()),
+            None => None,
+        };
+        if let Some(port) = &port {
+            config.url = config.url.replace(PORT_PLACEHOLDER, port);
+        }
         session::check_url(&config.url)?;
         let targets = Targets::start(config.bind)
             .await
             .map_err(|e| format!("cannot start the loopback targets on {}: {e}", config.bind))?;
+        let spawned = match (&config.spawn, &port) {
+            (Some(command), Some(port)) => {
+                let command = command.replace(PORT_PLACEHOLDER, port);
+                let mut spawned = spawn::Spawned::start(&command)?;
+                health::wait_serving(&mut spawned, &config, targets.tcp_echo)
+                    .await
+                    .map_err(|e| format!("--spawn {command:?}: {e}"))?;
+                Some(spawned)
+            }
+            _ => None,
+        };
         let placeholders = targets.placeholders(config.blocked.as_ref());
-        let probe = Probe::run(&config).await;
+        // Whether the server serves at all (an echo): only then can it go down later.
+        let (probe, alive) = tokio::join!(
+            Probe::run(&config),
+            health::check_alive(&config, targets.tcp_echo)
+        );
+        let health = Health::new(alive.is_ok(), spawned);
         Ok(Self {
             config: Arc::new(config),
             targets,
             placeholders,
             probe,
             checks: RunChecks::default(),
+            health,
         })
     }
 
@@ -354,9 +388,67 @@ impl ServerRun {
         self.checks.reports()
     }
 
-    /// Runs one case: loads it again with the run's target addresses, checks the
-    /// capabilities it needs, then plays it.
+    /// Runs one case, and attributes a crash or a freeze of the server to it
+    /// ([`health`]): a case that ends abnormally is followed by a liveness check; one
+    /// that took the server down is FAILED; cases after it are NOT RUN, or, with
+    /// `--spawn`, run on the restarted server (a case that was running beside the
+    /// culprit runs once more).
     pub(crate) async fn run(&self, case: &ServerCase) -> CaseRun {
+        let mut reruns = 0;
+        loop {
+            let generation = match self.health.before().await {
+                Before::Run(g) => g,
+                Before::Down(why) => {
+                    return CaseRun {
+                        not_run: Some(why),
+                        ..CaseRun::default()
+                    };
+                }
+            };
+            let running = self.health.start(&case.meta.id).await;
+            let (mut run, connected) = self.run_once(case).await;
+            if run.error.is_none() && run.failures.is_empty() {
+                drop(running);
+                self.health.finished(&case.meta.id).await;
+                return run;
+            }
+            let after = self
+                .health
+                .after_abnormal(
+                    &case.meta.id,
+                    generation,
+                    connected,
+                    &self.config,
+                    self.targets.tcp_echo,
+                )
+                .await;
+            drop(running);
+            match after {
+                AfterCase::Alive => return run,
+                AfterCase::Culprit { reason, transcript } => {
+                    run.error = None;
+                    run.fatal = Some(reason);
+                    if !run.transcript.is_empty() && !transcript.is_empty() {
+                        run.transcript.push('\n');
+                    }
+                    run.transcript.push_str(transcript.trim_end());
+                    return run;
+                }
+                AfterCase::Casualty { rerun: true, .. } if reruns == 0 => reruns += 1,
+                AfterCase::Casualty { reason, .. } => {
+                    return CaseRun {
+                        not_run: Some(reason),
+                        transcript: run.transcript,
+                        ..CaseRun::default()
+                    };
+                }
+            }
+        }
+    }
+
+    /// Runs one case: loads it again with the run's target addresses, checks the
+    /// capabilities it needs, then plays it. Also says whether its connection opened.
+    async fn run_once(&self, case: &ServerCase) -> (CaseRun, bool) {
         let loaded = load_case_str_with(
             &self.config.cases_dir,
             &case.meta.path,
@@ -365,25 +457,34 @@ impl ServerRun {
         );
         match loaded {
             Ok(Case::Server(case)) => self.run_loaded(&case).await,
-            Ok(Case::Client(_)) => CaseRun::error("the case no longer loads as a server-role case"),
-            Err(e) => CaseRun::error(format!(
-                "the case does not load with the run's targets: {e}"
-            )),
+            Ok(Case::Client(_)) => (
+                CaseRun::error("the case no longer loads as a server-role case"),
+                true,
+            ),
+            Err(e) => (
+                CaseRun::error(format!(
+                    "the case does not load with the run's targets: {e}"
+                )),
+                true,
+            ),
         }
     }
 
-    async fn run_loaded(&self, case: &ServerCase) -> CaseRun {
+    async fn run_loaded(&self, case: &ServerCase) -> (CaseRun, bool) {
         let config = &self.config;
         for cap in &case.requires {
             match self.probe.check(*cap, config) {
                 CapCheck::Present => {}
                 CapCheck::Absent(why) => {
-                    return CaseRun {
+                    let run = CaseRun {
                         unsupported: Some(format!("needs {cap}: {why}")),
                         ..CaseRun::default()
                     };
+                    return (run, true);
                 }
-                CapCheck::Unknown(why) => return CaseRun::error(format!("needs {cap}: {why}")),
+                CapCheck::Unknown(why) => {
+                    return (CaseRun::error(format!("needs {cap}: {why}")), true);
+                }
             }
         }
         let ctx = match CaseCtx::new(
@@ -393,7 +494,7 @@ impl ServerRun {
             self.targets.watch_log.clone(),
         ) {
             Ok(c) => c,
-            Err(e) => return CaseRun::error(e),
+            Err(e) => return (CaseRun::error(e), true),
         };
         let rec = Recorder::new(self.checks.clone(), &case.meta.id);
         let deadline = case.timeout().max(config.step_timeout * 2);
@@ -422,10 +523,11 @@ impl ServerRun {
         };
         let transcript = rec.lines().join("\n");
         if let Some(e) = body.conn_error {
-            return CaseRun {
+            let run = CaseRun {
                 transcript,
                 ..CaseRun::error(format!("connection error: {e}"))
             };
+            return (run, false);
         }
         let mut failures = body.failures.clone();
         if let Some(want) = &case.expect.subprotocol {
@@ -459,11 +561,12 @@ impl ServerRun {
             let seen = id.and_then(|id| rec.close_on(id));
             judge_close(judge, id, seen)
         });
-        CaseRun {
+        let run = CaseRun {
             failures,
             close,
             transcript,
             ..CaseRun::default()
-        }
+        };
+        (run, true)
     }
 }
