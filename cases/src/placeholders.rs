@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 /// Values for the `${name.field}` placeholders of server-role cases: the addresses of the
 /// loopback targets the harness starts (`tcp_echo`, `udp_echo`, `refused`, `sink`,
-/// `discard`, `banner`, `reset`, `watch`) and of the configured `blocked` destination, each with `.host`
+/// `discard`, `banner`, `reset`, `watch`, `full_backlog`) and of the configured `blocked` destination, each with `.host`
 /// and `.port`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Placeholders {
@@ -15,7 +15,16 @@ pub struct Placeholders {
 
 /// The target names a placeholder may use.
 pub const TARGET_NAMES: &[&str] = &[
-    "tcp_echo", "udp_echo", "refused", "sink", "discard", "banner", "reset", "watch", "blocked",
+    "tcp_echo",
+    "udp_echo",
+    "refused",
+    "sink",
+    "discard",
+    "banner",
+    "reset",
+    "watch",
+    "full_backlog",
+    "blocked",
 ];
 
 impl Default for Placeholders {

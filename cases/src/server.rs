@@ -258,6 +258,11 @@ pub enum ClientStep {
     ExpectEof,
     /// The connection still works: a new TCP stream to the echo target echoes a probe.
     Alive,
+    /// Another connection works while this one's state stands (a stalled stream, a
+    /// pending CONNECT): a fresh WebSocket, the run's handshake and a stream to the echo
+    /// target echo a probe within the step timeout. A server-wide stall fails the case
+    /// outright (FAILED, whatever its level).
+    AliveElsewhere,
     /// Wait.
     Pause(Dur),
     /// End the connection: a WebSocket close frame, then the TCP connection is closed.

@@ -115,8 +115,20 @@ fn spawned(jobs: usize) {
     ));
     let report = run(config, jobs);
     let culprit = by_id(&report, CULPRIT);
-    println!("  {CULPRIT}: {}", culprit.reasons[0]);
-    assert_eq!(culprit.verdict, Verdict::Failed, "{culprit:?}");
+    let rows: Vec<String> = report
+        .cases
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {:?} {:?}",
+                c.id,
+                c.label(),
+                c.reasons.first(),
+                c.not_run
+            )
+        })
+        .collect();
+    assert_eq!(culprit.verdict, Verdict::Failed, "{rows:#?}\n{culprit:?}");
     assert!(
         culprit.reasons[0].contains(
             "the server crashed (the process exited with exit status: 101 after this case)"

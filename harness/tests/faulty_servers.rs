@@ -193,3 +193,27 @@ async fn oversized_data_frames_are_recorded_and_non_strict() {
         .expect("the size is recorded");
     assert!(size > 0 && size <= LARGEST_DATA_LIMIT, "{}", row.transcript);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_wide_stall_during_an_isolation_case_is_failed() {
+    let id = "server.flow.slow-connect-isolated";
+    let blocking = run_against(
+        FaultConfig {
+            connect_blocking: true,
+            ..FaultConfig::default()
+        },
+        RunMode::V2,
+        &[id],
+    )
+    .await;
+    let case = by_id(&blocking, id);
+    assert_eq!(case.verdict, Verdict::Failed, "{case:?}");
+    let reasons = case.reasons.join("\n");
+    assert!(
+        reasons.contains("the whole server stalled: another connection did not work"),
+        "{reasons}"
+    );
+    let correct = run_against(FaultConfig::default(), RunMode::V2, &[id]).await;
+    let case = by_id(&correct, id);
+    assert_eq!(case.verdict, Verdict::Ok, "{case:?}");
+}

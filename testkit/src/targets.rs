@@ -313,35 +313,64 @@ impl FullBacklogTarget {
     /// If binding fails, if a filling connect fails outright, or if the queue
     /// does not fill within 64 connections.
     pub async fn start() -> FullBacklogTarget {
-        let socket = TcpSocket::new_v4().expect("a TCP socket for the full-backlog target");
-        socket
-            .bind((Ipv4Addr::LOCALHOST, 0).into())
-            .expect("bind the full-backlog target on 127.0.0.1:0");
-        let listener = socket.listen(0).expect("listen with backlog 0");
-        let addr = listener.local_addr().expect("full-backlog target address");
+        match Self::bind(Ipv4Addr::LOCALHOST.into()).await {
+            Ok(t) => t,
+            Err(e) => panic!("the full-backlog target: {e}"),
+        }
+    }
+
+    /// Binds `(ip, 0)` with backlog 0 and fills its accept queue (connecting from this
+    /// host; an unspecified `ip` is filled through loopback).
+    ///
+    /// # Errors
+    ///
+    /// If binding fails, if a filling connect fails outright, or if the queue does not
+    /// fill within 64 connections.
+    pub async fn bind(ip: IpAddr) -> std::io::Result<FullBacklogTarget> {
+        let socket = if ip.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind((ip, 0).into())?;
+        let listener = socket.listen(0)?;
+        let addr = listener.local_addr()?;
+        let mut to = addr;
+        if ip.is_unspecified() {
+            to.set_ip(match ip {
+                IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
         let mut held = Vec::new();
         loop {
-            assert!(
-                held.len() < BACKLOG_MAX_FILL,
-                "the accept queue of {addr} did not fill within {BACKLOG_MAX_FILL} connections"
-            );
-            match tokio::time::timeout(BACKLOG_PROBE, TcpStream::connect(addr)).await {
+            if held.len() >= BACKLOG_MAX_FILL {
+                return Err(std::io::Error::other(format!(
+                    "the accept queue of {addr} did not fill within {BACKLOG_MAX_FILL} connections"
+                )));
+            }
+            match tokio::time::timeout(BACKLOG_PROBE, TcpStream::connect(to)).await {
                 Ok(Ok(stream)) => held.push(stream),
-                Ok(Err(e)) => panic!("filling the accept queue of {addr}: {e}"),
+                Ok(Err(e)) => {
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!("filling the accept queue of {addr}: {e}"),
+                    ));
+                }
                 // This connect's SYN was dropped: the queue is full. The
                 // pending connect is abandoned (its socket closed).
                 Err(_) => break,
             }
         }
-        FullBacklogTarget {
+        Ok(FullBacklogTarget {
             addr,
             fillers: held.len(),
             _listener: listener,
             _held: held,
-        }
+        })
     }
 
-    /// Where it listens (`127.0.0.1:P`).
+    /// Where it listens (`127.0.0.1:P` from [`FullBacklogTarget::start`]).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

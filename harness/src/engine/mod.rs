@@ -266,6 +266,10 @@ pub async fn run_suite(
     let prepared = Arc::new(Prepared::start(subject).await?);
     debug_assert_eq!(prepared.role(), role);
     let semaphore = Arc::new(Semaphore::new(options.jobs.max(1)));
+    // Cases start in suite order (with `-j 1`, one after the other in that order): each
+    // waits for its turn, then for a permit.
+    let turn = Arc::new(tokio::sync::watch::Sender::new(0usize));
+    let mut started_in_order = 0usize;
     let mut not_applicable = Vec::new();
     let mut slots: Vec<Option<CaseReport>> = Vec::new();
     let mut set = JoinSet::new();
@@ -288,8 +292,13 @@ pub async fn run_suite(
         let prepared = prepared.clone();
         let semaphore = semaphore.clone();
         let case = case.clone();
+        let turn = turn.clone();
+        let my_turn = started_in_order;
+        started_in_order += 1;
         set.spawn(async move {
+            let _ = turn.subscribe().wait_for(|t| *t >= my_turn).await;
             let _permit = semaphore.acquire_owned().await;
+            turn.send_modify(|t| *t += 1);
             let started = Instant::now();
             let run = match std::panic::AssertUnwindSafe(prepared.run(&case))
                 .catch_unwind()

@@ -33,7 +33,7 @@ use wisp_client::transport::{TokioWebsocketsTransport, TransportExt};
 use wisp_client::{ClientMux, MuxOptions};
 
 use super::spawn::{STDERR_TAIL, Spawned};
-use super::{RunMode, ServerConfig, session};
+use super::{RunMode, ServerConfig, offer, session};
 use crate::engine::ours::{open_mux, v2_handshake};
 
 /// What the echo of a liveness check carries.
@@ -59,7 +59,8 @@ impl Dead {
 }
 
 /// Checks that the server at `config.url` serves: TCP connect, WebSocket upgrade, the
-/// run's handshake, and one echo through `tcp_echo`, each bounded by the step timeout.
+/// run's handshake (with the run's credentials), and one echo through `tcp_echo`, each
+/// bounded by the step timeout.
 pub(crate) async fn check_alive(config: &ServerConfig, tcp_echo: SocketAddr) -> Result<(), Dead> {
     let bound = config.step_timeout;
     let secs = format!("{:.1} s", bound.as_secs_f64());
@@ -101,7 +102,11 @@ pub(crate) async fn check_alive(config: &ServerConfig, tcp_echo: SocketAddr) -> 
         RunMode::V1 => VersionSel::V1,
         RunMode::V2 => VersionSel::V2,
     };
-    let handshake = v2_handshake(version, &[], &[]);
+    let password = config
+        .credentials
+        .clone()
+        .map(|(user, pass)| (user, pass, config.password_layout));
+    let handshake = v2_handshake(version, &offer(password.as_ref(), config.key.as_ref()), &[]);
     let (mux, driver) = open_mux(rx, tx, handshake, options, &[])
         .await
         .map_err(|e| Dead::Froze(format!("no Wisp handshake within {secs}: {e}")))?;
@@ -167,8 +172,8 @@ struct State {
     generation: u64,
     /// The server is down (and not restarted), since this case (and why).
     down: Option<String>,
-    /// The server served an echo at least once (a liveness check, or a case that ended
-    /// normally).
+    /// A liveness check passed at least once (at the start, or after a case): only a
+    /// server that served an echo can go down.
     ever_alive: bool,
     /// The case that ended last, for a server found down before a case could connect.
     last_finished: Option<String>,
@@ -267,7 +272,6 @@ impl Health {
     /// Notes that `case` ended normally.
     pub(crate) async fn finished(&self, case: &str) {
         let mut state = self.state.lock().await;
-        state.ever_alive = true;
         state.last_finished = Some(case.to_owned());
     }
 
@@ -283,6 +287,11 @@ impl Health {
         tcp_echo: SocketAddr,
     ) -> AfterCase {
         let mut state = self.state.lock().await;
+        if !state.ever_alive {
+            // It never served an echo: there is nothing to attribute (and a stalling
+            // server would cost a full timeout per check).
+            return AfterCase::Alive;
+        }
         if state.generation != generation || state.down.is_some() {
             // Another case found the server down (and maybe restarted it) meanwhile.
             let since = state
@@ -296,18 +305,13 @@ impl Health {
                 rerun: state.down.is_none(),
             };
         }
-        let dead = match check_alive(config, tcp_echo).await {
+        let mut dead = match check_alive(config, tcp_echo).await {
             Ok(()) => {
-                state.ever_alive = true;
                 state.last_finished = Some(case.to_owned());
                 return AfterCase::Alive;
             }
             Err(dead) => dead,
         };
-        if !state.ever_alive {
-            return AfterCase::Alive;
-        }
-        let mut dead = dead;
         let mut transcript = String::new();
         if let Some(spawned) = state.spawned.as_mut() {
             // A crashing process may need a moment to exit (and to write its last lines).

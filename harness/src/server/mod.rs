@@ -152,6 +152,8 @@ pub(crate) struct Body {
     pub(crate) ids: HashMap<String, u32>,
     /// The subprotocol the server echoed.
     pub(crate) echoed: Option<String>,
+    /// A failure that fails the case whatever its level (the whole server stalled).
+    pub(crate) fatal: Option<String>,
 }
 
 impl Body {
@@ -286,22 +288,31 @@ impl CaseCtx {
     /// The extensions our client offers in this case's v2 handshake: UDP and MOTD, and the
     /// credentials and key of `connect`, when there are some.
     pub(crate) fn offer(&self) -> Vec<ClientExtension> {
-        let mut offer = vec![ClientExtension::Udp, ClientExtension::Motd];
-        if let Some((user, pass, layout)) = &self.password {
-            offer.push(ClientExtension::Password(ClientPassword {
-                username: Some(user.clone()),
-                password: Some(pass.clone()),
-                layout: *layout,
-            }));
-        }
-        if let Some(key) = &self.key {
-            offer.push(ClientExtension::CertAuth(ClientCertAuth {
-                key: None,
-                signing_key: Some(key.clone()),
-            }));
-        }
-        offer
+        offer(self.password.as_ref(), self.key.as_ref())
     }
+}
+
+/// The extensions our client offers in a v2 handshake: UDP and MOTD, and these
+/// credentials and key, when there are some.
+pub(crate) fn offer(
+    password: Option<&(String, String, PasswordLayout)>,
+    key: Option<&SigningKey>,
+) -> Vec<ClientExtension> {
+    let mut offer = vec![ClientExtension::Udp, ClientExtension::Motd];
+    if let Some((user, pass, layout)) = password {
+        offer.push(ClientExtension::Password(ClientPassword {
+            username: Some(user.clone()),
+            password: Some(pass.clone()),
+            layout: *layout,
+        }));
+    }
+    if let Some(key) = key {
+        offer.push(ClientExtension::CertAuth(ClientCertAuth {
+            key: None,
+            signing_key: Some(key.clone()),
+        }));
+    }
+    offer
 }
 
 /// A server-role run, prepared: the configuration, the loopback targets (alive until the
@@ -407,7 +418,7 @@ impl ServerRun {
             };
             let running = self.health.start(&case.meta.id).await;
             let (mut run, connected) = self.run_once(case).await;
-            if run.error.is_none() && run.failures.is_empty() {
+            if run.error.is_none() && run.failures.is_empty() && run.fatal.is_none() {
                 drop(running);
                 self.health.finished(&case.meta.id).await;
                 return run;
@@ -427,7 +438,9 @@ impl ServerRun {
                 AfterCase::Alive => return run,
                 AfterCase::Culprit { reason, transcript } => {
                     run.error = None;
-                    run.fatal = Some(reason);
+                    if let Some(stalled) = run.fatal.replace(reason) {
+                        run.failures.insert(0, stalled);
+                    }
                     if !run.transcript.is_empty() && !transcript.is_empty() {
                         run.transcript.push('\n');
                     }
@@ -565,6 +578,7 @@ impl ServerRun {
             failures,
             close,
             transcript,
+            fatal: body.fatal,
             ..CaseRun::default()
         };
         (run, true)

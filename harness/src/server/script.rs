@@ -75,7 +75,13 @@ pub(crate) async fn run_script(case: &Case, ctx: &CaseCtx, rec: &Recorder) -> Bo
         if let Err((want, got)) = client.step(&step.value).await {
             let failure = format!("step #{i}: expected {want}; got {got}");
             rec.event(format!("FAILED: {failure}"));
-            body.failures.push(failure);
+            if matches!(step.value, ClientStep::AliveElsewhere) {
+                body.fatal = Some(format!(
+                    "the whole server stalled: another connection did not work while this one's stall was in progress (step #{i}: {got})"
+                ));
+            } else {
+                body.failures.push(failure);
+            }
             break;
         }
     }
@@ -167,6 +173,7 @@ impl RawClient<'_> {
                 }
             }
             ClientStep::Alive => self.alive().await,
+            ClientStep::AliveElsewhere => self.alive_elsewhere().await,
             ClientStep::Pause(d) => {
                 self.rec.event(format!("pause {d}"));
                 tokio::time::sleep(d.0).await;
@@ -552,6 +559,21 @@ impl RawClient<'_> {
         self.rec.sent(&close, false);
         let _ = self.send(Message::binary(close), &[], false).await;
         Ok(())
+    }
+
+    /// Checks that another connection works meanwhile (a fresh WebSocket, handshake and
+    /// echo), leaving this one as it is.
+    async fn alive_elsewhere(&mut self) -> StepResult {
+        let want = "another connection to work meanwhile (a fresh WebSocket, handshake and echo)";
+        self.rec
+            .event("checking another connection (fresh WebSocket, handshake, echo)".to_owned());
+        match super::health::check_alive(&self.ctx.config, self.ctx.tcp_echo).await {
+            Ok(()) => {
+                self.rec.event("the other connection works".to_owned());
+                Ok(())
+            }
+            Err(dead) => Err((want.to_owned(), dead.after("meanwhile"))),
+        }
     }
 
     /// Waits (at most `within`) until the server sends a CLOSE on `id`.

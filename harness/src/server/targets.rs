@@ -1,8 +1,9 @@
 //! The destinations the server under test connects to on the harness's behalf: a TCP
 //! echo, a UDP echo, a port that refuses, a TCP sink that never reads, a TCP discard
 //! (reads and drops), a banner (writes one line, then closes), a reset (resets the
-//! connection once data arrives) and a watch (an echo that records when each connection
-//! ends, [`WatchLog`]). They bind the address given (loopback by default) and live as long
+//! connection once data arrives), a watch (an echo that records when each connection
+//! ends, [`WatchLog`]) and a full backlog (a listener whose accept queue is full: a
+//! connect to it hangs in the kernel). They bind the address given (loopback by default) and live as long
 //! as the [`Targets`] value.
 
 use std::net::{IpAddr, SocketAddr};
@@ -13,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use wisp_cases::Placeholders;
-use wisp_testkit::{TcpEcho, TcpService, TcpSink, UdpEcho, refused_port_on};
+use wisp_testkit::{FullBacklogTarget, TcpEcho, TcpService, TcpSink, UdpEcho, refused_port_on};
 
 /// What the banner target writes before it closes the connection.
 pub const BANNER: &[u8] = b"wisp-conformance banner\n";
@@ -114,9 +115,18 @@ pub struct Targets {
     pub watch: SocketAddr,
     /// What the watch target saw.
     pub watch_log: WatchLog,
+    /// A listener whose accept queue is full and never drained: a connect to it hangs in
+    /// the kernel (the destination slowest to connect).
+    pub full_backlog: SocketAddr,
     /// The servers (`wisp_testkit`'s targets and four services of their own): dropping
     /// them stops every target.
-    _running: (TcpEcho, UdpEcho, TcpSink, [TcpService; 4]),
+    _running: (
+        TcpEcho,
+        UdpEcho,
+        TcpSink,
+        FullBacklogTarget,
+        [TcpService; 4],
+    ),
 }
 
 impl Targets {
@@ -147,6 +157,7 @@ impl Targets {
         let watch = TcpService::bind(ip, move |s| watch_conn(s, log.clone())).await?;
         let sink = TcpSink::bind(ip).await?;
         let udp_echo = UdpEcho::bind(ip).await?;
+        let full_backlog = FullBacklogTarget::bind(ip).await?;
         Ok(Self {
             tcp_echo: tcp_echo.addr(),
             udp_echo: udp_echo.addr(),
@@ -157,7 +168,14 @@ impl Targets {
             reset: reset.addr(),
             watch: watch.addr(),
             watch_log,
-            _running: (tcp_echo, udp_echo, sink, [discard, banner, reset, watch]),
+            full_backlog: full_backlog.addr(),
+            _running: (
+                tcp_echo,
+                udp_echo,
+                sink,
+                full_backlog,
+                [discard, banner, reset, watch],
+            ),
         })
     }
 
@@ -174,7 +192,7 @@ impl Targets {
     }
 
     /// `(name, address)` of every target.
-    pub fn list(&self) -> [(&'static str, SocketAddr); 8] {
+    pub fn list(&self) -> [(&'static str, SocketAddr); 9] {
         [
             ("tcp_echo", self.tcp_echo),
             ("udp_echo", self.udp_echo),
@@ -184,6 +202,7 @@ impl Targets {
             ("banner", self.banner),
             ("reset", self.reset),
             ("watch", self.watch),
+            ("full_backlog", self.full_backlog),
         ]
     }
 }
