@@ -217,3 +217,46 @@ async fn a_server_wide_stall_during_an_isolation_case_is_failed() {
     let case = by_id(&correct, id);
     assert_eq!(case.verdict, Verdict::Ok, "{case:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_udp_bursts_fail_the_burst_case() {
+    let id = "server.udp.burst-boundaries";
+    let merging = run_against(
+        FaultConfig {
+            merge_udp: true,
+            ..FaultConfig::default()
+        },
+        RunMode::V2,
+        &[id],
+    )
+    .await;
+    let case = by_id(&merging, id);
+    assert_eq!(case.verdict, Verdict::NonStrict, "{case:?}");
+    let reasons = case.reasons.join("\n");
+    assert!(
+        reasons.contains("datagrams merged into one DATA"),
+        "{reasons}"
+    );
+    let correct = run_against(FaultConfig::default(), RunMode::V2, &[id]).await;
+    let case = by_id(&correct, id);
+    assert_eq!(case.verdict, Verdict::Ok, "{case:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_lost_at_exact_credit_fails_the_case() {
+    let id = "server.flow.exact-credit-no-loss";
+    let lossy = run_against(
+        FaultConfig {
+            ignore_in_flight_credit: true,
+            ..FaultConfig::default()
+        },
+        RunMode::V2,
+        &[id],
+    )
+    .await;
+    let case = by_id(&lossy, id);
+    assert_eq!(case.verdict, Verdict::Failed, "{case:?}");
+    let correct = run_against(FaultConfig::default(), RunMode::V2, &[id]).await;
+    let case = by_id(&correct, id);
+    assert_eq!(case.verdict, Verdict::Ok, "{case:?}");
+}

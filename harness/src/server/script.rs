@@ -157,6 +157,11 @@ impl RawClient<'_> {
                 let id = self.resolve(&e.stream)?;
                 self.expect_echo(id, e.timeout.map_or(bound, |d| d.0)).await
             }
+            ClientStep::ExpectDatagrams(e) => {
+                let id = self.resolve(&e.stream)?;
+                let within = e.within.map_or(bound, |d| d.0);
+                self.expect_datagrams(id, e.count, e.len, within).await
+            }
             ClientStep::ExpectEof => {
                 let deadline = Instant::now() + bound;
                 loop {
@@ -428,6 +433,70 @@ impl RawClient<'_> {
                 other => return Err((want, self.got_text(other, bound))),
             }
         }
+    }
+
+    async fn expect_datagrams(
+        &mut self,
+        id: u32,
+        count: usize,
+        len: usize,
+        within: Duration,
+    ) -> StepResult {
+        let want = format!(
+            "{count} DATA packets of exactly {len} bytes on stream {id} (one per datagram)"
+        );
+        let deadline = Instant::now() + within;
+        let mut got = 0usize;
+        let ended = loop {
+            if got == count {
+                break None;
+            }
+            match self.recv_until(deadline).await {
+                Incoming::Packet(b) => {
+                    let Ok(Packet {
+                        stream_id,
+                        body: PacketBody::Data(d),
+                    }) = Packet::decode(b.clone())
+                    else {
+                        continue;
+                    };
+                    if stream_id != id {
+                        continue;
+                    }
+                    if d.len() != len {
+                        let what = if d.len() > len && d.len() % len == 0 {
+                            format!(" ({} datagrams merged into one DATA)", d.len() / len)
+                        } else {
+                            String::new()
+                        };
+                        return Err((
+                            want,
+                            format!(
+                                "after {got} exact ones, a DATA of {} bytes{what}: {}",
+                                d.len(),
+                                self.rec.describe(&b)
+                            ),
+                        ));
+                    }
+                    got += 1;
+                }
+                Incoming::Text => {}
+                other => break Some(self.got_text(other, within)),
+            }
+        };
+        self.rec.event(format!(
+            "{got} of {count} datagrams came back, each one DATA of {len} bytes"
+        ));
+        if got * 2 < count {
+            return Err((
+                want,
+                format!(
+                    "only {got} came back, then {}",
+                    ended.unwrap_or_else(|| "nothing".to_owned())
+                ),
+            ));
+        }
+        Ok(())
     }
 
     async fn expect_none(&mut self, p: &Pattern, d: Duration) -> StepResult {
