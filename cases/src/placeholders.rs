@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 /// Values for the `${name.field}` placeholders of server-role cases: the addresses of the
 /// loopback targets the harness starts (`tcp_echo`, `udp_echo`, `refused`, `sink`,
-/// `discard`, `banner`, `reset`, `watch`, `full_backlog`) and of the configured `blocked` destination, each with `.host`
-/// and `.port`.
+/// `discard`, `banner`, `reset`, `watch`, `full_backlog`, `slow_echo`) and of the
+/// configured `blocked` destination, each with `.host` and `.port`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Placeholders {
     values: BTreeMap<String, String>,
@@ -24,6 +24,7 @@ pub const TARGET_NAMES: &[&str] = &[
     "reset",
     "watch",
     "full_backlog",
+    "slow_echo",
     "blocked",
 ];
 

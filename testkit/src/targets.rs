@@ -42,7 +42,20 @@ impl TcpService {
         F: Fn(TcpStream) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let listener = TcpListener::bind((ip, 0)).await?;
+        Self::serve(TcpListener::bind((ip, 0)).await?, handle)
+    }
+
+    /// Starts accepting on a listener set up by the caller (socket options of its own:
+    /// accepted connections inherit them).
+    ///
+    /// # Errors
+    ///
+    /// If the listener has no local address.
+    pub fn serve<F, Fut>(listener: TcpListener, handle: F) -> std::io::Result<TcpService>
+    where
+        F: Fn(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let addr = listener.local_addr()?;
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&connections);

@@ -6,7 +6,7 @@
 //! within N s after this case)", whatever its level.
 //!
 //! Then, without `--spawn`, every later case is NOT RUN ("not run: the server is down
-//! since <case>"), and so is a case that was running beside the culprit (`-j` > 1; the
+//! since `<case>`"), and so is a case that was running beside the culprit (`-j` > 1; the
 //! culprit's reason names them, since any of them may have done it). With `--spawn`
 //! ([`super::spawn`]) the harness restarts the server (same port), adds the tail of its
 //! stderr to the culprit's report, and goes on. When several cases were running at the

@@ -118,14 +118,18 @@ pub struct Targets {
     /// A listener whose accept queue is full and never drained: a connect to it hangs in
     /// the kernel (the destination slowest to connect).
     pub full_backlog: SocketAddr,
-    /// The servers (`wisp_testkit`'s targets and four services of their own): dropping
+    /// Echoes at a bounded rate (2 KiB per millisecond) through
+    /// small socket buffers, so the server's queue towards it fills and its flow control
+    /// is what keeps the client's DATA from being lost.
+    pub slow_echo: SocketAddr,
+    /// The servers (`wisp_testkit`'s targets and five services of their own): dropping
     /// them stops every target.
     _running: (
         TcpEcho,
         UdpEcho,
         TcpSink,
         FullBacklogTarget,
-        [TcpService; 4],
+        [TcpService; 5],
     ),
 }
 
@@ -152,6 +156,7 @@ impl Targets {
             drop(s);
         })
         .await?;
+        let slow_echo = TcpService::serve(small_buffer_listener(ip)?, slow_echo_conn)?;
         let watch_log = WatchLog::default();
         let log = watch_log.clone();
         let watch = TcpService::bind(ip, move |s| watch_conn(s, log.clone())).await?;
@@ -169,12 +174,13 @@ impl Targets {
             watch: watch.addr(),
             watch_log,
             full_backlog: full_backlog.addr(),
+            slow_echo: slow_echo.addr(),
             _running: (
                 tcp_echo,
                 udp_echo,
                 sink,
                 full_backlog,
-                [discard, banner, reset, watch],
+                [discard, banner, reset, watch, slow_echo],
             ),
         })
     }
@@ -192,7 +198,7 @@ impl Targets {
     }
 
     /// `(name, address)` of every target.
-    pub fn list(&self) -> [(&'static str, SocketAddr); 9] {
+    pub fn list(&self) -> [(&'static str, SocketAddr); 10] {
         [
             ("tcp_echo", self.tcp_echo),
             ("udp_echo", self.udp_echo),
@@ -203,8 +209,48 @@ impl Targets {
             ("reset", self.reset),
             ("watch", self.watch),
             ("full_backlog", self.full_backlog),
+            ("slow_echo", self.slow_echo),
         ]
     }
+}
+
+/// Bytes the slow echo reads (and writes back) per tick.
+const SLOW_ECHO_CHUNK: usize = 2048;
+/// The slow echo's tick: 2 KiB per millisecond, about 2 MB/s per connection.
+const SLOW_ECHO_TICK: Duration = Duration::from_millis(1);
+/// The slow echo's socket receive buffer (the kernel doubles it; setting it turns off
+/// autotuning, so the kernel does not absorb what the server forwards).
+const SLOW_ECHO_RCVBUF: u32 = 8192;
+
+/// A listener on `(ip, 0)` whose accepted connections have a small receive buffer.
+fn small_buffer_listener(ip: IpAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if ip.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_recv_buffer_size(SLOW_ECHO_RCVBUF)?;
+    socket.bind((ip, 0).into())?;
+    socket.listen(128)
+}
+
+/// One connection of the slow echo: at most [`SLOW_ECHO_CHUNK`] bytes per
+/// [`SLOW_ECHO_TICK`], echoed; half-closes after the peer's EOF.
+async fn slow_echo_conn(mut s: TcpStream) {
+    let mut buf = vec![0u8; SLOW_ECHO_CHUNK];
+    let mut tick = tokio::time::interval(SLOW_ECHO_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let n = match s.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if s.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+    let _ = s.shutdown().await;
 }
 
 /// One connection of the watch target: echoes, logs its first bytes, and logs its end (EOF
