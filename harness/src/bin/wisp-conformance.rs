@@ -42,9 +42,10 @@ use wisp_harness::report::{coverage, html, json, junit, table};
 use wisp_harness::server::baseline::{self, Baseline};
 use wisp_harness::server::{RunMode, ServerConfig};
 use wisp_harness::{
-    Case, Filter, Gate, Role, Subject, SuiteOptions, SuiteReport, default_cases_dir, load_dir,
-    run_suite_blocking,
+    Case, Filter, Gate, Role, Subject, SuiteOptions, SuiteReport, load_dir, run_suite_blocking,
 };
+// Without --cases, the cases built into the binary: it works away from the checkout.
+use wisp_harness::installed_cases_dir as default_cases_dir;
 
 /// Wisp conformance: the client library against scripted servers.
 #[derive(Debug, Parser)]
@@ -89,7 +90,8 @@ not; 2 bad case files or requirements file.";
 /// `coverage`: options.
 #[derive(Debug, Args)]
 struct CoverageArgs {
-    /// The cases directory, with its requirements.yaml (default: the workspace's cases/).
+    /// The cases directory, with its requirements.yaml (default: the cases built into this
+    /// binary).
     #[arg(long, value_name = "DIR")]
     cases: Option<PathBuf>,
     /// Write the map as JSON here.
@@ -210,7 +212,7 @@ struct ServerArgs {
     /// The server's name written into --write-baseline (default: the URL).
     #[arg(long, value_name = "NAME")]
     server_name: Option<String>,
-    /// The cases directory (default: the workspace's cases/).
+    /// The cases directory (default: the cases built into this binary).
     #[arg(long, value_name = "DIR")]
     cases: Option<PathBuf>,
     /// The address the loopback targets bind, and that cases ask the server to reach.
@@ -235,7 +237,7 @@ struct ServerArgs {
 /// Which cases.
 #[derive(Debug, Args, Clone)]
 struct SelectArgs {
-    /// The cases directory (default: the workspace's cases/).
+    /// The cases directory (default: the cases built into this binary).
     #[arg(long, value_name = "DIR")]
     cases: Option<PathBuf>,
     /// Only IDs equal to PREFIX or under it (`handshake` selects `handshake.*`; a trailing
