@@ -150,9 +150,12 @@ enum LayoutArg {
 /// `server URL`: options.
 #[derive(Debug, Args)]
 struct ServerArgs {
-    /// The server's WebSocket URL, e.g. ws://127.0.0.1:6001/ (ws:// only; keep the trailing
-    /// slash Wisp servers expect).
+    /// The server's WebSocket URL, e.g. ws://127.0.0.1:6001/ or wss://wisp.example.org/
+    /// (keep the trailing slash Wisp servers expect).
     url: String,
+    /// With wss://: accept any server certificate (self-signed test servers).
+    #[arg(long)]
+    insecure: bool,
     /// Speak Wisp v1: no Sec-WebSocket-Protocol is offered and the v2-only cases do not
     /// apply.
     #[arg(long, conflicts_with = "v2")]
@@ -590,6 +593,7 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
     config.cases_dir = dir;
     config.bind = args.targets_bind;
     config.spawn = args.spawn.clone();
+    config.insecure = args.insecure;
     if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 600.0) {
         return Err("--timeout takes seconds between 0 and 600".to_owned());
     }

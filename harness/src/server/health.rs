@@ -71,7 +71,13 @@ pub(crate) async fn check_alive(config: &ServerConfig, tcp_echo: SocketAddr) -> 
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("wss") {
+            443
+        } else {
+            80
+        });
     match tokio::time::timeout(bound, TcpStream::connect((host.as_str(), port))).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -84,7 +90,7 @@ pub(crate) async fn check_alive(config: &ServerConfig, tcp_echo: SocketAddr) -> 
         RunMode::V1 => None,
         RunMode::V2 => Some(wisp_client::transport::WISP_V2_SUBPROTOCOL),
     };
-    let opened = session::open(&config.url, subprotocol, bound)
+    let opened = session::open(&config.url, subprotocol, bound, config.insecure)
         .await
         .map_err(|e| {
             if e.contains("did not complete within") {

@@ -40,6 +40,7 @@ mod script;
 mod session;
 mod spawn;
 mod targets;
+mod tls;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -91,8 +92,11 @@ impl fmt::Display for RunMode {
 /// The server subject: which server, how the harness talks to it, what it sets up.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// The server's WebSocket URL (`ws://HOST:PORT/PATH/`).
+    /// The server's WebSocket URL (`ws://HOST:PORT/PATH/` or `wss://...`).
     pub url: String,
+    /// `wss://`: accept any server certificate (`--insecure`, for self-signed test
+    /// servers).
+    pub insecure: bool,
     /// The mode of the run.
     pub mode: RunMode,
     /// Password credentials (`--password USER:PASS`).
@@ -120,6 +124,7 @@ impl ServerConfig {
     pub fn new(url: impl Into<String>, mode: RunMode) -> Self {
         Self {
             url: url.into(),
+            insecure: false,
             mode,
             credentials: None,
             password_layout: PasswordLayout::Draft6,
@@ -236,6 +241,7 @@ impl CaseCtx {
             &self.config.url,
             self.subprotocol.as_deref(),
             self.step_timeout,
+            self.config.insecure,
         )
         .await
         {
