@@ -49,6 +49,12 @@ impl Placeholders {
         self.values.insert(format!("{name}.port"), port.to_string());
     }
 
+    /// Removes `${name.host}` and `${name.port}`: a case that uses them no longer loads.
+    pub fn remove(&mut self, name: &str) {
+        self.values.remove(&format!("{name}.host"));
+        self.values.remove(&format!("{name}.port"));
+    }
+
     /// The value of one placeholder (`tcp_echo.port`).
     pub fn get(&self, key: &str) -> Option<&str> {
         self.values.get(key).map(String::as_str)

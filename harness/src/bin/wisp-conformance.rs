@@ -218,9 +218,19 @@ struct ServerArgs {
     /// The cases directory (default: the cases built into this binary).
     #[arg(long, value_name = "DIR")]
     cases: Option<PathBuf>,
-    /// The address the loopback targets bind, and that cases ask the server to reach.
+    /// The address the targets bind, and that cases ask the server to reach (0.0.0.0 for
+    /// a server on another host, with --targets-host).
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
     targets_bind: IpAddr,
+    /// The name or address of this machine as the server reaches it: cases give the server
+    /// this host for the harness's targets (a server on another host).
+    #[arg(long, value_name = "HOST")]
+    targets_host: Option<String>,
+    /// Targets the server can reach when the harness's own cannot be: a YAML file of
+    /// `NAME: HOST:PORT` lines (tcp_echo, udp_echo, refused, sink, ...). Only those are used;
+    /// cases that need another target are UNSUPPORTED.
+    #[arg(long, value_name = "FILE")]
+    external_targets: Option<PathBuf>,
     /// Start the server under test with this command (run by `sh -c`; `{port}` here and in
     /// URL becomes a free port), restart it after a crash or a freeze, and add the tail of
     /// its stderr to the report of the case that took it down.
@@ -594,6 +604,10 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
     config.bind = args.targets_bind;
     config.spawn = args.spawn.clone();
     config.insecure = args.insecure;
+    config.targets_host = args.targets_host.clone();
+    if let Some(path) = &args.external_targets {
+        config.external_targets = Some(wisp_harness::server::load_external_targets(path)?);
+    }
     if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 600.0) {
         return Err("--timeout takes seconds between 0 and 600".to_owned());
     }

@@ -19,7 +19,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -33,7 +32,7 @@ use wisp_client::transport::{TokioWebsocketsTransport, TransportExt};
 use wisp_client::{ClientMux, MuxOptions};
 
 use super::spawn::{STDERR_TAIL, Spawned};
-use super::{RunMode, ServerConfig, offer, session};
+use super::{Endpoint, RunMode, ServerConfig, offer, session};
 use crate::engine::ours::{open_mux, v2_handshake};
 
 /// What the echo of a liveness check carries.
@@ -61,7 +60,7 @@ impl Dead {
 /// Checks that the server at `config.url` serves: TCP connect, WebSocket upgrade, the
 /// run's handshake (with the run's credentials), and one echo through `tcp_echo`, each
 /// bounded by the step timeout.
-pub(crate) async fn check_alive(config: &ServerConfig, tcp_echo: SocketAddr) -> Result<(), Dead> {
+pub(crate) async fn check_alive(config: &ServerConfig, tcp_echo: &Endpoint) -> Result<(), Dead> {
     let bound = config.step_timeout;
     let secs = format!("{:.1} s", bound.as_secs_f64());
     let uri = session::check_url(&config.url).map_err(Dead::Crashed)?;
@@ -123,9 +122,8 @@ pub(crate) async fn check_alive(config: &ServerConfig, tcp_echo: SocketAddr) -> 
     echoed.map_err(|e| Dead::Froze(format!("no echo within {secs}: {e}")))
 }
 
-async fn echo_once(mux: &ClientMux, to: SocketAddr, bound: Duration) -> Result<(), String> {
-    let host = to.ip().to_string();
-    let stream = tokio::time::timeout(bound, mux.new_stream(StreamType::TCP, &host, to.port()))
+async fn echo_once(mux: &ClientMux, to: &Endpoint, bound: Duration) -> Result<(), String> {
+    let stream = tokio::time::timeout(bound, mux.new_stream(StreamType::TCP, &to.host, to.port))
         .await
         .map_err(|_| "no stream opened".to_owned())?
         .map_err(|e| e.to_string())?;
@@ -290,7 +288,7 @@ impl Health {
         generation: u64,
         connected: bool,
         config: &ServerConfig,
-        tcp_echo: SocketAddr,
+        tcp_echo: &Endpoint,
     ) -> AfterCase {
         let mut state = self.state.lock().await;
         if !state.ever_alive {
@@ -407,7 +405,7 @@ const START_POLL: Duration = Duration::from_millis(100);
 pub(crate) async fn wait_serving(
     spawned: &mut Spawned,
     config: &ServerConfig,
-    tcp_echo: SocketAddr,
+    tcp_echo: &Endpoint,
 ) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + START_BOUND;
     let mut quick = config.clone();

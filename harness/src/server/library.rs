@@ -134,10 +134,10 @@ enum Judgement {
 async fn await_judgement(mux: &ClientMux, ctx: &CaseCtx, rec: &Recorder) -> Judgement {
     const PROBE: &[u8] = b"auth-judgement-probe";
     let step = ctx.step_timeout;
-    let echo = ctx.tcp_echo;
+    let echo = &ctx.tcp_echo;
     let probe = async {
         let mut stream = mux
-            .new_stream(StreamType::TCP, echo.ip().to_string(), echo.port())
+            .new_stream(StreamType::TCP, echo.host.clone(), echo.port)
             .await
             .map_err(|e| error_text(&e))?;
         stream

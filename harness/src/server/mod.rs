@@ -42,9 +42,10 @@ mod spawn;
 mod targets;
 mod tls;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,6 +112,13 @@ pub struct ServerConfig {
     pub step_timeout: Duration,
     /// The address the loopback targets bind (default 127.0.0.1).
     pub bind: IpAddr,
+    /// The host name cases give the server for the harness's targets (`--targets-host`,
+    /// for a server on another machine); default: the address they bound.
+    pub targets_host: Option<String>,
+    /// `--external-targets`: targets the server can reach, by name (`tcp_echo`,
+    /// `udp_echo`, ...), used instead of the harness's own; a case that needs a target
+    /// not listed is UNSUPPORTED.
+    pub external_targets: Option<BTreeMap<String, (String, u16)>>,
     /// The cases directory (the file paths of the cases are under it).
     pub cases_dir: PathBuf,
     /// `--spawn`: the command that starts the server under test (run by `sh -c`;
@@ -132,10 +140,55 @@ impl ServerConfig {
             blocked: None,
             step_timeout: Duration::from_secs(5),
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            targets_host: None,
+            external_targets: None,
             cases_dir: crate::default_cases_dir(),
             spawn: None,
         }
     }
+}
+
+/// Reads an `--external-targets` file: one `NAME: HOST:PORT` per line (YAML), NAME one of
+/// the target names (`tcp_echo`, `udp_echo`, `refused`, ...).
+///
+/// # Errors
+///
+/// A file that cannot be read, is not such a mapping, or names an unknown target.
+pub fn load_external_targets(path: &Path) -> Result<BTreeMap<String, (String, u16)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--external-targets {}: {e}", path.display()))?;
+    let raw: BTreeMap<String, String> = serde_saphyr::from_str(&text).map_err(|e| {
+        format!(
+            "--external-targets {}: expected NAME: HOST:PORT lines: {e}",
+            path.display()
+        )
+    })?;
+    let mut out = BTreeMap::new();
+    for (name, value) in raw {
+        if !wisp_cases::TARGET_NAMES.contains(&name.as_str()) || name == "blocked" {
+            return Err(format!(
+                "--external-targets {}: unknown target {name:?} (use one of {})",
+                path.display(),
+                wisp_cases::TARGET_NAMES
+                    .iter()
+                    .filter(|n| **n != "blocked")
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let (host, port) = value
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+            .ok_or_else(|| {
+                format!(
+                    "--external-targets {}: {name}: {value:?} is not HOST:PORT",
+                    path.display()
+                )
+            })?;
+        out.insert(name, (host.to_owned(), port));
+    }
+    Ok(out)
 }
 
 /// Whether a server-role case runs in `mode`.
@@ -171,10 +224,17 @@ impl Body {
     }
 }
 
+/// A destination as the server is asked to reach it (a host name or an address).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
 /// Everything a case needs to know about its connection.
 pub(crate) struct CaseCtx {
     pub(crate) config: Arc<ServerConfig>,
-    pub(crate) tcp_echo: SocketAddr,
+    pub(crate) tcp_echo: Endpoint,
     /// What the watch target saw (`expect_target_closed`).
     pub(crate) watch_log: targets::WatchLog,
     pub(crate) version: RunMode,
@@ -194,7 +254,7 @@ impl CaseCtx {
     fn new(
         case: &ServerCase,
         config: Arc<ServerConfig>,
-        tcp_echo: SocketAddr,
+        tcp_echo: Endpoint,
         watch_log: targets::WatchLog,
     ) -> Result<Self, String> {
         let connect = &case.connect;
@@ -321,12 +381,55 @@ pub(crate) fn offer(
     offer
 }
 
+/// The placeholder values of a run: the harness's own targets (under `--targets-host`
+/// when given) or the `--external-targets`, and `blocked`.
+fn run_placeholders(targets: &Targets, config: &ServerConfig) -> wisp_cases::Placeholders {
+    let mut p = match &config.external_targets {
+        Some(external) => {
+            // Stand-ins for `blocked` only; the targets are the listed ones.
+            let mut p = wisp_cases::Placeholders::default();
+            for name in wisp_cases::TARGET_NAMES {
+                if *name != "blocked" {
+                    p.remove(name);
+                }
+            }
+            for (name, (host, port)) in external {
+                p.set(name, host, *port);
+            }
+            p
+        }
+        None => targets.placeholders(config.targets_host.as_deref()),
+    };
+    if let Some((host, port)) = &config.blocked {
+        p.set("blocked", host, *port);
+    }
+    p
+}
+
+/// The first target a case's text names (`${NAME.host}`, `${NAME.port}`) that has no value
+/// in this run.
+fn missing_target(source: &str, placeholders: &wisp_cases::Placeholders) -> Option<String> {
+    let mut rest = source;
+    while let Some(at) = rest.find("${") {
+        rest = &rest[at + 2..];
+        let end = rest.find('}')?;
+        let key = &rest[..end];
+        if key != "blocked.host" && key != "blocked.port" && placeholders.get(key).is_none() {
+            return Some(key.split('.').next().unwrap_or(key).to_owned());
+        }
+        rest = &rest[end..];
+    }
+    None
+}
+
 /// A server-role run, prepared: the configuration, the loopback targets (alive until the
 /// run is dropped), their placeholder values and what the probe saw.
 pub(crate) struct ServerRun {
     config: Arc<ServerConfig>,
     targets: Targets,
     placeholders: wisp_cases::Placeholders,
+    /// The TCP echo as the server reaches it (liveness checks, `alive` steps).
+    tcp_echo: Endpoint,
     probe: Probe,
     checks: RunChecks,
     health: Health,
@@ -350,28 +453,36 @@ impl ServerRun {
         let targets = Targets::start(config.bind)
             .await
             .map_err(|e| format!("cannot start the loopback targets on {}: {e}", config.bind))?;
+        let placeholders = run_placeholders(&targets, &config);
+        let tcp_echo = Endpoint {
+            host: placeholders
+                .get("tcp_echo.host")
+                .map_or_else(|| targets.tcp_echo.ip().to_string(), str::to_owned),
+            port: placeholders
+                .get("tcp_echo.port")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(targets.tcp_echo.port()),
+        };
         let spawned = match (&config.spawn, &port) {
             (Some(command), Some(port)) => {
                 let command = command.replace(PORT_PLACEHOLDER, port);
                 let mut spawned = spawn::Spawned::start(&command)?;
-                health::wait_serving(&mut spawned, &config, targets.tcp_echo)
+                health::wait_serving(&mut spawned, &config, &tcp_echo)
                     .await
                     .map_err(|e| format!("--spawn {command:?}: {e}"))?;
                 Some(spawned)
             }
             _ => None,
         };
-        let placeholders = targets.placeholders(config.blocked.as_ref());
         // Whether the server serves at all (an echo): only then can it go down later.
-        let (probe, alive) = tokio::join!(
-            Probe::run(&config),
-            health::check_alive(&config, targets.tcp_echo)
-        );
+        let (probe, alive) =
+            tokio::join!(Probe::run(&config), health::check_alive(&config, &tcp_echo));
         let health = Health::new(alive.is_ok(), spawned);
         Ok(Self {
             config: Arc::new(config),
             targets,
             placeholders,
+            tcp_echo,
             probe,
             checks: RunChecks::default(),
             health,
@@ -436,7 +547,7 @@ impl ServerRun {
                     generation,
                     connected,
                     &self.config,
-                    self.targets.tcp_echo,
+                    &self.tcp_echo,
                 )
                 .await;
             drop(running);
@@ -468,6 +579,15 @@ impl ServerRun {
     /// Runs one case: loads it again with the run's target addresses, checks the
     /// capabilities it needs, then plays it. Also says whether its connection opened.
     async fn run_once(&self, case: &ServerCase) -> (CaseRun, bool) {
+        if let Some(name) = missing_target(&case.meta.source, &self.placeholders) {
+            let run = CaseRun {
+                unsupported: Some(format!(
+                    "needs the {name} target, which --external-targets does not name"
+                )),
+                ..CaseRun::default()
+            };
+            return (run, true);
+        }
         let loaded = load_case_str_with(
             &self.config.cases_dir,
             &case.meta.path,
@@ -509,7 +629,7 @@ impl ServerRun {
         let ctx = match CaseCtx::new(
             case,
             config.clone(),
-            self.targets.tcp_echo,
+            self.tcp_echo.clone(),
             self.targets.watch_log.clone(),
         ) {
             Ok(c) => c,

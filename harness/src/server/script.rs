@@ -605,9 +605,9 @@ impl RawClient<'_> {
             .to_owned();
         self.probes += 1;
         let id = self.next_id();
-        let echo = self.ctx.tcp_echo;
+        let echo = &self.ctx.tcp_echo;
         let probe = format!("alive-probe-{}", self.probes).into_bytes();
-        let connect = Packet::connect(id, StreamType::TCP, echo.ip().to_string(), echo.port());
+        let connect = Packet::connect(id, StreamType::TCP, echo.host.clone(), echo.port);
         let connect = connect.to_bytes();
         self.rec.sent(&connect, false);
         let data = Packet::data(id, probe.clone()).to_bytes();
@@ -636,7 +636,7 @@ impl RawClient<'_> {
         let want = "another connection to work meanwhile (a fresh WebSocket, handshake and echo)";
         self.rec
             .event("checking another connection (fresh WebSocket, handshake, echo)".to_owned());
-        match super::health::check_alive(&self.ctx.config, self.ctx.tcp_echo).await {
+        match super::health::check_alive(&self.ctx.config, &self.ctx.tcp_echo).await {
             Ok(()) => {
                 self.rec.event("the other connection works".to_owned());
                 Ok(())

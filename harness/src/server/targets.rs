@@ -185,14 +185,14 @@ impl Targets {
         })
     }
 
-    /// The placeholder values for case files, `blocked` included when configured.
-    pub fn placeholders(&self, blocked: Option<&(String, u16)>) -> Placeholders {
+    /// The placeholder values for case files: each target's address, with `host` instead
+    /// of the address it bound when given (a server on another machine reaches the
+    /// harness by that name).
+    pub fn placeholders(&self, host: Option<&str>) -> Placeholders {
         let mut p = Placeholders::default();
         for (name, addr) in self.list() {
-            p.set(name, &addr.ip().to_string(), addr.port());
-        }
-        if let Some((host, port)) = blocked {
-            p.set("blocked", host, *port);
+            let h = host.map_or_else(|| addr.ip().to_string(), str::to_owned);
+            p.set(name, &h, addr.port());
         }
         p
     }
@@ -337,11 +337,11 @@ mod tests {
             .expect("recv");
         assert_eq!(&buf[..n], b"dgram");
 
-        let p = t.placeholders(Some(&("10.0.0.1".to_owned(), 80)));
+        let p = t.placeholders(Some("harness.example"));
         assert_eq!(
             p.get("tcp_echo.port"),
             Some(t.tcp_echo.port().to_string().as_str())
         );
-        assert_eq!(p.get("blocked.host"), Some("10.0.0.1"));
+        assert_eq!(p.get("tcp_echo.host"), Some("harness.example"));
     }
 }
