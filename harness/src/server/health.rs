@@ -27,9 +27,9 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use wisp_cases::client::VersionSel;
+use wisp_client::ClientMux;
 use wisp_client::proto::StreamType;
 use wisp_client::transport::{TokioWebsocketsTransport, TransportExt};
-use wisp_client::{ClientMux, MuxOptions};
 
 use super::spawn::{STDERR_TAIL, Spawned};
 use super::{Endpoint, RunMode, ServerConfig, offer, session};
@@ -64,19 +64,7 @@ pub(crate) async fn check_alive(config: &ServerConfig, tcp_echo: &Endpoint) -> R
     let bound = config.step_timeout;
     let secs = format!("{:.1} s", bound.as_secs_f64());
     let uri = session::check_url(&config.url).map_err(Dead::Crashed)?;
-    let host = uri
-        .host()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let port = uri
-        .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("wss") {
-            443
-        } else {
-            80
-        });
+    let (host, port) = session::host_port(&uri);
     match tokio::time::timeout(bound, TcpStream::connect((host.as_str(), port))).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -99,10 +87,7 @@ pub(crate) async fn check_alive(config: &ServerConfig, tcp_echo: &Endpoint) -> R
             }
         })?;
     let (rx, tx) = TokioWebsocketsTransport(opened.ws).split_fast();
-    let options = MuxOptions::default()
-        .handshake_timeout(Some(bound))
-        .legacy_info_wait(Duration::from_millis(500))
-        .close_timeout(Duration::from_secs(1));
+    let options = session::mux_options(bound);
     let version = match config.mode {
         RunMode::V1 => VersionSel::V1,
         RunMode::V2 => VersionSel::V2,

@@ -52,6 +52,29 @@ pub(crate) fn check_url(url: &str) -> Result<Uri, String> {
     Ok(uri)
 }
 
+/// The host (without IPv6 brackets) and port of a checked URL (default 80, 443 for
+/// `wss://`).
+pub(crate) fn host_port(uri: &Uri) -> (String, u16) {
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let tls = uri.scheme_str() == Some("wss");
+    (host, uri.port_u16().unwrap_or(if tls { 443 } else { 80 }))
+}
+
+/// The client library's options for a connection to the server under test: the
+/// handshake bounded by `step`, a short wait for an INFO after CONTINUE(0) (the older
+/// order), a short close.
+pub(crate) fn mux_options(step: Duration) -> wisp_client::MuxOptions {
+    wisp_client::MuxOptions::default()
+        .handshake_timeout(Some(step))
+        .legacy_info_wait(Duration::from_millis(500))
+        .close_timeout(Duration::from_secs(1))
+}
+
 /// Opens a WebSocket to `url`, offering `subprotocol`. Every stage (TCP connect, TLS for
 /// `wss://`, upgrade) is bounded by `bound`; `insecure` accepts any server certificate.
 /// An error here means the case could not run: a connection error.
@@ -63,13 +86,7 @@ pub(crate) async fn open(
 ) -> Result<Opened, String> {
     let uri = check_url(url)?;
     let tls = uri.scheme_str() == Some("wss");
-    let host = uri
-        .host()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let (host, port) = host_port(&uri);
     let tcp = match tokio::time::timeout(bound, TcpStream::connect((host.as_str(), port))).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => return Err(format!("cannot connect to {host}:{port}: {e}")),
