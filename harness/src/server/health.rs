@@ -356,8 +356,12 @@ impl Health {
                     state.down = None;
                     state.generation += 1;
                     let _ = writeln!(transcript, "== wisp-conformance restarted the server ==");
-                    if suspects && !self.one_at_a_time.swap(true, Ordering::SeqCst) {
-                        // Several cases were running: find the one that does it alone.
+                    // Not attributable to this case alone (several were running, or it
+                    // could not even connect): from now on one case at a time, so the
+                    // one that does it again alone is named.
+                    let first = (suspects || !connected)
+                        && !self.one_at_a_time.swap(true, Ordering::SeqCst);
+                    if suspects && first {
                         return AfterCase::Casualty {
                             reason: format!("not run: {reason}"),
                             rerun: true,

@@ -422,6 +422,10 @@ fn missing_target(source: &str, placeholders: &wisp_cases::Placeholders) -> Opti
     None
 }
 
+/// How many times a case runs again on a restarted server (`--spawn`) when the server
+/// went down during it because of another case.
+const MAX_RERUNS: usize = 3;
+
 /// A server-role run, prepared: the configuration, the loopback targets (alive until the
 /// run is dropped), their placeholder values and what the probe saw.
 pub(crate) struct ServerRun {
@@ -564,7 +568,9 @@ impl ServerRun {
                     run.transcript.push_str(transcript.trim_end());
                     return run;
                 }
-                AfterCase::Casualty { rerun: true, .. } if reruns == 0 => reruns += 1,
+                // A case runs again after each restart it did not cause, a few times at
+                // most.
+                AfterCase::Casualty { rerun: true, .. } if reruns < MAX_RERUNS => reruns += 1,
                 AfterCase::Casualty { reason, .. } => {
                     return CaseRun {
                         not_run: Some(reason),
