@@ -71,6 +71,12 @@ step "cargo test (unit, integration, interop, conformance cases, doc tests)"
 # insta never writes snapshots when CI is set: a changed trace fails the run.
 CI="${CI:-true}" cargo test --workspace --locked
 
+step "cargo package (the crates.io crates: wisp-proto, wisp-client, wisp-cases, wisp-mock-server, wisp-testkit, wisp-harness)"
+# Each crate packs with what it needs (the harness's CLI has its cases built in through
+# wisp-cases); --no-verify keeps CI fast, drop it to build every package from its .crate.
+cargo package --locked --allow-dirty --no-verify -p wisp-proto -p wisp-client -p wisp-cases \
+  -p wisp-mock-server -p wisp-testkit -p wisp-harness
+
 step "instruction counts (callgrind): ours within 5 % of bench/instructions.json"
 need valgrind
 cargo run -p wisp-bench --release --locked -- --instructions

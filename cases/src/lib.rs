@@ -70,6 +70,7 @@ macro_rules! role_case {
 
 pub mod actions;
 pub mod client;
+pub mod embedded;
 pub mod ext;
 mod load;
 pub mod packet;

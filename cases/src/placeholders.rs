@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 /// Values for the `${name.field}` placeholders of server-role cases: the addresses of the
 /// loopback targets the harness starts (`tcp_echo`, `udp_echo`, `refused`, `sink`,
-/// `discard`, `banner`, `reset`, `watch`) and of the configured `blocked` destination, each with `.host`
-/// and `.port`.
+/// `discard`, `banner`, `reset`, `watch`, `full_backlog`, `slow_echo`) and of the
+/// configured `blocked` destination, each with `.host` and `.port`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Placeholders {
     values: BTreeMap<String, String>,
@@ -15,7 +15,17 @@ pub struct Placeholders {
 
 /// The target names a placeholder may use.
 pub const TARGET_NAMES: &[&str] = &[
-    "tcp_echo", "udp_echo", "refused", "sink", "discard", "banner", "reset", "watch", "blocked",
+    "tcp_echo",
+    "udp_echo",
+    "refused",
+    "sink",
+    "discard",
+    "banner",
+    "reset",
+    "watch",
+    "full_backlog",
+    "slow_echo",
+    "blocked",
 ];
 
 impl Default for Placeholders {
@@ -37,6 +47,12 @@ impl Placeholders {
     pub fn set(&mut self, name: &str, host: &str, port: u16) {
         self.values.insert(format!("{name}.host"), host.to_owned());
         self.values.insert(format!("{name}.port"), port.to_string());
+    }
+
+    /// Removes `${name.host}` and `${name.port}`: a case that uses them no longer loads.
+    pub fn remove(&mut self, name: &str) {
+        self.values.remove(&format!("{name}.host"));
+        self.values.remove(&format!("{name}.port"));
     }
 
     /// The value of one placeholder (`tcp_echo.port`).

@@ -226,6 +226,24 @@ pub struct ExpectEcho {
     pub timeout: Option<Dur>,
 }
 
+/// `expect_datagrams`: a burst of datagrams comes back one DATA each. Reads the DATA
+/// packets of `stream` (other packets are passed over) until `count` arrived or the bound
+/// passed: every one must be exactly `len` bytes (one datagram, not merged or split), and
+/// at least half of them must arrive (UDP may lose a few, not the burst).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectDatagrams {
+    /// The UDP stream.
+    pub stream: StreamRef,
+    /// How many datagrams were sent.
+    pub count: usize,
+    /// The length of each.
+    pub len: usize,
+    /// Bound on the wait (default: the step timeout).
+    #[serde(default)]
+    pub within: Option<Dur>,
+}
+
 /// One step of the script the harness plays as a client (`role: server`).
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Deserialize)]
@@ -253,11 +271,18 @@ pub enum ClientStep {
     ExpectNothing(Dur),
     /// Everything sent on a stream comes back.
     ExpectEcho(ExpectEcho),
+    /// A burst of datagrams comes back one DATA per datagram.
+    ExpectDatagrams(ExpectDatagrams),
     /// The server ends the connection (close frame, EOF or reset); packets before that are
     /// recorded.
     ExpectEof,
     /// The connection still works: a new TCP stream to the echo target echoes a probe.
     Alive,
+    /// Another connection works while this one's state stands (a stalled stream, a
+    /// pending CONNECT): a fresh WebSocket, the run's handshake and a stream to the echo
+    /// target echo a probe within the step timeout. A server-wide stall fails the case
+    /// outright (FAILED, whatever its level).
+    AliveElsewhere,
     /// Wait.
     Pause(Dur),
     /// End the connection: a WebSocket close frame, then the TCP connection is closed.

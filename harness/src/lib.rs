@@ -46,3 +46,21 @@ pub fn default_cases_dir() -> PathBuf {
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../cases"));
     dir.canonicalize().unwrap_or(dir)
 }
+
+/// The cases the CLI runs without `--cases`: the copy built into the binary
+/// ([`wisp_cases::embedded`], written once to a directory under the system's temporary
+/// directory), so an installed or copied binary works away from the checkout. When that
+/// directory cannot be written, the workspace's `cases/` (with a warning on stderr).
+pub fn installed_cases_dir() -> PathBuf {
+    match wisp_cases::embedded::cases_dir() {
+        Ok(dir) => dir,
+        Err(e) => {
+            let fallback = default_cases_dir();
+            eprintln!(
+                "warning: cannot write the built-in cases to the temporary directory ({e}); using {}",
+                fallback.display()
+            );
+            fallback
+        }
+    }
+}

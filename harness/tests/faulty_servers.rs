@@ -193,3 +193,124 @@ async fn oversized_data_frames_are_recorded_and_non_strict() {
         .expect("the size is recorded");
     assert!(size > 0 && size <= LARGEST_DATA_LIMIT, "{}", row.transcript);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_wide_stall_during_an_isolation_case_is_failed() {
+    let id = "server.flow.slow-connect-isolated";
+    let blocking = run_against(
+        FaultConfig {
+            connect_blocking: true,
+            ..FaultConfig::default()
+        },
+        RunMode::V2,
+        &[id],
+    )
+    .await;
+    let case = by_id(&blocking, id);
+    assert_eq!(case.verdict, Verdict::Failed, "{case:?}");
+    let reasons = case.reasons.join("\n");
+    assert!(
+        reasons.contains("the whole server stalled: another connection did not work"),
+        "{reasons}"
+    );
+    let correct = run_against(FaultConfig::default(), RunMode::V2, &[id]).await;
+    let case = by_id(&correct, id);
+    assert_eq!(case.verdict, Verdict::Ok, "{case:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_udp_bursts_fail_the_burst_case() {
+    let id = "server.udp.burst-boundaries";
+    let merging = run_against(
+        FaultConfig {
+            merge_udp: true,
+            ..FaultConfig::default()
+        },
+        RunMode::V2,
+        &[id],
+    )
+    .await;
+    let case = by_id(&merging, id);
+    assert_eq!(case.verdict, Verdict::NonStrict, "{case:?}");
+    let reasons = case.reasons.join("\n");
+    assert!(
+        reasons.contains("datagrams merged into one DATA"),
+        "{reasons}"
+    );
+    let correct = run_against(FaultConfig::default(), RunMode::V2, &[id]).await;
+    let case = by_id(&correct, id);
+    assert_eq!(case.verdict, Verdict::Ok, "{case:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_lost_at_exact_credit_fails_the_case() {
+    let id = "server.flow.exact-credit-no-loss";
+    let lossy = run_against(
+        FaultConfig {
+            ignore_in_flight_credit: true,
+            ..FaultConfig::default()
+        },
+        RunMode::V2,
+        &[id],
+    )
+    .await;
+    let case = by_id(&lossy, id);
+    assert_eq!(case.verdict, Verdict::Failed, "{case:?}");
+    let correct = run_against(FaultConfig::default(), RunMode::V2, &[id]).await;
+    let case = by_id(&correct, id);
+    assert_eq!(case.verdict, Verdict::Ok, "{case:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_targets_replace_the_harness_targets_and_missing_ones_are_unsupported() {
+    // An echo of its own stands for a target "the server can reach"; the harness's
+    // targets are bound but never given to the server.
+    let echo = wisp_testkit::TcpEcho::start().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("targets.yaml");
+    std::fs::write(
+        &file,
+        format!("tcp_echo: localhost:{}\n", echo.addr().port()),
+    )
+    .expect("write");
+    let external = wisp_harness::server::load_external_targets(&file).expect("the file loads");
+    let report = run_with(
+        FaultConfig::default(),
+        RunMode::V2,
+        &["server.tcp.echo", "server.udp.echo"],
+        |c| {
+            c.external_targets = Some(external);
+            c.targets_host = Some("unused.invalid".to_owned());
+        },
+    )
+    .await;
+    let tcp = by_id(&report, "server.tcp.echo");
+    assert_eq!(tcp.verdict, Verdict::Ok, "{tcp:?}");
+    assert!(tcp.transcript.contains("localhost"), "{}", tcp.transcript);
+    let udp = by_id(&report, "server.udp.echo");
+    assert_eq!(udp.verdict, Verdict::Unsupported, "{udp:?}");
+    assert!(
+        udp.reasons[0].contains("needs the udp_echo target"),
+        "{:?}",
+        udp.reasons
+    );
+    assert!(echo.connections() > 0, "the external echo was used");
+
+    std::fs::write(&file, "nonsense: localhost:1\n").expect("write");
+    let err = wisp_harness::server::load_external_targets(&file).expect_err("unknown name");
+    assert!(err.contains("unknown target"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_host_is_what_the_server_is_asked_to_reach() {
+    let report = run_with(
+        FaultConfig::default(),
+        RunMode::V2,
+        &["server.tcp.echo"],
+        |c| c.targets_host = Some("localhost".to_owned()),
+    )
+    .await;
+    let tcp = by_id(&report, "server.tcp.echo");
+    assert_eq!(tcp.verdict, Verdict::Ok, "{tcp:?}");
+    assert!(tcp.transcript.contains("localhost:"), "{}", tcp.transcript);
+}

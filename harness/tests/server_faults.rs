@@ -212,8 +212,9 @@ async fn stalling_server_is_judged_case_by_case_within_bounds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_that_dies_mid_suite_reports_every_case() {
-    // The probe and 5 cases get a (stalling) server; then it stops listening.
-    let (url, task) = stalling_server(6).await;
+    // The probe, the start's liveness check and 5 cases get a (stalling) server; then it
+    // stops listening.
+    let (url, task) = stalling_server(7).await;
     let cases = server_cases(&["server.handshake", "server.tcp", "server.close"]);
     let config = config(url, RunMode::V1, 500);
     let started = Instant::now();

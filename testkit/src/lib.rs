@@ -40,7 +40,9 @@ mod wispmux;
 
 pub use install::ensure_installed;
 pub use server::{RealServer, ServerKind};
-pub use targets::{FullBacklogTarget, TcpEcho, TcpSink, UdpEcho, refused_port};
+pub use targets::{
+    FullBacklogTarget, TcpEcho, TcpService, TcpSink, UdpEcho, refused_port, refused_port_on,
+};
 pub use wispmux::{WispMuxConfig, WispMuxServer};
 
 /// The root of the Cargo workspace (the directory holding the root

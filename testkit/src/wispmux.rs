@@ -5,20 +5,20 @@ use std::collections::HashMap;
 use std::io::{self, Cursor};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use fastwebsockets::FragmentCollectorRead;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::{sleep, timeout};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tokio::time::timeout;
 use wisp_mux::extensions::ProtocolExtensionBuilder;
 use wisp_mux::extensions::password::{PasswordProtocolExtension, PasswordProtocolExtensionBuilder};
 use wisp_mux::extensions::udp::UdpProtocolExtensionBuilder;
 use wisp_mux::{CloseReason, ConnectPacket, MuxStream, ServerMux, StreamType};
 
 use crate::net::{MAX_DATAGRAM, connected_udp};
+use crate::targets::TcpService;
 use crate::upgrade;
 
 /// Time a client gets to send its complete upgrade request.
@@ -29,8 +29,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes read from an upstream TCP socket per DATA packet at most (the
 /// capacity of tokio's `BufReader`, which epoxy-server reads through).
 const TCP_READ_CHUNK: usize = 8 * 1024;
-/// Pause after a failed `accept` (for example when out of file descriptors).
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The extension builders handed to [`ServerMux::create`].
 type Builders = Vec<Box<dyn ProtocolExtensionBuilder + Send + Sync>>;
@@ -126,10 +124,9 @@ impl Default for WispMuxConfig {
 /// ```
 #[derive(Debug)]
 pub struct WispMuxServer {
-    addr: SocketAddr,
     config: WispMuxConfig,
-    connections: Arc<AtomicUsize>,
-    task: JoinHandle<()>,
+    /// The accept loop; dropping it aborts every connection.
+    service: TcpService,
 }
 
 impl WispMuxServer {
@@ -143,49 +140,24 @@ impl WispMuxServer {
         if config.password.is_some() && !config.v2 {
             return Err("WispMuxConfig: a password needs v2 (extensions are v2 only)".into());
         }
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .map_err(|e| format!("bind 127.0.0.1:0 for the wisp-mux server: {e}"))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| format!("local address of the wisp-mux server: {e}"))?;
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&connections);
         let shared = Arc::new(config.clone());
-        let task = tokio::spawn(async move {
-            // Owned by this task: aborting it drops the set, which aborts
-            // every connection task, whose own sets abort their streams.
-            let mut conns = JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => {
-                            counter.fetch_add(1, Ordering::Relaxed);
-                            conns.spawn(serve_connection(stream, Arc::clone(&shared)));
-                        }
-                        Err(_) => sleep(ACCEPT_BACKOFF).await,
-                    },
-                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                }
-            }
-        });
-        Ok(WispMuxServer {
-            addr,
-            config,
-            connections,
-            task,
+        let service = TcpService::bind(Ipv4Addr::LOCALHOST.into(), move |stream| {
+            serve_connection(stream, Arc::clone(&shared))
         })
+        .await
+        .map_err(|e| format!("bind 127.0.0.1:0 for the wisp-mux server: {e}"))?;
+        Ok(WispMuxServer { config, service })
     }
 
     /// Where it listens (`127.0.0.1:P`).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.service.addr()
     }
 
     /// The WebSocket URL of the Wisp endpoint: `ws://127.0.0.1:P/` (any path
     /// is accepted).
     pub fn url(&self) -> String {
-        format!("ws://{}/", self.addr)
+        format!("ws://{}/", self.addr())
     }
 
     /// The configuration it was started with.
@@ -195,21 +167,14 @@ impl WispMuxServer {
 
     /// How many TCP connections it has accepted so far (upgraded or not).
     pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for WispMuxServer {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.service.connections()
     }
 }
 
 /// One client connection: upgrade, multiplexor, then one task per stream.
 /// Every task it spawns lives in a set owned by this future, so ending or
-/// aborting it stops them all.
+/// aborting it stops them all. (`TcpService` has set `TCP_NODELAY`.)
 async fn serve_connection(mut tcp: TcpStream, config: Arc<WispMuxConfig>) {
-    let _ = tcp.set_nodelay(true);
     let leftover = match timeout(UPGRADE_TIMEOUT, upgrade(&mut tcp)).await {
         Ok(Ok(leftover)) => leftover,
         Ok(Err(_)) | Err(_) => return,

@@ -45,9 +45,10 @@ use wisp_harness::report::{coverage, html, json, junit, table};
 use wisp_harness::server::baseline::{self, Baseline};
 use wisp_harness::server::{RunMode, ServerConfig};
 use wisp_harness::{
-    Case, Filter, Gate, Role, Subject, SuiteOptions, SuiteReport, default_cases_dir, load_dir,
-    run_suite_blocking,
+    Case, Filter, Gate, Role, Subject, SuiteOptions, SuiteReport, load_dir, run_suite_blocking,
 };
+// Without --cases, the cases built into the binary: it works away from the checkout.
+use wisp_harness::installed_cases_dir as default_cases_dir;
 
 /// Wisp conformance: the client library against scripted servers.
 #[derive(Debug, Parser)]
@@ -171,7 +172,8 @@ not; 2 bad case files or requirements file.";
 /// `coverage`: options.
 #[derive(Debug, Args)]
 struct CoverageArgs {
-    /// The cases directory, with its requirements.yaml (default: the workspace's cases/).
+    /// The cases directory, with its requirements.yaml (default: the cases built into this
+    /// binary).
     #[arg(long, value_name = "DIR")]
     cases: Option<PathBuf>,
     /// Write the map as JSON here.
@@ -209,13 +211,21 @@ on its own WebSocket, a few at a time, every wait bounded by --timeout.
 
 Each case gets a verdict: OK, NON-STRICT (a should is not met), INFORMATIONAL (the spec \
 leaves it open; what happened is recorded), UNSUPPORTED (an optional feature the server \
-does not advertise), FAILED (a must is broken), or ERROR (the case could not connect). \
-Cases with a close judge get a second verdict for the CLOSE reason the server chose.
+does not advertise), FAILED (a must is broken), ERROR (the case could not connect), or \
+NOT RUN (the server was down). Cases with a close judge get a second verdict for the \
+CLOSE reason the server chose.
 
-Exit codes: 0 the gate passed; 1 conformance failures: a FAILED verdict (NON-STRICT too \
-with --strict), or with --expect any verdict that differs from the baseline; 2 harness \
-or connection errors (the other cases still run), bad options or case files, or a \
-filter that matches nothing.";
+After a case that ends abnormally the harness checks that the server still serves (a \
+fresh upgrade, handshake and echo). If it does not, that case is FAILED: \"the server \
+crashed (connection refused after this case)\" or \"the server froze (no upgrade within \
+N s after this case)\". Later cases are NOT RUN (\"not run: the server is down since \
+<case>\"); with --spawn the harness restarts the server instead and goes on.
+
+Exit codes: 0 the gate passed; 1 conformance failures: a FAILED verdict (a crash or \
+freeze too; NON-STRICT too with --strict), or with --expect any verdict that differs \
+from the baseline; 2 harness or connection errors (the other cases still run; a server \
+that was never reachable), bad options or case files, or a filter that matches \
+nothing.";
 
 /// How the password record is laid out.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -229,9 +239,12 @@ enum LayoutArg {
 /// `server URL`: options.
 #[derive(Debug, Args)]
 struct ServerArgs {
-    /// The server's WebSocket URL, e.g. ws://127.0.0.1:6001/ (ws:// only; keep the trailing
-    /// slash Wisp servers expect).
+    /// The server's WebSocket URL, e.g. ws://127.0.0.1:6001/ or wss://wisp.example.org/
+    /// (keep the trailing slash Wisp servers expect).
     url: String,
+    /// With wss://: accept any server certificate (self-signed test servers).
+    #[arg(long)]
+    insecure: bool,
     /// Speak Wisp v1: no Sec-WebSocket-Protocol is offered and the v2-only cases do not
     /// apply.
     #[arg(long, conflicts_with = "v2")]
@@ -291,12 +304,27 @@ struct ServerArgs {
     /// The server's name written into --write-baseline (default: the URL).
     #[arg(long, value_name = "NAME")]
     server_name: Option<String>,
-    /// The cases directory (default: the workspace's cases/).
+    /// The cases directory (default: the cases built into this binary).
     #[arg(long, value_name = "DIR")]
     cases: Option<PathBuf>,
-    /// The address the loopback targets bind, and that cases ask the server to reach.
+    /// The address the targets bind, and that cases ask the server to reach (0.0.0.0 for
+    /// a server on another host, with --targets-host).
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
     targets_bind: IpAddr,
+    /// The name or address of this machine as the server reaches it: cases give the server
+    /// this host for the harness's targets (a server on another host).
+    #[arg(long, value_name = "HOST")]
+    targets_host: Option<String>,
+    /// Targets the server can reach when the harness's own cannot be: a YAML file of
+    /// `NAME: HOST:PORT` lines (tcp_echo, udp_echo, refused, sink, ...). Only those are used;
+    /// cases that need another target are UNSUPPORTED.
+    #[arg(long, value_name = "FILE")]
+    external_targets: Option<PathBuf>,
+    /// Start the server under test with this command (run by `sh -c`; `{port}` here and in
+    /// URL becomes a free port), restart it after a crash or a freeze, and add the tail of
+    /// its stderr to the report of the case that took it down.
+    #[arg(long, value_name = "CMD")]
+    spawn: Option<String>,
     /// List the selected cases (ID, level, needs, title) instead of running them.
     #[arg(long)]
     list: bool,
@@ -311,7 +339,7 @@ struct ServerArgs {
 /// Which cases.
 #[derive(Debug, Args, Clone)]
 struct SelectArgs {
-    /// The cases directory (default: the workspace's cases/).
+    /// The cases directory (default: the cases built into this binary).
     #[arg(long, value_name = "DIR")]
     cases: Option<PathBuf>,
     /// Only IDs equal to PREFIX or under it (`handshake` selects `handshake.*`; a trailing
@@ -758,6 +786,12 @@ fn server_inner(args: &ServerArgs) -> Result<ExitCode, String> {
     let mut config = ServerConfig::new(&args.url, mode);
     config.cases_dir = dir;
     config.bind = args.targets_bind;
+    config.spawn = args.spawn.clone();
+    config.insecure = args.insecure;
+    config.targets_host = args.targets_host.clone();
+    if let Some(path) = &args.external_targets {
+        config.external_targets = Some(wisp_harness::server::load_external_targets(path)?);
+    }
     if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 600.0) {
         return Err("--timeout takes seconds between 0 and 600".to_owned());
     }

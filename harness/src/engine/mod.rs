@@ -98,6 +98,11 @@ pub(crate) struct CaseRun {
     pub(crate) error: Option<String>,
     /// The subject lacks a feature the case needs: UNSUPPORTED, for this reason.
     pub(crate) unsupported: Option<String>,
+    /// The case fails whatever its level, for this reason (put first): the server under
+    /// test crashed or froze during it.
+    pub(crate) fatal: Option<String>,
+    /// The case was not run (the server under test was down), for this reason.
+    pub(crate) not_run: Option<String>,
     /// The CLOSE-reason column.
     pub(crate) close: Option<CloseColumn>,
     /// The transcript or wire log.
@@ -123,7 +128,7 @@ pub(crate) fn finish(
     meta: &Meta,
     role: Role,
     expected: Option<Verdict>,
-    run: CaseRun,
+    mut run: CaseRun,
     duration: Duration,
 ) -> CaseReport {
     let mut report = CaseReport::new(meta, role);
@@ -137,12 +142,22 @@ pub(crate) fn finish(
         report.error = Some(e);
         return report;
     }
+    if let Some(why) = run.not_run {
+        report.not_run = Some(why);
+        return report;
+    }
     if let Some(why) = run.unsupported {
         report.verdict = Verdict::Unsupported;
         report.reasons = vec![why];
         return report;
     }
-    report.verdict = Verdict::judge(meta.level, &run.failures);
+    report.verdict = match run.fatal.take() {
+        Some(why) => {
+            run.failures.insert(0, why);
+            Verdict::Failed
+        }
+        None => Verdict::judge(meta.level, &run.failures),
+    };
     if role == Role::Client {
         let t = &mut report.transcript;
         t.push_str(&format!("== verdict ==\n{}\n", report.verdict));
@@ -252,6 +267,10 @@ pub async fn run_suite(
     let prepared = Arc::new(Prepared::start(subject).await?);
     debug_assert_eq!(prepared.role(), role);
     let semaphore = Arc::new(Semaphore::new(options.jobs.max(1)));
+    // Cases start in suite order (with `-j 1`, one after the other in that order): each
+    // waits for its turn, then for a permit.
+    let turn = Arc::new(tokio::sync::watch::Sender::new(0usize));
+    let mut started_in_order = 0usize;
     let mut not_applicable = Vec::new();
     let mut slots: Vec<Option<CaseReport>> = Vec::new();
     let mut set = JoinSet::new();
@@ -274,8 +293,13 @@ pub async fn run_suite(
         let prepared = prepared.clone();
         let semaphore = semaphore.clone();
         let case = case.clone();
+        let turn = turn.clone();
+        let my_turn = started_in_order;
+        started_in_order += 1;
         set.spawn(async move {
+            let _ = turn.subscribe().wait_for(|t| *t >= my_turn).await;
             let _permit = semaphore.acquire_owned().await;
+            turn.send_modify(|t| *t += 1);
             let started = Instant::now();
             let run = match std::panic::AssertUnwindSafe(prepared.run(&case))
                 .catch_unwind()

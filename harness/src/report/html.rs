@@ -113,6 +113,9 @@ pub struct RunCase {
     /// Why the case was not run.
     #[serde(default)]
     pub ignored: Option<String>,
+    /// Why the case was not run: the server was down.
+    #[serde(default)]
+    pub not_run: Option<String>,
     /// Wall-clock time.
     #[serde(default)]
     pub duration_ms: u64,
@@ -281,7 +284,7 @@ td.cell a{color:inherit;text-decoration:none;display:block}
 .v-ok{background:#c9f0cf;color:#0f5323}.v-non-strict{background:#fff1b8;color:#6b4c00}
 .v-informational{background:#d6e8ff;color:#0b3d7a}.v-unsupported{background:#e6e6e6;color:#444}
 .v-failed{background:#ffc9c9;color:#8a0b0b}.v-error{background:#d9b3ff;color:#3f0a6b}
-.v-ignored{background:#f6f6f6;color:#888}.v-none{background:#fff;color:#aaa}
+.v-ignored,.v-not-run{background:#f6f6f6;color:#888}.v-none{background:#fff;color:#aaa}
 td.gate{outline:2px solid #8a0b0b;outline-offset:-3px}
 span.close{display:inline-block;margin-left:.4em;padding:0 .3em;border-radius:3px;font-size:.8em;font-weight:600;border:1px solid rgba(0,0,0,.2)}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 1em}dt{font-weight:600}dd{margin:0}
@@ -297,7 +300,7 @@ tr.req.gap td.id{border-left:4px solid #8a0b0b}
 
 /// The CSS class of a verdict label (`NON-STRICT` → `v-non-strict`).
 fn class(label: &str) -> String {
-    format!("v-{}", label.to_ascii_lowercase())
+    format!("v-{}", label.to_ascii_lowercase().replace(' ', "-"))
 }
 
 fn head(title: &str) -> Markup {
@@ -422,6 +425,7 @@ fn cell(run: usize, case: Option<&RunCase>) -> Markup {
         .error
         .iter()
         .chain(case.ignored.iter())
+        .chain(case.not_run.iter())
         .chain(case.reasons.iter())
         .cloned()
         .collect::<Vec<_>>()
@@ -468,11 +472,12 @@ pub fn case_page(run: &Run, case: &RunCase) -> Markup {
                     h2 { "Expectation" }
                     pre.expectation { (case.expectation) }
                 }
-                @if case.error.is_some() || case.ignored.is_some() || !case.reasons.is_empty() {
+                @if case.error.is_some() || case.ignored.is_some() || case.not_run.is_some() || !case.reasons.is_empty() {
                     h2 { "Why" }
                     ul.reasons {
                         @if let Some(e) = &case.error { li { "error: " (e) } }
                         @if let Some(i) = &case.ignored { li { "ignored: " (i) } }
+                        @if let Some(n) = &case.not_run { li { (n) } }
                         @for r in &case.reasons { li { (r) } }
                     }
                 }

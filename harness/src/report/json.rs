@@ -44,6 +44,7 @@ fn case(c: &CaseReport, gate: &Gate, baseline: Option<&Baseline>) -> Value {
         "reasons": c.reasons,
         "error": c.error,
         "ignored": c.ignored,
+        "not_run": c.not_run,
         "duration_ms": c.duration.as_millis() as u64,
         "virtual_ms": c.virtual_time.map(|v| v.as_millis() as u64),
         "trace": c.transcript.lines().collect::<Vec<_>>(),

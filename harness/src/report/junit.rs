@@ -74,9 +74,9 @@ fn test_case(c: &CaseReport, gate: &Gate) -> TestCase {
             .set_message(e.as_str())
             .set_description(detail.as_str());
         s
-    } else if let Some(why) = &c.ignored {
+    } else if let Some(why) = c.skipped() {
         let mut s = TestCaseStatus::skipped();
-        s.set_message(why.as_str());
+        s.set_message(why);
         s
     } else if gate.fails(&c.id) {
         let (kind, message) = match gate.mismatches.iter().find(|m| m.id == c.id) {

@@ -22,7 +22,7 @@ use crate::server::baseline::{Baseline, Mismatch};
 use crate::server::{Probe, RunMode};
 
 /// The labels a case row can show, in the order summaries list them.
-pub const LABELS: [&str; 7] = [
+pub const LABELS: [&str; 8] = [
     "OK",
     "NON-STRICT",
     "INFORMATIONAL",
@@ -30,6 +30,7 @@ pub const LABELS: [&str; 7] = [
     "FAILED",
     "ERROR",
     "IGNORED",
+    "NOT RUN",
 ];
 
 /// The CLOSE-reason column of one case: the reason the server chose on the judged
@@ -97,6 +98,10 @@ pub struct CaseReport {
     pub error: Option<String>,
     /// The case was not run: it is marked `ignore`, for this reason.
     pub ignored: Option<String>,
+    /// The case was not run because the server under test was down (`not run: the server
+    /// is down since <case>`): the case that took it down is FAILED, this one has no
+    /// verdict.
+    pub not_run: Option<String>,
     /// What happened: the client role's deterministic transcript (wire trace, client
     /// log, verdict), the server role's decoded wire log.
     pub transcript: String,
@@ -124,6 +129,7 @@ impl CaseReport {
             reasons: Vec::new(),
             error: None,
             ignored: None,
+            not_run: None,
             transcript: String::new(),
             duration: Duration::ZERO,
             virtual_time: None,
@@ -135,19 +141,26 @@ impl CaseReport {
         self.group.rsplit('.').next().unwrap_or("")
     }
 
-    /// `ERROR` for a harness or connection error, `IGNORED` for a case not run, else the
-    /// verdict.
+    /// `ERROR` for a harness or connection error, `IGNORED` for an ignored case, `NOT RUN`
+    /// for a case not run because the server was down, else the verdict.
     pub fn label(&self) -> String {
-        match (&self.error, &self.ignored) {
-            (Some(_), _) => "ERROR".to_owned(),
-            (None, Some(_)) => "IGNORED".to_owned(),
-            (None, None) => self.verdict.to_string(),
+        match (&self.error, &self.ignored, &self.not_run) {
+            (Some(_), _, _) => "ERROR".to_owned(),
+            (None, Some(_), _) => "IGNORED".to_owned(),
+            (None, None, Some(_)) => "NOT RUN".to_owned(),
+            (None, None, None) => self.verdict.to_string(),
         }
     }
 
-    /// Whether the case ran and has a verdict (no error, not ignored).
+    /// Why the case did not run (ignored, or the server was down), if it did not.
+    pub fn skipped(&self) -> Option<&str> {
+        self.ignored.as_deref().or(self.not_run.as_deref())
+    }
+
+    /// Whether the case ran and has a verdict (no error, not ignored, not left out
+    /// because the server was down).
     pub fn judged(&self) -> bool {
-        self.error.is_none() && self.ignored.is_none()
+        self.error.is_none() && self.ignored.is_none() && self.not_run.is_none()
     }
 
     /// The close column's verdict, or `-`.
@@ -194,7 +207,7 @@ impl CaseReport {
     /// Whether a reader wants the details: an error, an unexpected verdict, or any column
     /// that is not OK where the case expects nothing else.
     pub fn interesting(&self) -> bool {
-        if self.ignored.is_some() {
+        if self.skipped().is_some() {
             return false;
         }
         self.error.is_some()

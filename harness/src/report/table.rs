@@ -34,8 +34,8 @@ fn note(c: &CaseReport) -> String {
     if let Some(e) = &c.error {
         return e.clone();
     }
-    if let Some(why) = &c.ignored {
-        return why.clone();
+    if let Some(why) = c.skipped() {
+        return why.to_owned();
     }
     let first = c.reasons.first().cloned().or_else(|| {
         c.close
@@ -105,7 +105,7 @@ pub fn table(report: &SuiteReport, verbose: bool) -> String {
         if close_column {
             let _ = write!(out, "{:<13}  ", c.close_label());
         }
-        match c.ignored {
+        match c.skipped() {
             Some(_) => {
                 let _ = write!(out, "{:>7}  ", "-");
             }
@@ -169,14 +169,25 @@ pub fn table(report: &SuiteReport, verbose: bool) -> String {
     out
 }
 
-/// `N passed, N failed, N ignored, N errors (T s)`: the closing line test runners read.
+/// `N passed, N failed, N ignored, N errors (T s)`: the closing line test runners read
+/// (`, N not run` after the errors when the server under test was down).
 pub fn closing_line(report: &SuiteReport) -> String {
     let passed = report.cases.iter().filter(|c| c.passed()).count();
     let ignored = report.cases.iter().filter(|c| c.ignored.is_some()).count();
     let errors = report.cases.iter().filter(|c| c.error.is_some()).count();
-    let failed = report.cases.len() - passed - ignored - errors;
+    let not_run = report
+        .cases
+        .iter()
+        .filter(|c| c.error.is_none() && c.ignored.is_none() && c.not_run.is_some())
+        .count();
+    let failed = report.cases.len() - passed - ignored - errors - not_run;
+    let not_run = if not_run > 0 {
+        format!(", {not_run} not run")
+    } else {
+        String::new()
+    };
     format!(
-        "{passed} passed, {failed} failed, {ignored} ignored, {errors} errors ({:.2}s)",
+        "{passed} passed, {failed} failed, {ignored} ignored, {errors} errors{not_run} ({:.2}s)",
         report.duration.as_secs_f64()
     )
 }

@@ -11,9 +11,9 @@ use futures::{SinkExt, StreamExt};
 use tokio::time::Instant;
 use wisp_cases::ServerCase;
 use wisp_cases::client::VersionSel;
+use wisp_client::ClientMux;
 use wisp_client::proto::StreamType;
 use wisp_client::transport::TransportExt;
-use wisp_client::{ClientMux, MuxOptions};
 
 use super::session::{Recorder, RecordingTransport};
 use super::{Body, CaseCtx, RunMode};
@@ -43,10 +43,7 @@ pub(crate) async fn run(case: &ServerCase, ctx: &CaseCtx, rec: &Recorder) -> Bod
         return body;
     };
     let (rx, tx) = RecordingTransport::new(ws, rec.clone()).split_fast();
-    let options = MuxOptions::default()
-        .handshake_timeout(Some(step))
-        .legacy_info_wait(Duration::from_millis(500))
-        .close_timeout(Duration::from_secs(1));
+    let options = super::session::mux_options(step);
     let version = match ctx.version {
         RunMode::V1 => VersionSel::V1,
         RunMode::V2 => VersionSel::V2,
@@ -134,10 +131,10 @@ enum Judgement {
 async fn await_judgement(mux: &ClientMux, ctx: &CaseCtx, rec: &Recorder) -> Judgement {
     const PROBE: &[u8] = b"auth-judgement-probe";
     let step = ctx.step_timeout;
-    let echo = ctx.tcp_echo;
+    let echo = &ctx.tcp_echo;
     let probe = async {
         let mut stream = mux
-            .new_stream(StreamType::TCP, echo.ip().to_string(), echo.port())
+            .new_stream(StreamType::TCP, echo.host.clone(), echo.port)
             .await
             .map_err(|e| error_text(&e))?;
         stream

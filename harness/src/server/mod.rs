@@ -33,15 +33,19 @@
 
 pub mod baseline;
 pub mod checks;
+mod health;
 mod library;
 mod probe;
 mod script;
 mod session;
+mod spawn;
 mod targets;
+mod tls;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,12 +60,14 @@ use wisp_cases::{Case, ServerCase, load_case_str_with};
 use wisp_client::proto::PasswordLayout;
 
 pub use probe::Probe;
+pub use spawn::PORT_PLACEHOLDER;
 pub use targets::{BANNER, Targets};
 
 use crate::engine::CaseRun;
 use crate::engine::judge::judge_close;
 use crate::report::ServerInfo;
 use checks::RunChecks;
+use health::{AfterCase, Before, Health};
 use probe::CapCheck;
 use session::Recorder;
 
@@ -87,8 +93,11 @@ impl fmt::Display for RunMode {
 /// The server subject: which server, how the harness talks to it, what it sets up.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// The server's WebSocket URL (`ws://HOST:PORT/PATH/`).
+    /// The server's WebSocket URL (`ws://HOST:PORT/PATH/` or `wss://...`).
     pub url: String,
+    /// `wss://`: accept any server certificate (`--insecure`, for self-signed test
+    /// servers).
+    pub insecure: bool,
     /// The mode of the run.
     pub mode: RunMode,
     /// Password credentials (`--password USER:PASS`).
@@ -103,8 +112,19 @@ pub struct ServerConfig {
     pub step_timeout: Duration,
     /// The address the loopback targets bind (default 127.0.0.1).
     pub bind: IpAddr,
+    /// The host name cases give the server for the harness's targets (`--targets-host`,
+    /// for a server on another machine); default: the address they bound.
+    pub targets_host: Option<String>,
+    /// `--external-targets`: targets the server can reach, by name (`tcp_echo`,
+    /// `udp_echo`, ...), used instead of the harness's own; a case that needs a target
+    /// not listed is UNSUPPORTED.
+    pub external_targets: Option<BTreeMap<String, (String, u16)>>,
     /// The cases directory (the file paths of the cases are under it).
     pub cases_dir: PathBuf,
+    /// `--spawn`: the command that starts the server under test (run by `sh -c`;
+    /// `{port}` in it and in `url` is replaced by a free port). The harness restarts it
+    /// after a crash or a freeze.
+    pub spawn: Option<String>,
 }
 
 impl ServerConfig {
@@ -112,6 +132,7 @@ impl ServerConfig {
     pub fn new(url: impl Into<String>, mode: RunMode) -> Self {
         Self {
             url: url.into(),
+            insecure: false,
             mode,
             credentials: None,
             password_layout: PasswordLayout::Draft6,
@@ -119,9 +140,55 @@ impl ServerConfig {
             blocked: None,
             step_timeout: Duration::from_secs(5),
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            targets_host: None,
+            external_targets: None,
             cases_dir: crate::default_cases_dir(),
+            spawn: None,
         }
     }
+}
+
+/// Reads an `--external-targets` file: one `NAME: HOST:PORT` per line (YAML), NAME one of
+/// the target names (`tcp_echo`, `udp_echo`, `refused`, ...).
+///
+/// # Errors
+///
+/// A file that cannot be read, is not such a mapping, or names an unknown target.
+pub fn load_external_targets(path: &Path) -> Result<BTreeMap<String, (String, u16)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--external-targets {}: {e}", path.display()))?;
+    let raw: BTreeMap<String, String> = serde_saphyr::from_str(&text).map_err(|e| {
+        format!(
+            "--external-targets {}: expected NAME: HOST:PORT lines: {e}",
+            path.display()
+        )
+    })?;
+    let mut out = BTreeMap::new();
+    for (name, value) in raw {
+        if !wisp_cases::TARGET_NAMES.contains(&name.as_str()) || name == "blocked" {
+            return Err(format!(
+                "--external-targets {}: unknown target {name:?} (use one of {})",
+                path.display(),
+                wisp_cases::TARGET_NAMES
+                    .iter()
+                    .filter(|n| **n != "blocked")
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let (host, port) = value
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+            .ok_or_else(|| {
+                format!(
+                    "--external-targets {}: {name}: {value:?} is not HOST:PORT",
+                    path.display()
+                )
+            })?;
+        out.insert(name, (host.to_owned(), port));
+    }
+    Ok(out)
 }
 
 /// Whether a server-role case runs in `mode`.
@@ -143,6 +210,8 @@ pub(crate) struct Body {
     pub(crate) ids: HashMap<String, u32>,
     /// The subprotocol the server echoed.
     pub(crate) echoed: Option<String>,
+    /// A failure that fails the case whatever its level (the whole server stalled).
+    pub(crate) fatal: Option<String>,
 }
 
 impl Body {
@@ -155,10 +224,17 @@ impl Body {
     }
 }
 
+/// A destination as the server is asked to reach it (a host name or an address).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
 /// Everything a case needs to know about its connection.
 pub(crate) struct CaseCtx {
     pub(crate) config: Arc<ServerConfig>,
-    pub(crate) tcp_echo: SocketAddr,
+    pub(crate) tcp_echo: Endpoint,
     /// What the watch target saw (`expect_target_closed`).
     pub(crate) watch_log: targets::WatchLog,
     pub(crate) version: RunMode,
@@ -178,7 +254,7 @@ impl CaseCtx {
     fn new(
         case: &ServerCase,
         config: Arc<ServerConfig>,
-        tcp_echo: SocketAddr,
+        tcp_echo: Endpoint,
         watch_log: targets::WatchLog,
     ) -> Result<Self, String> {
         let connect = &case.connect;
@@ -225,6 +301,7 @@ impl CaseCtx {
             &self.config.url,
             self.subprotocol.as_deref(),
             self.step_timeout,
+            self.config.insecure,
         )
         .await
         {
@@ -277,23 +354,77 @@ impl CaseCtx {
     /// The extensions our client offers in this case's v2 handshake: UDP and MOTD, and the
     /// credentials and key of `connect`, when there are some.
     pub(crate) fn offer(&self) -> Vec<ClientExtension> {
-        let mut offer = vec![ClientExtension::Udp, ClientExtension::Motd];
-        if let Some((user, pass, layout)) = &self.password {
-            offer.push(ClientExtension::Password(ClientPassword {
-                username: Some(user.clone()),
-                password: Some(pass.clone()),
-                layout: wisp_cases::client::LayoutChoice::Pinned(*layout),
-            }));
-        }
-        if let Some(key) = &self.key {
-            offer.push(ClientExtension::CertAuth(ClientCertAuth {
-                key: None,
-                signing_key: Some(key.clone()),
-            }));
-        }
-        offer
+        offer(self.password.as_ref(), self.key.as_ref())
     }
 }
+
+/// The extensions our client offers in a v2 handshake: UDP and MOTD, and these
+/// credentials and key, when there are some.
+pub(crate) fn offer(
+    password: Option<&(String, String, PasswordLayout)>,
+    key: Option<&SigningKey>,
+) -> Vec<ClientExtension> {
+    let mut offer = vec![ClientExtension::Udp, ClientExtension::Motd];
+    if let Some((user, pass, layout)) = password {
+        offer.push(ClientExtension::Password(ClientPassword {
+            username: Some(user.clone()),
+            password: Some(pass.clone()),
+            layout: wisp_cases::client::LayoutChoice::Pinned(*layout),
+        }));
+    }
+    if let Some(key) = key {
+        offer.push(ClientExtension::CertAuth(ClientCertAuth {
+            key: None,
+            signing_key: Some(key.clone()),
+        }));
+    }
+    offer
+}
+
+/// The placeholder values of a run: the harness's own targets (under `--targets-host`
+/// when given) or the `--external-targets`, and `blocked`.
+fn run_placeholders(targets: &Targets, config: &ServerConfig) -> wisp_cases::Placeholders {
+    let mut p = match &config.external_targets {
+        Some(external) => {
+            // Stand-ins for `blocked` only; the targets are the listed ones.
+            let mut p = wisp_cases::Placeholders::default();
+            for name in wisp_cases::TARGET_NAMES {
+                if *name != "blocked" {
+                    p.remove(name);
+                }
+            }
+            for (name, (host, port)) in external {
+                p.set(name, host, *port);
+            }
+            p
+        }
+        None => targets.placeholders(config.targets_host.as_deref()),
+    };
+    if let Some((host, port)) = &config.blocked {
+        p.set("blocked", host, *port);
+    }
+    p
+}
+
+/// The first target a case's text names (`${NAME.host}`, `${NAME.port}`) that has no value
+/// in this run.
+fn missing_target(source: &str, placeholders: &wisp_cases::Placeholders) -> Option<String> {
+    let mut rest = source;
+    while let Some(at) = rest.find("${") {
+        rest = &rest[at + 2..];
+        let end = rest.find('}')?;
+        let key = &rest[..end];
+        if key != "blocked.host" && key != "blocked.port" && placeholders.get(key).is_none() {
+            return Some(key.split('.').next().unwrap_or(key).to_owned());
+        }
+        rest = &rest[end..];
+    }
+    None
+}
+
+/// How many times a case runs again on a restarted server (`--spawn`) when the server
+/// went down during it because of another case.
+const MAX_RERUNS: usize = 3;
 
 /// A server-role run, prepared: the configuration, the loopback targets (alive until the
 /// run is dropped), their placeholder values and what the probe saw.
@@ -301,8 +432,11 @@ pub(crate) struct ServerRun {
     config: Arc<ServerConfig>,
     targets: Targets,
     placeholders: wisp_cases::Placeholders,
+    /// The TCP echo as the server reaches it (liveness checks, `alive` steps).
+    tcp_echo: Endpoint,
     probe: Probe,
     checks: RunChecks,
+    health: Health,
 }
 
 impl ServerRun {
@@ -311,19 +445,51 @@ impl ServerRun {
     /// # Errors
     ///
     /// A URL the harness cannot use, or targets that cannot bind.
-    pub(crate) async fn start(config: ServerConfig) -> Result<Self, String> {
+    pub(crate) async fn start(mut config: ServerConfig) -> Result<Self, String> {
+        let port = match &config.spawn {
+            Some(_) => Some(spawn::free_port()?.to_string()),
+            None => None,
+        };
+        if let Some(port) = &port {
+            config.url = config.url.replace(PORT_PLACEHOLDER, port);
+        }
         session::check_url(&config.url)?;
         let targets = Targets::start(config.bind)
             .await
             .map_err(|e| format!("cannot start the loopback targets on {}: {e}", config.bind))?;
-        let placeholders = targets.placeholders(config.blocked.as_ref());
-        let probe = Probe::run(&config).await;
+        let placeholders = run_placeholders(&targets, &config);
+        let tcp_echo = Endpoint {
+            host: placeholders
+                .get("tcp_echo.host")
+                .map_or_else(|| targets.tcp_echo.ip().to_string(), str::to_owned),
+            port: placeholders
+                .get("tcp_echo.port")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(targets.tcp_echo.port()),
+        };
+        let spawned = match (&config.spawn, &port) {
+            (Some(command), Some(port)) => {
+                let command = command.replace(PORT_PLACEHOLDER, port);
+                let mut spawned = spawn::Spawned::start(&command)?;
+                health::wait_serving(&mut spawned, &config, &tcp_echo)
+                    .await
+                    .map_err(|e| format!("--spawn {command:?}: {e}"))?;
+                Some(spawned)
+            }
+            _ => None,
+        };
+        // Whether the server serves at all (an echo): only then can it go down later.
+        let (probe, alive) =
+            tokio::join!(Probe::run(&config), health::check_alive(&config, &tcp_echo));
+        let health = Health::new(alive.is_ok(), spawned);
         Ok(Self {
             config: Arc::new(config),
             targets,
             placeholders,
+            tcp_echo,
             probe,
             checks: RunChecks::default(),
+            health,
         })
     }
 
@@ -354,9 +520,80 @@ impl ServerRun {
         self.checks.reports()
     }
 
-    /// Runs one case: loads it again with the run's target addresses, checks the
-    /// capabilities it needs, then plays it.
+    /// Runs one case, and attributes a crash or a freeze of the server to it
+    /// ([`health`]): a case that ends abnormally is followed by a liveness check; one
+    /// that took the server down is FAILED; cases after it are NOT RUN, or, with
+    /// `--spawn`, run on the restarted server (a case that was running beside the
+    /// culprit runs once more).
     pub(crate) async fn run(&self, case: &ServerCase) -> CaseRun {
+        let mut reruns = 0;
+        loop {
+            let generation = match self.health.before().await {
+                Before::Run(g) => g,
+                Before::Down(why) => {
+                    return CaseRun {
+                        not_run: Some(why),
+                        ..CaseRun::default()
+                    };
+                }
+            };
+            let running = self.health.start(&case.meta.id).await;
+            let (mut run, connected) = self.run_once(case).await;
+            if run.error.is_none() && run.failures.is_empty() && run.fatal.is_none() {
+                drop(running);
+                self.health.finished(&case.meta.id).await;
+                return run;
+            }
+            let after = self
+                .health
+                .after_abnormal(
+                    &case.meta.id,
+                    generation,
+                    connected,
+                    &self.config,
+                    &self.tcp_echo,
+                )
+                .await;
+            drop(running);
+            match after {
+                AfterCase::Alive => return run,
+                AfterCase::Culprit { reason, transcript } => {
+                    run.error = None;
+                    if let Some(stalled) = run.fatal.replace(reason) {
+                        run.failures.insert(0, stalled);
+                    }
+                    if !run.transcript.is_empty() && !transcript.is_empty() {
+                        run.transcript.push('\n');
+                    }
+                    run.transcript.push_str(transcript.trim_end());
+                    return run;
+                }
+                // A case runs again after each restart it did not cause, a few times at
+                // most.
+                AfterCase::Casualty { rerun: true, .. } if reruns < MAX_RERUNS => reruns += 1,
+                AfterCase::Casualty { reason, .. } => {
+                    return CaseRun {
+                        not_run: Some(reason),
+                        transcript: run.transcript,
+                        ..CaseRun::default()
+                    };
+                }
+            }
+        }
+    }
+
+    /// Runs one case: loads it again with the run's target addresses, checks the
+    /// capabilities it needs, then plays it. Also says whether its connection opened.
+    async fn run_once(&self, case: &ServerCase) -> (CaseRun, bool) {
+        if let Some(name) = missing_target(&case.meta.source, &self.placeholders) {
+            let run = CaseRun {
+                unsupported: Some(format!(
+                    "needs the {name} target, which --external-targets does not name"
+                )),
+                ..CaseRun::default()
+            };
+            return (run, true);
+        }
         let loaded = load_case_str_with(
             &self.config.cases_dir,
             &case.meta.path,
@@ -365,35 +602,44 @@ impl ServerRun {
         );
         match loaded {
             Ok(Case::Server(case)) => self.run_loaded(&case).await,
-            Ok(Case::Client(_)) => CaseRun::error("the case no longer loads as a server-role case"),
-            Err(e) => CaseRun::error(format!(
-                "the case does not load with the run's targets: {e}"
-            )),
+            Ok(Case::Client(_)) => (
+                CaseRun::error("the case no longer loads as a server-role case"),
+                true,
+            ),
+            Err(e) => (
+                CaseRun::error(format!(
+                    "the case does not load with the run's targets: {e}"
+                )),
+                true,
+            ),
         }
     }
 
-    async fn run_loaded(&self, case: &ServerCase) -> CaseRun {
+    async fn run_loaded(&self, case: &ServerCase) -> (CaseRun, bool) {
         let config = &self.config;
         for cap in &case.requires {
             match self.probe.check(*cap, config) {
                 CapCheck::Present => {}
                 CapCheck::Absent(why) => {
-                    return CaseRun {
+                    let run = CaseRun {
                         unsupported: Some(format!("needs {cap}: {why}")),
                         ..CaseRun::default()
                     };
+                    return (run, true);
                 }
-                CapCheck::Unknown(why) => return CaseRun::error(format!("needs {cap}: {why}")),
+                CapCheck::Unknown(why) => {
+                    return (CaseRun::error(format!("needs {cap}: {why}")), true);
+                }
             }
         }
         let ctx = match CaseCtx::new(
             case,
             config.clone(),
-            self.targets.tcp_echo,
+            self.tcp_echo.clone(),
             self.targets.watch_log.clone(),
         ) {
             Ok(c) => c,
-            Err(e) => return CaseRun::error(e),
+            Err(e) => return (CaseRun::error(e), true),
         };
         let rec = Recorder::new(self.checks.clone(), &case.meta.id);
         let deadline = case.timeout().max(config.step_timeout * 2);
@@ -422,10 +668,11 @@ impl ServerRun {
         };
         let transcript = rec.lines().join("\n");
         if let Some(e) = body.conn_error {
-            return CaseRun {
+            let run = CaseRun {
                 transcript,
                 ..CaseRun::error(format!("connection error: {e}"))
             };
+            return (run, false);
         }
         let mut failures = body.failures.clone();
         if let Some(want) = &case.expect.subprotocol {
@@ -459,11 +706,13 @@ impl ServerRun {
             let seen = id.and_then(|id| rec.close_on(id));
             judge_close(judge, id, seen)
         });
-        CaseRun {
+        let run = CaseRun {
             failures,
             close,
             transcript,
+            fatal: body.fatal,
             ..CaseRun::default()
-        }
+        };
+        (run, true)
     }
 }

@@ -65,7 +65,14 @@ impl Probe {
             RunMode::V1 => None,
             RunMode::V2 => Some(wisp_client::transport::WISP_V2_SUBPROTOCOL),
         };
-        let mut opened = match session::open(&config.url, subprotocol, config.step_timeout).await {
+        let mut opened = match session::open(
+            &config.url,
+            subprotocol,
+            config.step_timeout,
+            config.insecure,
+        )
+        .await
+        {
             Ok(o) => o,
             Err(e) => {
                 probe.error = Some(e);

@@ -75,7 +75,13 @@ pub(crate) async fn run_script(case: &Case, ctx: &CaseCtx, rec: &Recorder) -> Bo
         if let Err((want, got)) = client.step(&step.value).await {
             let failure = format!("step #{i}: expected {want}; got {got}");
             rec.event(format!("FAILED: {failure}"));
-            body.failures.push(failure);
+            if matches!(step.value, ClientStep::AliveElsewhere) {
+                body.fatal = Some(format!(
+                    "the whole server stalled: another connection did not work while this one's stall was in progress (step #{i}: {got})"
+                ));
+            } else {
+                body.failures.push(failure);
+            }
             break;
         }
     }
@@ -151,6 +157,11 @@ impl RawClient<'_> {
                 let id = self.resolve(&e.stream)?;
                 self.expect_echo(id, e.timeout.map_or(bound, |d| d.0)).await
             }
+            ClientStep::ExpectDatagrams(e) => {
+                let id = self.resolve(&e.stream)?;
+                let within = e.within.map_or(bound, |d| d.0);
+                self.expect_datagrams(id, e.count, e.len, within).await
+            }
             ClientStep::ExpectEof => {
                 let deadline = Instant::now() + bound;
                 loop {
@@ -167,6 +178,7 @@ impl RawClient<'_> {
                 }
             }
             ClientStep::Alive => self.alive().await,
+            ClientStep::AliveElsewhere => self.alive_elsewhere().await,
             ClientStep::Pause(d) => {
                 self.rec.event(format!("pause {d}"));
                 tokio::time::sleep(d.0).await;
@@ -423,6 +435,70 @@ impl RawClient<'_> {
         }
     }
 
+    async fn expect_datagrams(
+        &mut self,
+        id: u32,
+        count: usize,
+        len: usize,
+        within: Duration,
+    ) -> StepResult {
+        let want = format!(
+            "{count} DATA packets of exactly {len} bytes on stream {id} (one per datagram)"
+        );
+        let deadline = Instant::now() + within;
+        let mut got = 0usize;
+        let ended = loop {
+            if got == count {
+                break None;
+            }
+            match self.recv_until(deadline).await {
+                Incoming::Packet(b) => {
+                    let Ok(Packet {
+                        stream_id,
+                        body: PacketBody::Data(d),
+                    }) = Packet::decode(b.clone())
+                    else {
+                        continue;
+                    };
+                    if stream_id != id {
+                        continue;
+                    }
+                    if d.len() != len {
+                        let what = if d.len() > len && d.len() % len == 0 {
+                            format!(" ({} datagrams merged into one DATA)", d.len() / len)
+                        } else {
+                            String::new()
+                        };
+                        return Err((
+                            want,
+                            format!(
+                                "after {got} exact ones, a DATA of {} bytes{what}: {}",
+                                d.len(),
+                                self.rec.describe(&b)
+                            ),
+                        ));
+                    }
+                    got += 1;
+                }
+                Incoming::Text => {}
+                other => break Some(self.got_text(other, within)),
+            }
+        };
+        self.rec.event(format!(
+            "{got} of {count} datagrams came back, each one DATA of {len} bytes"
+        ));
+        if got * 2 < count {
+            return Err((
+                want,
+                format!(
+                    "only {got} came back, then {}",
+                    ended.unwrap_or_else(|| "nothing".to_owned())
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     async fn expect_none(&mut self, p: &Pattern, d: Duration) -> StepResult {
         let deadline = Instant::now() + d;
         loop {
@@ -529,9 +605,9 @@ impl RawClient<'_> {
             .to_owned();
         self.probes += 1;
         let id = self.next_id();
-        let echo = self.ctx.tcp_echo;
+        let echo = &self.ctx.tcp_echo;
         let probe = format!("alive-probe-{}", self.probes).into_bytes();
-        let connect = Packet::connect(id, StreamType::TCP, echo.ip().to_string(), echo.port());
+        let connect = Packet::connect(id, StreamType::TCP, echo.host.clone(), echo.port);
         let connect = connect.to_bytes();
         self.rec.sent(&connect, false);
         let data = Packet::data(id, probe.clone()).to_bytes();
@@ -552,6 +628,21 @@ impl RawClient<'_> {
         self.rec.sent(&close, false);
         let _ = self.send(Message::binary(close), &[], false).await;
         Ok(())
+    }
+
+    /// Checks that another connection works meanwhile (a fresh WebSocket, handshake and
+    /// echo), leaving this one as it is.
+    async fn alive_elsewhere(&mut self) -> StepResult {
+        let want = "another connection to work meanwhile (a fresh WebSocket, handshake and echo)";
+        self.rec
+            .event("checking another connection (fresh WebSocket, handshake, echo)".to_owned());
+        match super::health::check_alive(&self.ctx.config, &self.ctx.tcp_echo).await {
+            Ok(()) => {
+                self.rec.event("the other connection works".to_owned());
+                Ok(())
+            }
+            Err(dead) => Err((want.to_owned(), dead.after("meanwhile"))),
+        }
     }
 
     /// Waits (at most `within`) until the server sends a CLOSE on `id`.

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures::{Sink, Stream};
 use http::{HeaderName, HeaderValue, Uri};
 use tokio::net::TcpStream;
-use tokio_websockets::{ClientBuilder, WebSocketStream};
+use tokio_websockets::{ClientBuilder, MaybeTlsStream, WebSocketStream};
 use wisp_client::WispError;
 use wisp_client::proto::{InfoPacket, Packet, PacketBody};
 use wisp_client::transport::TokioWebsocketsTransport;
@@ -24,7 +24,7 @@ use super::checks::RunChecks;
 use crate::engine::judge::SeenClose;
 
 /// The WebSocket to the server under test.
-pub(crate) type Ws = WebSocketStream<TcpStream>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Most trace entries kept per case; later messages are counted, not recorded.
 const TRACE_LIMIT: usize = 4000;
@@ -37,20 +37,14 @@ pub(crate) struct Opened {
     pub(crate) echoed: Option<String>,
 }
 
-/// Checks that `url` is a `ws://` URL the harness can reach.
+/// Checks that `url` is a `ws://` or `wss://` URL the harness can reach.
 pub(crate) fn check_url(url: &str) -> Result<Uri, String> {
     let uri: Uri = url
         .parse()
         .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
     match uri.scheme_str() {
-        Some("ws") => {}
-        Some("wss") => {
-            return Err(
-                "wss:// is not supported by the server suite: test the server behind plain ws:// (for example on loopback)"
-                    .to_owned(),
-            );
-        }
-        other => return Err(format!("URL scheme must be ws, not {other:?}")),
+        Some("ws" | "wss") => {}
+        other => return Err(format!("URL scheme must be ws or wss, not {other:?}")),
     }
     if uri.host().is_none() {
         return Err(format!("URL {url:?} has no host"));
@@ -58,21 +52,41 @@ pub(crate) fn check_url(url: &str) -> Result<Uri, String> {
     Ok(uri)
 }
 
-/// Opens a WebSocket to `url`, offering `subprotocol`. Every stage (TCP connect, upgrade) is
-/// bounded by `bound`. An error here means the case could not run: a connection error.
-pub(crate) async fn open(
-    url: &str,
-    subprotocol: Option<&str>,
-    bound: Duration,
-) -> Result<Opened, String> {
-    let uri = check_url(url)?;
+/// The host (without IPv6 brackets) and port of a checked URL (default 80, 443 for
+/// `wss://`).
+pub(crate) fn host_port(uri: &Uri) -> (String, u16) {
     let host = uri
         .host()
         .unwrap_or_default()
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let port = uri.port_u16().unwrap_or(80);
+    let tls = uri.scheme_str() == Some("wss");
+    (host, uri.port_u16().unwrap_or(if tls { 443 } else { 80 }))
+}
+
+/// The client library's options for a connection to the server under test: the
+/// handshake bounded by `step`, a short wait for an INFO after CONTINUE(0) (the older
+/// order), a short close.
+pub(crate) fn mux_options(step: Duration) -> wisp_client::MuxOptions {
+    wisp_client::MuxOptions::default()
+        .handshake_timeout(Some(step))
+        .legacy_info_wait(Duration::from_millis(500))
+        .close_timeout(Duration::from_secs(1))
+}
+
+/// Opens a WebSocket to `url`, offering `subprotocol`. Every stage (TCP connect, TLS for
+/// `wss://`, upgrade) is bounded by `bound`; `insecure` accepts any server certificate.
+/// An error here means the case could not run: a connection error.
+pub(crate) async fn open(
+    url: &str,
+    subprotocol: Option<&str>,
+    bound: Duration,
+    insecure: bool,
+) -> Result<Opened, String> {
+    let uri = check_url(url)?;
+    let tls = uri.scheme_str() == Some("wss");
+    let (host, port) = host_port(&uri);
     let tcp = match tokio::time::timeout(bound, TcpStream::connect((host.as_str(), port))).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => return Err(format!("cannot connect to {host}:{port}: {e}")),
@@ -85,6 +99,21 @@ pub(crate) async fn open(
     };
     // Wisp sends many small packets; Nagle's algorithm would hold them back.
     let _ = tcp.set_nodelay(true);
+    let stream = if tls {
+        let connector = super::tls::connector(insecure)?;
+        match tokio::time::timeout(bound, connector.wrap(&host, tcp)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(format!("the TLS handshake with {host}:{port} failed: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "the TLS handshake with {host}:{port} did not complete within {}ms",
+                    bound.as_millis()
+                ));
+            }
+        }
+    } else {
+        MaybeTlsStream::Plain(tcp)
+    };
     let mut builder = ClientBuilder::from_uri(uri);
     if let Some(p) = subprotocol {
         let value = HeaderValue::from_str(p).map_err(|e| format!("subprotocol {p:?}: {e}"))?;
@@ -92,7 +121,7 @@ pub(crate) async fn open(
             .add_header(HeaderName::from_static("sec-websocket-protocol"), value)
             .map_err(|e| format!("subprotocol {p:?}: {e}"))?;
     }
-    let (ws, response) = match tokio::time::timeout(bound, builder.connect_on(tcp)).await {
+    let (ws, response) = match tokio::time::timeout(bound, builder.connect_on(stream)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return Err(format!("the WebSocket upgrade failed: {e}")),
         Err(_) => {
@@ -294,7 +323,7 @@ impl Recorder {
 
 /// The client library's transport with every message recorded.
 pub(crate) struct RecordingTransport {
-    inner: TokioWebsocketsTransport<TcpStream>,
+    inner: TokioWebsocketsTransport<MaybeTlsStream<TcpStream>>,
     rec: Recorder,
     ended: bool,
 }

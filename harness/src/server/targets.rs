@@ -1,8 +1,9 @@
 //! The destinations the server under test connects to on the harness's behalf: a TCP
 //! echo, a UDP echo, a port that refuses, a TCP sink that never reads, a TCP discard
 //! (reads and drops), a banner (writes one line, then closes), a reset (resets the
-//! connection once data arrives) and a watch (an echo that records when each connection
-//! ends, [`WatchLog`]). They bind the address given (loopback by default) and live as long
+//! connection once data arrives), a watch (an echo that records when each connection
+//! ends, [`WatchLog`]) and a full backlog (a listener whose accept queue is full: a
+//! connect to it hangs in the kernel). They bind the address given (loopback by default) and live as long
 //! as the [`Targets`] value.
 
 use std::net::{IpAddr, SocketAddr};
@@ -10,13 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
-use tokio::task::{JoinHandle, JoinSet};
 use wisp_cases::Placeholders;
-
-/// Largest UDP payload over IPv4.
-const MAX_DATAGRAM: usize = 65_507;
+use wisp_testkit::{FullBacklogTarget, TcpEcho, TcpService, TcpSink, UdpEcho, refused_port_on};
 
 /// What the banner target writes before it closes the connection.
 pub const BANNER: &[u8] = b"wisp-conformance banner\n";
@@ -117,43 +115,40 @@ pub struct Targets {
     pub watch: SocketAddr,
     /// What the watch target saw.
     pub watch_log: WatchLog,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for Targets {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
+    /// A listener whose accept queue is full and never drained: a connect to it hangs in
+    /// the kernel (the destination slowest to connect).
+    pub full_backlog: SocketAddr,
+    /// Echoes at a bounded rate (2 KiB per millisecond) through
+    /// small socket buffers, so the server's queue towards it fills and its flow control
+    /// is what keeps the client's DATA from being lost.
+    pub slow_echo: SocketAddr,
+    /// The servers (`wisp_testkit`'s targets and five services of their own): dropping
+    /// them stops every target.
+    _running: (
+        TcpEcho,
+        UdpEcho,
+        TcpSink,
+        FullBacklogTarget,
+        [TcpService; 5],
+    ),
 }
 
 impl Targets {
     /// Binds every target on `ip` (port 0) and starts serving. Must run inside a tokio
     /// runtime.
     pub async fn start(ip: IpAddr) -> std::io::Result<Self> {
-        let mut tasks = Vec::new();
-        let (tcp_echo, t) = serve_tcp(ip, |mut s| async move {
-            let (mut r, mut w) = s.split();
-            if tokio::io::copy(&mut r, &mut w).await.is_ok() {
-                let _ = w.shutdown().await;
-            }
-        })
-        .await?;
-        tasks.push(t);
-        let (discard, t) = serve_tcp(ip, |mut s| async move {
+        let tcp_echo = TcpEcho::bind(ip).await?;
+        let discard = TcpService::bind(ip, |mut s| async move {
             let mut buf = vec![0u8; 64 * 1024];
             while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
         })
         .await?;
-        tasks.push(t);
-        let (banner, t) = serve_tcp(ip, |mut s| async move {
+        let banner = TcpService::bind(ip, |mut s| async move {
             let _ = s.write_all(BANNER).await;
             let _ = s.shutdown().await;
         })
         .await?;
-        tasks.push(t);
-        let (reset, t) = serve_tcp(ip, |mut s| async move {
+        let reset = TcpService::bind(ip, |mut s| async move {
             let mut buf = [0u8; 1024];
             let _ = s.read(&mut buf).await;
             // With a zero linger time, closing the socket sends an RST.
@@ -161,61 +156,49 @@ impl Targets {
             drop(s);
         })
         .await?;
-        tasks.push(t);
+        let slow_echo = TcpService::serve(small_buffer_listener(ip)?, slow_echo_conn)?;
         let watch_log = WatchLog::default();
         let log = watch_log.clone();
-        let (watch, t) = serve_tcp(ip, move |s| watch_conn(s, log.clone())).await?;
-        tasks.push(t);
-        let (sink, t) = serve_tcp(ip, |s| async move {
-            // Hold the connection open without reading until the targets stop.
-            let _held = s;
-            std::future::pending::<()>().await;
-        })
-        .await?;
-        tasks.push(t);
-
-        let udp = UdpSocket::bind((ip, 0)).await?;
-        let udp_echo = udp.local_addr()?;
-        tasks.push(tokio::spawn(async move {
-            let mut buf = vec![0u8; MAX_DATAGRAM];
-            loop {
-                // An error (an ICMP unreachable reported late) concerns one peer only.
-                if let Ok((len, peer)) = udp.recv_from(&mut buf).await {
-                    let _ = udp.send_to(&buf[..len], peer).await;
-                }
-            }
-        }));
-
-        // A port that was free a moment ago: connecting to it is refused.
-        let refused = TcpListener::bind((ip, 0)).await?.local_addr()?;
+        let watch = TcpService::bind(ip, move |s| watch_conn(s, log.clone())).await?;
+        let sink = TcpSink::bind(ip).await?;
+        let udp_echo = UdpEcho::bind(ip).await?;
+        let full_backlog = FullBacklogTarget::bind(ip).await?;
         Ok(Self {
-            tcp_echo,
-            udp_echo,
-            refused,
-            sink,
-            discard,
-            banner,
-            reset,
-            watch,
+            tcp_echo: tcp_echo.addr(),
+            udp_echo: udp_echo.addr(),
+            refused: refused_port_on(ip).await?,
+            sink: sink.addr(),
+            discard: discard.addr(),
+            banner: banner.addr(),
+            reset: reset.addr(),
+            watch: watch.addr(),
             watch_log,
-            tasks,
+            full_backlog: full_backlog.addr(),
+            slow_echo: slow_echo.addr(),
+            _running: (
+                tcp_echo,
+                udp_echo,
+                sink,
+                full_backlog,
+                [discard, banner, reset, watch, slow_echo],
+            ),
         })
     }
 
-    /// The placeholder values for case files, `blocked` included when configured.
-    pub fn placeholders(&self, blocked: Option<&(String, u16)>) -> Placeholders {
+    /// The placeholder values for case files: each target's address, with `host` instead
+    /// of the address it bound when given (a server on another machine reaches the
+    /// harness by that name).
+    pub fn placeholders(&self, host: Option<&str>) -> Placeholders {
         let mut p = Placeholders::default();
         for (name, addr) in self.list() {
-            p.set(name, &addr.ip().to_string(), addr.port());
-        }
-        if let Some((host, port)) = blocked {
-            p.set("blocked", host, *port);
+            let h = host.map_or_else(|| addr.ip().to_string(), str::to_owned);
+            p.set(name, &h, addr.port());
         }
         p
     }
 
     /// `(name, address)` of every target.
-    pub fn list(&self) -> [(&'static str, SocketAddr); 8] {
+    pub fn list(&self) -> [(&'static str, SocketAddr); 10] {
         [
             ("tcp_echo", self.tcp_echo),
             ("udp_echo", self.udp_echo),
@@ -225,8 +208,49 @@ impl Targets {
             ("banner", self.banner),
             ("reset", self.reset),
             ("watch", self.watch),
+            ("full_backlog", self.full_backlog),
+            ("slow_echo", self.slow_echo),
         ]
     }
+}
+
+/// Bytes the slow echo reads (and writes back) per tick.
+const SLOW_ECHO_CHUNK: usize = 2048;
+/// The slow echo's tick: 2 KiB per millisecond, about 2 MB/s per connection.
+const SLOW_ECHO_TICK: Duration = Duration::from_millis(1);
+/// The slow echo's socket receive buffer (the kernel doubles it; setting it turns off
+/// autotuning, so the kernel does not absorb what the server forwards).
+const SLOW_ECHO_RCVBUF: u32 = 8192;
+
+/// A listener on `(ip, 0)` whose accepted connections have a small receive buffer.
+fn small_buffer_listener(ip: IpAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if ip.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_recv_buffer_size(SLOW_ECHO_RCVBUF)?;
+    socket.bind((ip, 0).into())?;
+    socket.listen(128)
+}
+
+/// One connection of the slow echo: at most [`SLOW_ECHO_CHUNK`] bytes per
+/// [`SLOW_ECHO_TICK`], echoed; half-closes after the peer's EOF.
+async fn slow_echo_conn(mut s: TcpStream) {
+    let mut buf = vec![0u8; SLOW_ECHO_CHUNK];
+    let mut tick = tokio::time::interval(SLOW_ECHO_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let n = match s.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if s.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+    let _ = s.shutdown().await;
 }
 
 /// One connection of the watch target: echoes, logs its first bytes, and logs its end (EOF
@@ -258,35 +282,11 @@ async fn watch_conn(mut s: TcpStream, log: WatchLog) {
     log.update(|conns| conns[index].closed = true);
 }
 
-async fn serve_tcp<F, Fut>(ip: IpAddr, handle: F) -> std::io::Result<(SocketAddr, JoinHandle<()>)>
-where
-    F: Fn(TcpStream) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let listener = TcpListener::bind((ip, 0)).await?;
-    let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        // The connections die with the accept task (JoinSet aborts them on drop).
-        let mut conns = JoinSet::new();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        let _ = stream.set_nodelay(true);
-                        conns.spawn(handle(stream));
-                    }
-                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-                },
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            }
-        }
-    });
-    Ok((addr, task))
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
+
+    use tokio::net::{TcpStream, UdpSocket};
 
     use super::*;
 
@@ -337,11 +337,11 @@ mod tests {
             .expect("recv");
         assert_eq!(&buf[..n], b"dgram");
 
-        let p = t.placeholders(Some(&("10.0.0.1".to_owned(), 80)));
+        let p = t.placeholders(Some("harness.example"));
         assert_eq!(
             p.get("tcp_echo.port"),
             Some(t.tcp_echo.port().to_string().as_str())
         );
-        assert_eq!(p.get("blocked.host"), Some("10.0.0.1"));
+        assert_eq!(p.get("tcp_echo.host"), Some("harness.example"));
     }
 }

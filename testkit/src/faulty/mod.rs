@@ -44,6 +44,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub mod cli;
 mod config;
 mod conn;
 mod stream;
