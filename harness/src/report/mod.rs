@@ -231,8 +231,23 @@ fn expectation(source: &str) -> String {
 pub enum SubjectInfo {
     /// This workspace's client in process, against the scripted mock server.
     OurClient,
+    /// A client driven through the shim protocol ([`crate::shim`]).
+    Client(ClientInfo),
     /// A live server.
     Server(ServerInfo),
+}
+
+/// The client a client-role run judged through the shim protocol.
+#[derive(Clone, Debug)]
+pub struct ClientInfo {
+    /// Its name, as it said.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The capabilities it declared.
+    pub capabilities: Vec<&'static str>,
+    /// How it was driven (`shim `node shims/wisp-js/shim.mjs``, `in process`).
+    pub driver: String,
 }
 
 /// The server a server-role run judged, and what the run set up for it.
@@ -259,6 +274,10 @@ impl SubjectInfo {
                 "client wisp-client {} in process, against the scripted mock server",
                 env!("CARGO_PKG_VERSION")
             ),
+            Self::Client(c) => format!(
+                "client {} {} ({}), against the scripted mock server",
+                c.name, c.version, c.driver
+            ),
             Self::Server(s) => format!("server {} ({} run)", s.url, s.mode),
         }
     }
@@ -284,7 +303,7 @@ impl SuiteReport {
     pub fn server(&self) -> Option<&ServerInfo> {
         match &self.subject {
             SubjectInfo::Server(s) => Some(s),
-            SubjectInfo::OurClient => None,
+            SubjectInfo::OurClient | SubjectInfo::Client(_) => None,
         }
     }
 

@@ -1,0 +1,561 @@
+//! The client role with any client as the subject ([`crate::shim::ClientUnderTest`]): the
+//! mock server plays the case's script on a real loopback socket and the real clock, the
+//! client runs the case's plan and reports what happened, and the case is judged by the
+//! same judges as our client in process ([`super::judge`]): the wire trace by the script,
+//! the API outcome from the reported error names.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::Instant;
+use wisp_cases::ClientCase;
+use wisp_cases::actions::Action;
+use wisp_cases::values::OkOrError;
+use wisp_mock_server::replay::{MockServer, Script, ScriptOutcome};
+use wisp_mock_server::trace::payload_summary;
+
+use super::CaseRun;
+use super::judge::{
+    ApiError, EndView, Negotiated, Seen, Wording, check_expected, check_stream, judge_handshake,
+    judge_negotiated,
+};
+use super::mock::CLIENT_WORDING;
+use crate::shim::process::with_tail;
+use crate::shim::{
+    Capability, ClientUnderTest, EndedBy, Event, EventSink, Finish, Hello, MuxState, Plan,
+    ReportedError, StreamEnding,
+};
+
+/// How long a client has to report its final state after `finish`.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the client gets to take in the script's last packets before `finish`.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// A client, prepared for a run: what it declared.
+pub(crate) struct ClientRun {
+    pub(crate) client: Arc<dyn ClientUnderTest>,
+    pub(crate) hello: Hello,
+    /// The bound on a case (the case's own `timeout:` when shorter).
+    pub(crate) cap: Duration,
+}
+
+/// What the client reported, as it arrived.
+#[derive(Default)]
+struct Collected {
+    handshake: Option<Result<Negotiated, ReportedError>>,
+    actions: BTreeMap<usize, Event>,
+    finals: BTreeMap<String, Option<StreamEnding>>,
+    mux: Option<MuxState>,
+    logs: Vec<String>,
+    actions_done: bool,
+    done: bool,
+}
+
+impl Collected {
+    fn take(&mut self, event: Event) {
+        match event {
+            Event::Handshake {
+                error: Some(e), ..
+            } => self.handshake = Some(Err(e)),
+            Event::Handshake {
+                error: None,
+                version,
+                downgraded,
+                extensions,
+                motd,
+            } => {
+                self.handshake = Some(Ok(Negotiated {
+                    version: version.unwrap_or_default(),
+                    downgraded,
+                    extensions,
+                    motd,
+                }));
+            }
+            Event::Action { index, .. } => {
+                self.actions.insert(index, event);
+            }
+            Event::ActionsDone => self.actions_done = true,
+            Event::Stream { stream, end } => {
+                self.finals.insert(stream, end);
+            }
+            Event::Mux { state } => self.mux = Some(state),
+            Event::Done => self.done = true,
+            Event::Log { text } => self.logs.push(text),
+            Event::Hello(_) => {}
+        }
+    }
+}
+
+/// Why collecting stopped.
+enum Stop {
+    /// The awaited event arrived.
+    Reached,
+    /// The deadline passed.
+    Deadline,
+    /// The client is gone (its run returned, or it failed).
+    Closed,
+}
+
+async fn collect(
+    rx: &mut UnboundedReceiver<Event>,
+    got: &mut Collected,
+    deadline: Instant,
+    reached: fn(&Collected) -> bool,
+) -> Stop {
+    loop {
+        if reached(got) {
+            return Stop::Reached;
+        }
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(event)) => got.take(event),
+            Ok(None) => return Stop::Closed,
+            Err(_) => return Stop::Deadline,
+        }
+    }
+}
+
+impl ClientRun {
+    /// Runs `case` against the client.
+    pub(crate) async fn run(&self, case: &ClientCase) -> CaseRun {
+        let needed = Capability::needed_by(case);
+        let missing: Vec<&str> = needed
+            .difference(&self.hello.capabilities)
+            .map(|c| c.name())
+            .collect();
+        if !missing.is_empty() {
+            return CaseRun {
+                unsupported: Some(format!(
+                    "the client does not declare {}",
+                    missing.join(", ")
+                )),
+                ..CaseRun::default()
+            };
+        }
+        match self.run_supported(case).await {
+            Ok(run) => run,
+            Err(e) => CaseRun::error(e),
+        }
+    }
+
+    async fn run_supported(&self, case: &ClientCase) -> Result<CaseRun, String> {
+        let script = Script::from_case(case);
+        let step_timeout = script.options.step_timeout.0;
+        let mock = MockServer::bind(([127, 0, 0, 1], 0).into(), script)
+            .await
+            .map_err(|e| format!("cannot bind a loopback port: {e}"))?;
+        let url = mock.url().map_err(|e| e.to_string())?;
+        let trace = mock.trace();
+        let timeout = case.timeout().min(self.cap);
+        let plan = Plan::from_case(
+            case,
+            &url,
+            u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        )?;
+        let start = Instant::now();
+        let mock = tokio::spawn(mock.run(start));
+
+        let (sink, mut rx) = EventSink::new();
+        let tail = sink.clone();
+        let (fire, finish) = Finish::new();
+        let client = self.client.clone();
+        let mut task = tokio::spawn(async move { client.run(plan, sink, finish).await });
+        let error_of = |e: String| with_tail(e, &tail.stderr_tail());
+
+        let mut got = Collected::default();
+        let mut failures = Vec::new();
+        let mut notes = Vec::new();
+        let stop = collect(&mut rx, &mut got, start + timeout, |g| {
+            g.actions_done || g.done
+        })
+        .await;
+        match stop {
+            Stop::Reached => {}
+            Stop::Deadline => {
+                notes.push(format!(
+                    "case timeout: the client actions did not finish within {}ms",
+                    timeout.as_millis()
+                ));
+                failures.push(format!(
+                    "the client actions did not finish within the case timeout ({}ms)",
+                    timeout.as_millis()
+                ));
+            }
+            Stop::Closed => {
+                let why = match tokio::time::timeout(FINISH_TIMEOUT, &mut task).await {
+                    Ok(Ok(Err(e))) => e,
+                    Ok(Ok(Ok(()))) => "the client's run returned before `actions_done`".to_owned(),
+                    Ok(Err(_)) => "the client's run panicked".to_owned(),
+                    Err(_) => "the client stopped reporting".to_owned(),
+                };
+                task.abort();
+                return Err(error_of(why));
+            }
+        }
+
+        let outcome: Option<ScriptOutcome> =
+            match tokio::time::timeout_at(start + timeout + step_timeout, mock).await {
+                Ok(Ok(o)) => Some(o),
+                Ok(Err(e)) => {
+                    task.abort();
+                    return Err(format!("the mock server task failed: {e}"));
+                }
+                Err(_) => None,
+            };
+        tokio::time::sleep(SETTLE).await;
+        drop(fire);
+        let stop = collect(&mut rx, &mut got, Instant::now() + FINISH_TIMEOUT, |g| {
+            g.done
+        })
+        .await;
+        let ended = match stop {
+            Stop::Reached => Ok(()),
+            Stop::Deadline => Err(format!(
+                "the client did not answer `finish` within {}s",
+                FINISH_TIMEOUT.as_secs()
+            )),
+            Stop::Closed => match tokio::time::timeout(FINISH_TIMEOUT, &mut task).await {
+                Ok(Ok(Err(e))) => Err(e),
+                _ => Err("the client's run ended before `done`".to_owned()),
+            },
+        };
+        task.abort();
+        if let Some(o) = &outcome
+            && let Some(idle) = &o.idle
+        {
+            idle.abort();
+        }
+        ended.map_err(error_of)?;
+
+        match &outcome {
+            Some(o) => {
+                if let Err(f) = &o.result {
+                    failures.push(f.to_string());
+                }
+            }
+            None => {
+                failures.push("the server script did not finish within the case timeout".to_owned())
+            }
+        }
+        let mut log = Vec::new();
+        judge(case, &got, &mut log, &mut failures);
+        log.extend(notes);
+        let wire = trace.lock().map(|t| t.render()).unwrap_or_default();
+        let mut transcript = String::new();
+        let _ = writeln!(transcript, "== wire (mock server) ==");
+        transcript.push_str(&wire);
+        let _ = writeln!(
+            transcript,
+            "== client ({} {}) ==",
+            self.hello.name, self.hello.version
+        );
+        for line in got.logs.iter().map(|l| format!("log: {l}")).chain(log) {
+            let _ = writeln!(transcript, "{line}");
+        }
+        Ok(CaseRun {
+            failures,
+            transcript,
+            ..CaseRun::default()
+        })
+    }
+}
+
+/// One stream as the reports describe it.
+#[derive(Default)]
+struct Slot {
+    id: Option<u32>,
+    opened: bool,
+    data: Vec<u8>,
+    open_error: Option<ReportedError>,
+    read_error: Option<ReportedError>,
+    dropped: bool,
+}
+
+impl Slot {
+    /// Whether actions can use the stream (opened, not dropped).
+    fn usable(&self) -> bool {
+        self.opened && !self.dropped
+    }
+}
+
+fn end_view(end: &StreamEnding) -> EndView<'_, ReportedError> {
+    EndView {
+        by: match end.by {
+            EndedBy::Server => Some(wisp_cases::actions::ClosedBy::Server),
+            EndedBy::Client => Some(wisp_cases::actions::ClosedBy::Client),
+            EndedBy::Connection => Some(wisp_cases::actions::ClosedBy::Connection),
+            EndedBy::OpenFailed => None,
+        },
+        reason: end.reason.map(wisp_client::proto::CloseReason),
+        error: end.error.as_ref(),
+        text: end.to_string(),
+    }
+}
+
+/// Replays the reported results against the case's actions and expectations.
+fn judge(case: &ClientCase, got: &Collected, log: &mut Vec<String>, failures: &mut Vec<String>) {
+    let expect = &case.expect;
+    let handshake = got
+        .handshake
+        .as_ref()
+        .map(|h| h.as_ref().map(|_| ()).map_err(Clone::clone));
+    failures.extend(judge_handshake(expect.error.as_ref(), handshake.as_ref()));
+    match &got.handshake {
+        Some(Ok(n)) => log.push(format!(
+            "handshake: ok version={} downgraded={} extensions=[{}]{}",
+            n.version,
+            n.downgraded,
+            n.labels().join(", "),
+            n.motd
+                .as_ref()
+                .map(|m| format!(" motd={m:?}"))
+                .unwrap_or_default()
+        )),
+        Some(Err(e)) => log.push(format!("handshake: error {}", e.text())),
+        None => log.push("handshake: no result".to_owned()),
+    }
+    judge_negotiated(
+        expect,
+        got.handshake.as_ref().and_then(|h| h.as_ref().ok()),
+        failures,
+    );
+
+    let mut slots: BTreeMap<String, Slot> = BTreeMap::new();
+    if matches!(got.handshake, Some(Ok(_))) {
+        for (i, action) in case.client.actions.iter().enumerate() {
+            if !judge_action(i, &action.value, got, &mut slots, log, failures) {
+                break;
+            }
+        }
+    } else if !case.client.actions.is_empty() {
+        log.push("actions: skipped (the handshake failed)".to_owned());
+    }
+
+    let mut seen_aliases: BTreeSet<&String> = BTreeSet::new();
+    for (alias, slot) in &slots {
+        seen_aliases.insert(alias);
+        let end = got.finals.get(alias).cloned().flatten();
+        let mut line = format!(
+            "stream {alias}{}: read {}",
+            slot.id.map(|id| format!(" (id {id})")).unwrap_or_default(),
+            payload_summary(&slot.data)
+        );
+        match (&slot.open_error, &end, slot.dropped) {
+            (Some(e), _, _) => {
+                let _ = write!(line, "; open failed: {}", e.text());
+            }
+            (None, Some(end), _) => {
+                let _ = write!(line, "; {end}");
+            }
+            (None, None, true) => line.push_str("; dropped while open"),
+            (None, None, false) => line.push_str("; still open"),
+        }
+        log.push(line);
+        let Some(want) = expect.streams.get(alias) else {
+            continue;
+        };
+        let seen = Seen {
+            opened: slot.opened,
+            data: &slot.data,
+            open_error: slot.open_error.as_ref(),
+            read_error: slot.read_error.as_ref(),
+            end: end.as_ref().map(end_view),
+            dropped: slot.dropped,
+        };
+        check_stream(
+            &format!("stream {alias}"),
+            want,
+            &seen,
+            &CLIENT_WORDING as &Wording,
+            failures,
+        );
+    }
+
+    let mux_line = match &got.mux {
+        Some(MuxState::Ok) => "mux: finished ok".to_owned(),
+        Some(MuxState::Error(e)) => format!("mux: finished with {}", e.text()),
+        Some(MuxState::Running) => "mux: still running".to_owned(),
+        None => "mux: not reported".to_owned(),
+    };
+    log.push(mux_line);
+    if let Some(want) = &expect.mux_result {
+        let ok = match (want, &got.mux) {
+            (OkOrError::Ok, Some(MuxState::Ok)) => true,
+            (OkOrError::Error(spec), Some(MuxState::Error(e))) => e.is(spec),
+            _ => false,
+        };
+        if !ok {
+            let got = match &got.mux {
+                Some(MuxState::Ok) => "ok".to_owned(),
+                Some(MuxState::Error(e)) => e.text(),
+                Some(MuxState::Running) => "still running".to_owned(),
+                None => "not reported".to_owned(),
+            };
+            failures.push(format!("mux result is {got}, expected {want}"));
+        }
+    }
+}
+
+/// Judges one action from its reported result; whether the actions went on after it.
+fn judge_action(
+    i: usize,
+    action: &Action,
+    got: &Collected,
+    slots: &mut BTreeMap<String, Slot>,
+    log: &mut Vec<String>,
+    failures: &mut Vec<String>,
+) -> bool {
+    let result = got.actions.get(&i);
+    let (error, stream_id, data, eof, sent) = match result {
+        Some(Event::Action {
+            error,
+            stream_id,
+            data,
+            eof,
+            sent,
+            ..
+        }) => (error.as_ref(), *stream_id, data.as_deref(), *eof, *sent),
+        _ => (None, None, None, false, None),
+    };
+    let label = action_label(i, action);
+    if let Some(alias) = action.alias()
+        && !matches!(action, Action::Open(_) | Action::Drop(_))
+        && !slots.get(alias).is_some_and(Slot::usable)
+    {
+        let not_open = matches!(action, Action::Send(_) | Action::Close(_));
+        log.push(format!("{label} -> skipped: the stream is not open"));
+        if not_open {
+            failures.push(format!("action #{i}: stream {alias} is not open"));
+        }
+        return true;
+    }
+    if result.is_none() {
+        log.push(format!("{label} -> no result (the client did not report it)"));
+        return false;
+    }
+    match action {
+        Action::Open(open) => {
+            let what = format!("action #{i} (open {})", open.stream);
+            let slot = slots.entry(open.stream.clone()).or_default();
+            match error {
+                Some(e) => {
+                    log.push(format!("{label} -> error {}", e.text()));
+                    slot.open_error = Some(e.clone());
+                }
+                None => {
+                    slot.opened = true;
+                    slot.id = stream_id;
+                    log.push(format!(
+                        "{label} -> ok{}",
+                        stream_id
+                            .map(|id| format!(" (stream id {id})"))
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+            failures.extend(check_expected(
+                &what,
+                open.expect_error.as_ref(),
+                error.map_or(Ok(()), Err),
+            ));
+        }
+        Action::Send(send) => {
+            let what = format!("action #{i} (send {})", send.stream);
+            match error {
+                Some(e) => log.push(format!(
+                    "{label} -> error {} after {} writes",
+                    e.text(),
+                    sent.unwrap_or(0)
+                )),
+                None => log.push(format!("{label} -> ok")),
+            }
+            failures.extend(check_expected(
+                &what,
+                send.expect_error.as_ref(),
+                error.map_or(Ok(()), Err),
+            ));
+        }
+        Action::Close(close) => {
+            let what = format!("action #{i} (close {})", close.stream);
+            match error {
+                Some(e) => log.push(format!("{label} -> error {}", e.text())),
+                None => log.push(format!("{label} -> ok")),
+            }
+            failures.extend(check_expected(
+                &what,
+                close.expect_error.as_ref(),
+                error.map_or(Ok(()), Err),
+            ));
+        }
+        Action::Read(_) | Action::WaitClosed(_) => {
+            let alias = action.alias().unwrap_or_default();
+            let slot = slots.entry(alias.to_owned()).or_default();
+            let bytes = match data.map(hex::decode) {
+                Some(Ok(b)) => b,
+                Some(Err(e)) => {
+                    failures.push(format!("action #{i}: the client reported data that is not hex: {e}"));
+                    Vec::new()
+                }
+                None => Vec::new(),
+            };
+            slot.data.extend_from_slice(&bytes);
+            let mut line = format!("{label} -> {}", payload_summary(&bytes));
+            if let Some(e) = error {
+                let _ = write!(line, ", then error {}", e.text());
+                slot.read_error = Some(e.clone());
+            } else if eof {
+                line.push_str(", then end of stream");
+            }
+            log.push(line);
+        }
+        Action::Drop(alias) => match slots.get_mut(alias) {
+            Some(slot) if slot.usable() => {
+                slot.dropped = true;
+                log.push(format!("{label} -> dropped"));
+            }
+            _ => log.push(format!("{label} -> skipped: not open")),
+        },
+        Action::CloseMux(_) => match error {
+            Some(e) => log.push(format!("{label} -> error {}", e.text())),
+            None => log.push(format!("{label} -> ok")),
+        },
+        Action::Sleep(_) => log.push(label),
+        Action::Echo(_) => {
+            failures.push(format!("action #{i}: `echo` is a server-role action"));
+        }
+    }
+    true
+}
+
+/// The transcript's label of an action (as the in-process log writes it).
+fn action_label(i: usize, action: &Action) -> String {
+    match action {
+        Action::Open(o) => format!("#{i} open {} {} {}:{}", o.stream, o.stream_type.0, o.host, o.port),
+        Action::Send(s) => {
+            let times = s.times.unwrap_or(1).max(1);
+            format!(
+                "#{i} send {} {}{}",
+                s.stream,
+                payload_summary(&s.payload()),
+                if times > 1 { format!(" x{times}") } else { String::new() }
+            )
+        }
+        Action::Close(c) => format!(
+            "#{i} close {} reason={}",
+            c.stream,
+            c.reason
+                .map_or(wisp_client::proto::CloseReason::VOLUNTARY, |r| r.0)
+        ),
+        Action::Read(r) => format!("#{i} read {} until {}", r.stream, r.until),
+        Action::WaitClosed(a) => format!("#{i} wait_closed {a}"),
+        Action::Drop(a) => format!("#{i} drop {a}"),
+        Action::CloseMux(c) => match c.reason {
+            Some(r) => format!("#{i} close_mux reason={}", r.0),
+            None => format!("#{i} close_mux"),
+        },
+        Action::Sleep(d) => format!("#{i} sleep {d}"),
+        Action::Echo(_) => format!("#{i} echo"),
+    }
+}
