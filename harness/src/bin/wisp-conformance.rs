@@ -75,6 +75,9 @@ enum Command {
     Coverage(CoverageArgs),
     /// Merge JSON reports (of either suite) into one HTML matrix.
     Report(ReportCmd),
+    /// Run the client-role suite against any client, through a shim (harness/SHIM.md).
+    #[command(long_about = wisp_harness::shim::cli::CLIENT_ABOUT)]
+    Client(Box<wisp_harness::shim::cli::ClientArgs>),
 }
 
 const COVERAGE_ABOUT: &str = "\
@@ -303,6 +306,7 @@ fn main() -> ExitCode {
         Some(Command::Coverage(args)) => coverage_map(&args),
         Some(Command::Run(run)) => run_all(&run),
         Some(Command::Report(args)) => report(&args),
+        Some(Command::Client(args)) => wisp_harness::shim::cli::client_command(&args),
         None => run_all(&cli.run),
     }
 }

@@ -25,7 +25,7 @@ use super::judge::{
 use super::mock::CLIENT_WORDING;
 use crate::shim::process::with_tail;
 use crate::shim::{
-    Capability, ClientUnderTest, EndedBy, Event, EventSink, Finish, Hello, MuxState, Plan,
+    Capability, ClientUnderTest, EndedBy, Event, EventSink, Finish, FinishInfo, Hello, MuxState, Plan,
     ReportedError, StreamEnding,
 };
 
@@ -205,8 +205,15 @@ impl ClientRun {
                 Err(_) => None,
             };
         tokio::time::sleep(SETTLE).await;
-        drop(fire);
-        let stop = collect(&mut rx, &mut got, Instant::now() + FINISH_TIMEOUT, |g| {
+        let mux_wait = if case.expect.mux_result.is_some() {
+            step_timeout
+        } else {
+            Duration::ZERO
+        };
+        let _ = fire.send(FinishInfo {
+            mux_wait_ms: u64::try_from(mux_wait.as_millis()).unwrap_or(u64::MAX),
+        });
+        let stop = collect(&mut rx, &mut got, Instant::now() + FINISH_TIMEOUT + mux_wait, |g| {
             g.done
         })
         .await;

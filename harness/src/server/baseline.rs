@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use wisp_cases::Verdict;
+use wisp_cases::{Role, Verdict};
 
 use super::RunMode;
 use crate::report::{LABELS, SuiteReport};
@@ -67,8 +67,14 @@ impl std::fmt::Display for Expected {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BaselineFile {
-    server: String,
-    mode: String,
+    /// A server baseline names the server (and has a mode)...
+    #[serde(default)]
+    server: Option<String>,
+    #[serde(default)]
+    mode: Option<String>,
+    /// ... a client baseline (`wisp-conformance client --shim`) names the client.
+    #[serde(default)]
+    client: Option<String>,
     cases: BTreeMap<String, String>,
 }
 
@@ -77,9 +83,12 @@ struct BaselineFile {
 pub struct Baseline {
     /// The file.
     pub path: PathBuf,
-    /// The server it describes (`wisp-python 0.9.0`).
+    /// The server it describes (`wisp-python 0.9.0`), or the client of a client baseline.
     pub server: String,
-    /// The mode of the run it describes.
+    /// The side it describes: a server baseline (`server:`, `mode:`) or a client one
+    /// (`client:`).
+    pub role: Role,
+    /// The mode of the run it describes (a client baseline has none: v2).
     pub mode: RunMode,
     /// Expected outcome per case ID.
     pub cases: BTreeMap<String, Expected>,
@@ -141,11 +150,23 @@ impl Baseline {
                 e.to_string().lines().next().unwrap_or("invalid YAML")
             )
         })?;
-        let mode = match file.mode.as_str() {
-            "v1" => RunMode::V1,
-            "v2" => RunMode::V2,
-            other => {
-                return Err(format!("{}: mode {other:?}: use v1 or v2", path.display()));
+        let (server, role, mode) = match (file.server, file.client, file.mode.as_deref()) {
+            (Some(server), None, Some(mode)) => {
+                let mode = match mode {
+                    "v1" => RunMode::V1,
+                    "v2" => RunMode::V2,
+                    other => {
+                        return Err(format!("{}: mode {other:?}: use v1 or v2", path.display()));
+                    }
+                };
+                (server, Role::Server, mode)
+            }
+            (None, Some(client), None) => (client, Role::Client, RunMode::V2),
+            _ => {
+                return Err(format!(
+                    "{}: give `server:` and `mode:` (a server baseline) or `client:` (a client baseline)",
+                    path.display()
+                ));
             }
         };
         let mut cases = BTreeMap::new();
@@ -156,7 +177,8 @@ impl Baseline {
         }
         Ok(Self {
             path: path.to_owned(),
-            server: file.server,
+            server,
+            role,
             mode,
             cases,
             source: source.to_owned(),
@@ -245,6 +267,13 @@ pub fn render(report: &SuiteReport, server: &str, mode: RunMode) -> String {
          # Written by `wisp-conformance server --write-baseline`; each non-OK entry says why."
     );
     let _ = writeln!(out, "server: {server}\nmode: {mode}\ncases:");
+    entries(report, &mut out);
+    out
+}
+
+/// The `cases:` entries of a baseline, one per case, with the first reason of each one
+/// that is not OK as its comment.
+fn entries(report: &SuiteReport, out: &mut String) {
     let width = report.cases.iter().map(|c| c.id.len()).max().unwrap_or(0) + 1;
     for case in &report.cases {
         let outcome = case.outcome();
@@ -265,6 +294,20 @@ pub fn render(report: &SuiteReport, server: &str, mode: RunMode) -> String {
         }
         let _ = writeln!(out, "  {key:<width$} {outcome:<28} # {why}");
     }
+}
+
+/// Writes a client baseline for `report` (a run of the client suite through a shim):
+/// every case with its verdict, and for the others than OK a comment with the first reason
+/// (to be replaced by a one-line explanation of what the client does).
+pub fn render_client(report: &SuiteReport, client: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Expected verdicts of the client suite: {client}.\n\
+         # Written by `wisp-conformance client --shim ... --write-baseline`; each non-OK entry says what the client does."
+    );
+    let _ = writeln!(out, "client: {client}\ncases:");
+    entries(report, &mut out);
     out
 }
 

@@ -17,6 +17,7 @@
 //!
 //! A case that needs a [`Capability`] the client does not declare is UNSUPPORTED for it.
 
+pub mod cli;
 pub(crate) mod process;
 pub mod protocol;
 
@@ -29,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use process::{ShimProcess, serve_stdio};
 pub use protocol::{
-    Capability, EndedBy, Event, Hello, MuxState, Plan, PlanAction, PlanExtension, PlanOptions,
+    Capability, EndedBy, Event, FinishInfo, Hello, MuxState, Plan, PlanAction, PlanExtension, PlanOptions,
     PlanUntil, ReportedError, Request, StreamEnding,
 };
 
@@ -108,17 +109,18 @@ impl EventSink {
 
 /// The harness's signal that the mock's script is over (see [`ClientUnderTest`]).
 #[derive(Debug)]
-pub struct Finish(oneshot::Receiver<()>);
+pub struct Finish(oneshot::Receiver<FinishInfo>);
 
 impl Finish {
-    /// A signal and the handle that fires it (or drops it, which fires it too).
-    pub fn new() -> (oneshot::Sender<()>, Self) {
+    /// A signal and the handle that fires it (dropping the handle fires it too, with the
+    /// defaults).
+    pub fn new() -> (oneshot::Sender<FinishInfo>, Self) {
         let (tx, rx) = oneshot::channel();
         (tx, Self(rx))
     }
 
     /// Waits until the harness says finish.
-    pub async fn wait(self) {
-        let _ = self.0.await;
+    pub async fn wait(self) -> FinishInfo {
+        self.0.await.unwrap_or_default()
     }
 }

@@ -213,10 +213,10 @@ impl ClientUnderTest for ShimProcess {
                 let line = match finish.as_mut() {
                     Some(f) => tokio::select! {
                         line = lines.next() => line?,
-                        () = f => {
+                        info = f => {
                             finish = None;
                             // A shim that already exited cannot hear it; EOF says the rest.
-                            let _ = send(&mut stdin, &Request::Finish).await;
+                            let _ = send(&mut stdin, &Request::Finish(info)).await;
                             continue;
                         }
                     },
@@ -315,7 +315,7 @@ async fn serve(client: &dyn ClientUnderTest) -> Result<(), String> {
             print(&Event::Hello(client.hello().await?));
             Ok(())
         }
-        Request::Finish => Err("`finish` before `run`".to_owned()),
+        Request::Finish(_) => Err("`finish` before `run`".to_owned()),
         Request::Run(plan) => {
             let (sink, mut rx) = EventSink::new();
             let (fire, finish) = Finish::new();
@@ -327,8 +327,13 @@ async fn serve(client: &dyn ClientUnderTest) -> Result<(), String> {
                     r = &mut run => break r,
                     Some(e) = rx.recv() => print(&e),
                     line = lines.next(), if stdin_open => match line {
-                        Ok(Some(l)) if l.contains("finish") => drop(fire.take()),
-                        Ok(Some(_)) => {}
+                        Ok(Some(l)) => {
+                            if let Ok(Request::Finish(info)) = serde_json::from_str(&l)
+                                && let Some(fire) = fire.take()
+                            {
+                                let _ = fire.send(info);
+                            }
+                        }
                         // The harness went away: finish now.
                         Ok(None) | Err(_) => {
                             stdin_open = false;

@@ -165,7 +165,16 @@ pub enum Request {
     Run(Box<Plan>),
     /// The mock server's script is over: report the final state (`stream` lines, `mux`),
     /// then `done`, then exit.
-    Finish,
+    Finish(FinishInfo),
+}
+
+/// What comes with `finish`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishInfo {
+    /// How long to wait for the connection to end before reporting it `running` (the case
+    /// expects the connection's result; 0: report at once).
+    #[serde(default)]
+    pub mux_wait_ms: u64,
 }
 
 /// An extension the client offers, with what it needs.
@@ -613,6 +622,40 @@ pub struct StreamEnding {
     /// The error the stream ended with, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ReportedError>,
+}
+
+impl StreamEnding {
+    /// Our client's stream end, as a shim reports it.
+    pub fn from_end(end: &wisp_client::StreamEnd) -> Self {
+        use wisp_client::StreamEnd;
+        use wisp_client::proto::Initiator;
+        match end {
+            StreamEnd::Closed { reason, initiator } => Self {
+                by: match initiator {
+                    Initiator::Remote => EndedBy::Server,
+                    Initiator::Local => EndedBy::Client,
+                },
+                reason: Some(reason.0),
+                error: None,
+            },
+            StreamEnd::OpenFailed(e) => Self {
+                by: EndedBy::OpenFailed,
+                reason: e.close_reason().map(|r| r.0),
+                error: Some(ReportedError::from_wisp(e)),
+            },
+            StreamEnd::ConnectionEnded(e) => Self {
+                by: EndedBy::Connection,
+                reason: e.close_reason().map(|r| r.0),
+                error: Some(ReportedError::from_wisp(e)),
+            },
+            // A future kind of end: the connection's, as far as a report can tell.
+            other => Self {
+                by: EndedBy::Connection,
+                reason: other.reason().map(|r| r.0),
+                error: other.error().map(ReportedError::from_wisp),
+            },
+        }
+    }
 }
 
 impl fmt::Display for StreamEnding {
