@@ -15,7 +15,7 @@ use wisp_cases::ClientCase;
 use wisp_cases::actions::Action;
 use wisp_cases::values::OkOrError;
 use wisp_mock_server::replay::{MockServer, Script, ScriptOutcome};
-use wisp_mock_server::trace::payload_summary;
+use wisp_mock_server::trace::{SharedTrace, payload_summary};
 
 use super::CaseRun;
 use super::judge::{
@@ -155,7 +155,7 @@ impl ClientRun {
             u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         )?;
         let start = Instant::now();
-        let mock = tokio::spawn(mock.run(start));
+        let mut mock = tokio::spawn(mock.run(start));
 
         let (sink, mut rx) = EventSink::new();
         let tail = sink.clone();
@@ -191,18 +191,22 @@ impl ClientRun {
                     Err(_) => "the client stopped reporting".to_owned(),
                 };
                 task.abort();
-                return Err(error_of(why));
+                mock.abort();
+                return Ok(self.errored(error_of(why), &trace, &got));
             }
         }
 
         let outcome: Option<ScriptOutcome> =
-            match tokio::time::timeout_at(start + timeout + step_timeout, mock).await {
+            match tokio::time::timeout_at(start + timeout + step_timeout, &mut mock).await {
                 Ok(Ok(o)) => Some(o),
                 Ok(Err(e)) => {
                     task.abort();
                     return Err(format!("the mock server task failed: {e}"));
                 }
-                Err(_) => None,
+                Err(_) => {
+                    mock.abort();
+                    None
+                }
             };
         tokio::time::sleep(SETTLE).await;
         let mux_wait = if case.expect.mux_result.is_some() {
@@ -228,13 +232,16 @@ impl ClientRun {
                 _ => Err("the client's run ended before `done`".to_owned()),
             },
         };
-        task.abort();
+        // Stop recording before the client goes: its end is not part of the case.
         if let Some(o) = &outcome
             && let Some(idle) = &o.idle
         {
             idle.abort();
         }
-        ended.map_err(error_of)?;
+        task.abort();
+        if let Err(e) = ended {
+            return Ok(self.errored(error_of(e), &trace, &got));
+        }
 
         match &outcome {
             Some(o) => {
@@ -249,6 +256,15 @@ impl ClientRun {
         let mut log = Vec::new();
         judge(case, &got, &mut log, &mut failures);
         log.extend(notes);
+        Ok(CaseRun {
+            failures,
+            transcript: self.transcript(&trace, &got, log),
+            ..CaseRun::default()
+        })
+    }
+
+    /// The wire trace, then what the client reported.
+    fn transcript(&self, trace: &SharedTrace, got: &Collected, log: Vec<String>) -> String {
         let wire = trace.lock().map(|t| t.render()).unwrap_or_default();
         let mut transcript = String::new();
         let _ = writeln!(transcript, "== wire (mock server) ==");
@@ -261,11 +277,16 @@ impl ClientRun {
         for line in got.logs.iter().map(|l| format!("log: {l}")).chain(log) {
             let _ = writeln!(transcript, "{line}");
         }
-        Ok(CaseRun {
-            failures,
-            transcript,
-            ..CaseRun::default()
-        })
+        transcript
+    }
+
+    /// A case the client could not run to the end (ERROR), with what happened so far.
+    fn errored(&self, error: String, trace: &SharedTrace, got: &Collected) -> CaseRun {
+        let log = vec![format!("ERROR: {error}")];
+        CaseRun {
+            transcript: self.transcript(trace, got, log),
+            ..CaseRun::error(error)
+        }
     }
 }
 

@@ -28,9 +28,11 @@ pub enum Capability {
     V2,
     /// Offers the UDP extension and opens UDP streams.
     Udp,
-    /// Offers the password extension (draft-6 record layout).
+    /// Offers the password extension, writing the draft-6 record layout
+    /// (`ulen u8 | username | password`).
     Password,
-    /// Can write the password record in the draft-5 layout.
+    /// Offers the password extension, writing the draft-5 record layout
+    /// (`ulen u8 | plen u16 LE | username | password`).
     PasswordDraft5,
     /// Offers certificate authentication (Ed25519).
     CertAuth,
@@ -97,13 +99,11 @@ impl Capability {
             VersionSel::V2 => Self::V2,
         });
         for ext in &spec.extensions {
-            if let ClientExtension::Password(p) = ext
-                && p.layout == PasswordLayout::Draft5
-            {
-                out.insert(Self::PasswordDraft5);
-            }
             out.insert(match ext {
                 ClientExtension::Udp => Self::Udp,
+                ClientExtension::Password(p) if p.layout == PasswordLayout::Draft5 => {
+                    Self::PasswordDraft5
+                }
                 ClientExtension::Password(_) => Self::Password,
                 ClientExtension::CertAuth(_) => Self::CertAuth,
                 ClientExtension::Motd => Self::Motd,
