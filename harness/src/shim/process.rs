@@ -286,16 +286,23 @@ pub fn serve_stdio(client: &dyn ClientUnderTest) -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let result = runtime.block_on(serve(client));
-    // Tasks a hanging client left behind must not keep the process alive.
-    runtime.shutdown_background();
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(serve(client))
+    }));
+    // Exit at once: tasks a hanging client left behind (and the thread blocked on stdin)
+    // must not keep the process alive.
+    let code = match result {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
             eprintln!("{e}");
-            std::process::ExitCode::from(2)
+            2
         }
-    }
+        Err(_) => {
+            eprintln!("the shim panicked");
+            101
+        }
+    };
+    std::process::exit(code)
 }
 
 async fn serve(client: &dyn ClientUnderTest) -> Result<(), String> {
