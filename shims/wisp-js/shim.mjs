@@ -82,7 +82,8 @@ async function run(plan, finish) {
       type: "handshake",
       version: v2 ? "2.0" : "1.2",
       downgraded: versionWanted === 2 && !v2,
-      extensions: Object.keys(conn.server_exts).map(Number),
+      // On v1 (and after a downgrade) wisp-js keeps UDP enabled: v1 has it implicitly.
+      extensions: v2 ? Object.keys(conn.server_exts).map(Number) : conn.udp_enabled ? [1] : [],
       ...(conn.server_motd != null ? { motd: conn.server_motd } : {}),
     });
     for (const [index, action] of plan.actions.entries()) {

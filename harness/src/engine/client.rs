@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -14,8 +14,10 @@ use tokio::time::Instant;
 use wisp_cases::ClientCase;
 use wisp_cases::actions::Action;
 use wisp_cases::values::OkOrError;
-use wisp_mock_server::replay::{MockServer, Script, ScriptOutcome};
-use wisp_mock_server::trace::{SharedTrace, payload_summary};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use wisp_mock_server::replay::{Script, ScriptOutcome, serve};
+use wisp_mock_server::trace::{SharedTrace, Trace, payload_summary};
 
 use super::CaseRun;
 use super::judge::{
@@ -30,7 +32,10 @@ use crate::shim::{
 };
 
 /// How long a client has to report its final state after `finish`.
-const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
+const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client (a shim process starting) may take to connect, on top of the case's
+/// bound.
+const STARTUP: Duration = Duration::from_secs(20);
 /// How long the client gets to take in the script's last packets before `finish`.
 const SETTLE: Duration = Duration::from_millis(50);
 
@@ -143,19 +148,40 @@ impl ClientRun {
     async fn run_supported(&self, case: &ClientCase) -> Result<CaseRun, String> {
         let script = Script::from_case(case);
         let step_timeout = script.options.step_timeout.0;
-        let mock = MockServer::bind(([127, 0, 0, 1], 0).into(), script)
+        let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|e| format!("cannot bind a loopback port: {e}"))?;
-        let url = mock.url().map_err(|e| e.to_string())?;
-        let trace = mock.trace();
+        let url = format!(
+            "ws://{}/",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
+        let trace: SharedTrace = Arc::new(Mutex::new(Trace::default()));
         let timeout = case.timeout().min(self.cap);
         let plan = Plan::from_case(
             case,
             &url,
             u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         )?;
-        let start = Instant::now();
-        let mut mock = tokio::spawn(mock.run(start));
+        // The case's clock starts when the client connects: how long a shim process takes
+        // to start (a loaded machine, a slow runtime) is not the client's behaviour.
+        let launched = Instant::now();
+        let (connected_tx, connected_rx) = oneshot::channel::<Instant>();
+        let mut mock = tokio::spawn({
+            let trace = trace.clone();
+            async move {
+                let accepted =
+                    tokio::time::timeout(STARTUP + timeout, listener.accept()).await;
+                let Ok(Ok((tcp, _))) = accepted else {
+                    return None;
+                };
+                // One connection per case: a client that reconnects is refused.
+                drop(listener);
+                let _ = tcp.set_nodelay(true);
+                let start = Instant::now();
+                let _ = connected_tx.send(start);
+                Some(serve(tcp, &script, trace, start).await)
+            }
+        });
 
         let (sink, mut rx) = EventSink::new();
         let tail = sink.clone();
@@ -167,10 +193,26 @@ impl ClientRun {
         let mut got = Collected::default();
         let mut failures = Vec::new();
         let mut notes = Vec::new();
-        let stop = collect(&mut rx, &mut got, start + timeout, |g| {
-            g.actions_done || g.done
-        })
-        .await;
+        let mut deadline = launched + STARTUP + timeout;
+        let mut connected = Some(connected_rx);
+        let stop = loop {
+            if got.actions_done || got.done {
+                break Stop::Reached;
+            }
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(e) => got.take(e),
+                    None => break Stop::Closed,
+                },
+                at = async { connected.as_mut().expect("guarded").await }, if connected.is_some() => {
+                    connected = None;
+                    if let Ok(at) = at {
+                        deadline = at + timeout;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => break Stop::Deadline,
+            }
+        };
         match stop {
             Stop::Reached => {}
             Stop::Deadline => {
@@ -197,14 +239,21 @@ impl ClientRun {
         }
 
         let outcome: Option<ScriptOutcome> =
-            match tokio::time::timeout_at(start + timeout + step_timeout, &mut mock).await {
-                Ok(Ok(o)) => Some(o),
+            match tokio::time::timeout_at(deadline + step_timeout, &mut mock).await {
+                Ok(Ok(Some(o))) => Some(o),
+                Ok(Ok(None)) => {
+                    failures.push("the client did not connect to the mock server".to_owned());
+                    None
+                }
                 Ok(Err(e)) => {
                     task.abort();
                     return Err(format!("the mock server task failed: {e}"));
                 }
                 Err(_) => {
                     mock.abort();
+                    failures.push(
+                        "the server script did not finish within the case timeout".to_owned(),
+                    );
                     None
                 }
             };
@@ -243,15 +292,10 @@ impl ClientRun {
             return Ok(self.errored(error_of(e), &trace, &got));
         }
 
-        match &outcome {
-            Some(o) => {
-                if let Err(f) = &o.result {
-                    failures.push(f.to_string());
-                }
-            }
-            None => {
-                failures.push("the server script did not finish within the case timeout".to_owned())
-            }
+        if let Some(o) = &outcome
+            && let Err(f) = &o.result
+        {
+            failures.insert(0, f.to_string());
         }
         let mut log = Vec::new();
         judge(case, &got, &mut log, &mut failures);

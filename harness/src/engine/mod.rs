@@ -84,7 +84,7 @@ pub struct ClientSubject {
     /// The client (a [`crate::shim::ShimProcess`], or a Rust client in process).
     pub client: Arc<dyn ClientUnderTest>,
     /// The bound on each case, in real time (a case's own `timeout:` when shorter).
-    /// Default 15 s.
+    /// Default 10 s.
     pub case_timeout: Duration,
     /// How reports name how the client was driven (`shim node shims/wisp-js/shim.mjs`).
     pub driver: String,
@@ -95,7 +95,7 @@ impl ClientSubject {
     pub fn new(client: Arc<dyn ClientUnderTest>, driver: impl Into<String>) -> Self {
         Self {
             client,
-            case_timeout: Duration::from_secs(15),
+            case_timeout: Duration::from_secs(10),
             driver: driver.into(),
         }
     }

@@ -38,7 +38,7 @@ pub struct ClientArgs {
     pub jobs: usize,
     /// The bound on each case in seconds, real time (a case's own `timeout:` when
     /// shorter). A client that hangs is FAILED once its case reaches the bound.
-    #[arg(long, value_name = "S", default_value_t = 15.0)]
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
     pub timeout: f64,
     /// Also run cases marked `ignore`.
     #[arg(long)]
@@ -48,6 +48,8 @@ pub struct ClientArgs {
     #[arg(long, value_name = "BASELINE")]
     pub expect: Option<PathBuf>,
     /// Write the run's verdicts as a client baseline file (then explain each non-OK entry).
+    /// With --expect, entries whose outcome the old baseline accepts keep their line
+    /// (comment included): `--expect B --write-baseline B` updates a baseline in place.
     #[arg(long, value_name = "FILE")]
     pub write_baseline: Option<PathBuf>,
     /// The client's name written into --write-baseline (default: what the shim says).
@@ -198,7 +200,10 @@ fn client_inner(args: &ClientArgs) -> Result<ExitCode, String> {
             (None, crate::report::SubjectInfo::Client(c)) => format!("{} {}", c.name, c.version),
             (None, _) => args.shim.clone(),
         };
-        std::fs::write(path, baseline::render_client(&report, &name))
+        std::fs::write(
+            path,
+            baseline::render_client(&report, &name, baseline.as_ref()),
+        )
             .map_err(|e| format!("--write-baseline {}: {e}", path.display()))?;
     }
     Ok(ExitCode::from(gate.exit_code))

@@ -20,6 +20,7 @@
 pub mod cli;
 pub(crate) mod process;
 pub mod protocol;
+mod suite;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -29,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 pub use process::{ShimProcess, serve_stdio};
+pub use suite::{assert_client_baseline, client_cases, topic_matrix};
 pub use protocol::{
     Capability, EndedBy, Event, FinishInfo, Hello, MuxState, Plan, PlanAction, PlanExtension, PlanOptions,
     PlanUntil, ReportedError, Request, StreamEnding,
