@@ -30,7 +30,10 @@ fn some_cases() -> Vec<Case> {
         .into_iter()
         .filter(|c| c.role() == Role::Client)
         .collect();
-    let filter = Filter::new(["handshake.v1.continue".to_owned(), "handshake.draft6.basic".to_owned()]);
+    let filter = Filter::new([
+        "handshake.v1.continue".to_owned(),
+        "handshake.draft6.basic".to_owned(),
+    ]);
     filter
         .apply(&cases)
         .expect("the filter matches")
@@ -45,7 +48,7 @@ fn fake_shim(dir: &Path, name: &str, on_run: &str) -> String {
     let script = format!(
         "read line\n\
          case \"$line\" in\n\
-         *describe*) echo '{{\"type\":\"hello\",\"name\":\"{name}\",\"version\":\"0\",\"capabilities\":[\"v1\",\"v2\",\"udp\"]}}'; exit 0;;\n\
+         *describe*) echo '{{\"type\":\"hello\",\"name\":\"{name}\",\"version\":\"0\",\"capabilities\":[\"v1\",\"v2\",\"udp\",\"motd\"]}}'; exit 0;;\n\
          esac\n\
          {on_run}\n"
     );
@@ -61,8 +64,13 @@ fn run_fake(command: &str, bound: Duration) -> SuiteReport {
         include_ignored: false,
     };
     let started = Instant::now();
-    let report = run_suite_blocking(&some_cases(), Subject::Client(subject), &options, &mut |_, _, _| {})
-        .expect("the run starts");
+    let report = run_suite_blocking(
+        &some_cases(),
+        Subject::Client(subject),
+        &options,
+        &mut |_, _, _| {},
+    )
+    .expect("the run starts");
     assert!(
         started.elapsed() < bound,
         "the run took {:?} (bound {bound:?})",
@@ -74,7 +82,12 @@ fn run_fake(command: &str, bound: Duration) -> SuiteReport {
 
 fn assert_error(c: &CaseReport, says: &str, stderr: Option<&str>) {
     let error = c.error.as_deref().unwrap_or_else(|| {
-        panic!("{}: expected ERROR, got {} ({:?})", c.id, c.label(), c.reasons)
+        panic!(
+            "{}: expected ERROR, got {} ({:?})",
+            c.id,
+            c.label(),
+            c.reasons
+        )
     });
     assert_eq!(c.label(), "ERROR");
     assert!(error.contains(says), "{}: {error}", c.id);
@@ -86,17 +99,29 @@ fn assert_error(c: &CaseReport, says: &str, stderr: Option<&str>) {
 #[test]
 fn a_crashing_shim_is_an_error_with_its_stderr() {
     let dir = tempfile::tempdir().unwrap();
-    let cmd = fake_shim(dir.path(), "crash", "echo 'segfault in the client' >&2; exit 3");
+    let cmd = fake_shim(
+        dir.path(),
+        "crash",
+        "echo 'segfault in the client' >&2; exit 3",
+    );
     let report = run_fake(&cmd, Duration::from_secs(30));
     for c in &report.cases {
-        assert_error(c, "exited (exit status: 3) before `done`", Some("segfault in the client"));
+        assert_error(
+            c,
+            "exited (exit status: 3) before `done`",
+            Some("segfault in the client"),
+        );
     }
 }
 
 #[test]
 fn a_shim_printing_garbage_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let cmd = fake_shim(dir.path(), "garbage", "echo 'hello, I am not JSON'; echo 'oops' >&2; sleep 30");
+    let cmd = fake_shim(
+        dir.path(),
+        "garbage",
+        "echo 'hello, I am not JSON'; echo 'oops' >&2; sleep 30",
+    );
     let report = run_fake(&cmd, Duration::from_secs(30));
     for c in &report.cases {
         assert_error(c, "not a protocol message", Some("oops"));
@@ -107,7 +132,11 @@ fn a_shim_printing_garbage_is_an_error() {
 #[test]
 fn a_shim_that_never_answers_is_an_error_within_a_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let cmd = fake_shim(dir.path(), "silent", "echo 'waiting forever' >&2; sleep 600");
+    let cmd = fake_shim(
+        dir.path(),
+        "silent",
+        "echo 'waiting forever' >&2; sleep 600",
+    );
     // 2 s case bound + 20 s to connect... the shim never connects: the bound on the whole
     // case is the startup grace plus the case bound, then `finish` gets 10 s.
     let report = run_fake(&cmd, Duration::from_secs(90));
@@ -128,7 +157,11 @@ fn a_shim_that_exits_early_is_an_error() {
     for c in &report.cases {
         assert_error(c, "before `done`", None);
         // What the shim said before it went is kept.
-        assert!(c.transcript.contains("handshake: ok version=1.2"), "{}", c.transcript);
+        assert!(
+            c.transcript.contains("handshake: ok version=1.2"),
+            "{}",
+            c.transcript
+        );
     }
 }
 
@@ -168,7 +201,11 @@ fn missing_capabilities_make_a_case_unsupported() {
     .unwrap();
     let c = &report.cases[0];
     assert_eq!(c.verdict, Verdict::Unsupported, "{c:?}");
-    assert!(c.reasons[0].contains("does not declare v2"), "{:?}", c.reasons);
+    assert!(
+        c.reasons[0].contains("does not declare v2"),
+        "{:?}",
+        c.reasons
+    );
 }
 
 fn repo() -> PathBuf {

@@ -9,13 +9,13 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::net::TcpListener;
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use wisp_cases::ClientCase;
 use wisp_cases::actions::Action;
 use wisp_cases::values::OkOrError;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use wisp_mock_server::replay::{Script, ScriptOutcome, serve};
 use wisp_mock_server::trace::{SharedTrace, Trace, payload_summary};
 
@@ -27,8 +27,8 @@ use super::judge::{
 use super::mock::CLIENT_WORDING;
 use crate::shim::process::with_tail;
 use crate::shim::{
-    Capability, ClientUnderTest, EndedBy, Event, EventSink, Finish, FinishInfo, Hello, MuxState, Plan,
-    ReportedError, StreamEnding,
+    Capability, ClientUnderTest, EndedBy, Event, EventSink, Finish, FinishInfo, Hello, MuxState,
+    Plan, ReportedError, StreamEnding,
 };
 
 /// How long a client has to report its final state after `finish`.
@@ -62,9 +62,7 @@ struct Collected {
 impl Collected {
     fn take(&mut self, event: Event) {
         match event {
-            Event::Handshake {
-                error: Some(e), ..
-            } => self.handshake = Some(Err(e)),
+            Event::Handshake { error: Some(e), .. } => self.handshake = Some(Err(e)),
             Event::Handshake {
                 error: None,
                 version,
@@ -169,8 +167,7 @@ impl ClientRun {
         let mut mock = tokio::spawn({
             let trace = trace.clone();
             async move {
-                let accepted =
-                    tokio::time::timeout(STARTUP + timeout, listener.accept()).await;
+                let accepted = tokio::time::timeout(STARTUP + timeout, listener.accept()).await;
                 let Ok(Ok((tcp, _))) = accepted else {
                     return None;
                 };
@@ -184,17 +181,18 @@ impl ClientRun {
         });
 
         let (sink, mut rx) = EventSink::new();
-        let tail = sink.clone();
+        let tail = sink.tail();
         let (fire, finish) = Finish::new();
         let client = self.client.clone();
         let mut task = tokio::spawn(async move { client.run(plan, sink, finish).await });
-        let error_of = |e: String| with_tail(e, &tail.stderr_tail());
+        let error_of = |e: String| with_tail(e, &tail.lines());
 
         let mut got = Collected::default();
         let mut failures = Vec::new();
         let mut notes = Vec::new();
         let mut deadline = launched + STARTUP + timeout;
         let mut connected = Some(connected_rx);
+        let mut ended: Option<String> = None;
         let stop = loop {
             if got.actions_done || got.done {
                 break Stop::Reached;
@@ -204,6 +202,16 @@ impl ClientRun {
                     Some(e) => got.take(e),
                     None => break Stop::Closed,
                 },
+                // A run that returned (tasks it left may still hold the sink).
+                result = &mut task, if ended.is_none() => {
+                    ended = Some(run_error(result));
+                    while let Ok(e) = rx.try_recv() {
+                        got.take(e);
+                    }
+                    if !(got.actions_done || got.done) {
+                        break Stop::Closed;
+                    }
+                }
                 at = async { connected.as_mut().expect("guarded").await }, if connected.is_some() => {
                     connected = None;
                     if let Ok(at) = at {
@@ -226,11 +234,12 @@ impl ClientRun {
                 ));
             }
             Stop::Closed => {
-                let why = match tokio::time::timeout(FINISH_TIMEOUT, &mut task).await {
-                    Ok(Ok(Err(e))) => e,
-                    Ok(Ok(Ok(()))) => "the client's run returned before `actions_done`".to_owned(),
-                    Ok(Err(_)) => "the client's run panicked".to_owned(),
-                    Err(_) => "the client stopped reporting".to_owned(),
+                let why = match ended {
+                    Some(why) => why,
+                    None => match tokio::time::timeout(FINISH_TIMEOUT, &mut task).await {
+                        Ok(result) => run_error(result),
+                        Err(_) => "the client stopped reporting".to_owned(),
+                    },
                 };
                 task.abort();
                 mock.abort();
@@ -266,20 +275,35 @@ impl ClientRun {
         let _ = fire.send(FinishInfo {
             mux_wait_ms: u64::try_from(mux_wait.as_millis()).unwrap_or(u64::MAX),
         });
-        let stop = collect(&mut rx, &mut got, Instant::now() + FINISH_TIMEOUT + mux_wait, |g| {
-            g.done
-        })
-        .await;
+        let stop = if ended.is_some() {
+            // The run is over: whatever it reported is in.
+            if got.done {
+                Stop::Reached
+            } else {
+                Stop::Closed
+            }
+        } else {
+            collect(
+                &mut rx,
+                &mut got,
+                Instant::now() + FINISH_TIMEOUT + mux_wait,
+                |g| g.done,
+            )
+            .await
+        };
         let ended = match stop {
             Stop::Reached => Ok(()),
             Stop::Deadline => Err(format!(
                 "the client did not answer `finish` within {}s",
                 FINISH_TIMEOUT.as_secs()
             )),
-            Stop::Closed => match tokio::time::timeout(FINISH_TIMEOUT, &mut task).await {
-                Ok(Ok(Err(e))) => Err(e),
-                _ => Err("the client's run ended before `done`".to_owned()),
-            },
+            Stop::Closed => Err(match ended {
+                Some(why) => why,
+                None => match tokio::time::timeout(FINISH_TIMEOUT, &mut task).await {
+                    Ok(result) => run_error(result),
+                    Err(_) => "the client stopped reporting before `done`".to_owned(),
+                },
+            }),
         };
         // Stop recording before the client goes: its end is not part of the case.
         if let Some(o) = &outcome
@@ -326,11 +350,28 @@ impl ClientRun {
 
     /// A case the client could not run to the end (ERROR), with what happened so far.
     fn errored(&self, error: String, trace: &SharedTrace, got: &Collected) -> CaseRun {
-        let log = vec![format!("ERROR: {error}")];
+        let mut log = vec![handshake_line(got)];
+        log.extend(got.actions.values().filter_map(|a| match a {
+            Event::Action { index, error, .. } => Some(match error {
+                Some(e) => format!("#{index} -> error {}", e.text()),
+                None => format!("#{index} -> ok"),
+            }),
+            _ => None,
+        }));
+        log.push(format!("ERROR: {error}"));
         CaseRun {
             transcript: self.transcript(trace, got, log),
             ..CaseRun::error(error)
         }
+    }
+}
+
+/// Why a client's run ended without `done`.
+fn run_error(result: Result<Result<(), String>, tokio::task::JoinError>) -> String {
+    match result {
+        Ok(Err(e)) => e,
+        Ok(Ok(())) => "the client's run returned before `done`".to_owned(),
+        Err(_) => "the client's run panicked".to_owned(),
     }
 }
 
@@ -366,16 +407,10 @@ fn end_view(end: &StreamEnding) -> EndView<'_, ReportedError> {
     }
 }
 
-/// Replays the reported results against the case's actions and expectations.
-fn judge(case: &ClientCase, got: &Collected, log: &mut Vec<String>, failures: &mut Vec<String>) {
-    let expect = &case.expect;
-    let handshake = got
-        .handshake
-        .as_ref()
-        .map(|h| h.as_ref().map(|_| ()).map_err(Clone::clone));
-    failures.extend(judge_handshake(expect.error.as_ref(), handshake.as_ref()));
+/// The transcript's handshake line.
+fn handshake_line(got: &Collected) -> String {
     match &got.handshake {
-        Some(Ok(n)) => log.push(format!(
+        Some(Ok(n)) => format!(
             "handshake: ok version={} downgraded={} extensions=[{}]{}",
             n.version,
             n.downgraded,
@@ -384,10 +419,21 @@ fn judge(case: &ClientCase, got: &Collected, log: &mut Vec<String>, failures: &m
                 .as_ref()
                 .map(|m| format!(" motd={m:?}"))
                 .unwrap_or_default()
-        )),
-        Some(Err(e)) => log.push(format!("handshake: error {}", e.text())),
-        None => log.push("handshake: no result".to_owned()),
+        ),
+        Some(Err(e)) => format!("handshake: error {}", e.text()),
+        None => "handshake: no result".to_owned(),
     }
+}
+
+/// Replays the reported results against the case's actions and expectations.
+fn judge(case: &ClientCase, got: &Collected, log: &mut Vec<String>, failures: &mut Vec<String>) {
+    let expect = &case.expect;
+    let handshake = got
+        .handshake
+        .as_ref()
+        .map(|h| h.as_ref().map(|_| ()).map_err(Clone::clone));
+    failures.extend(judge_handshake(expect.error.as_ref(), handshake.as_ref()));
+    log.push(handshake_line(got));
     judge_negotiated(
         expect,
         got.handshake.as_ref().and_then(|h| h.as_ref().ok()),
@@ -504,7 +550,9 @@ fn judge_action(
         return true;
     }
     if result.is_none() {
-        log.push(format!("{label} -> no result (the client did not report it)"));
+        log.push(format!(
+            "{label} -> no result (the client did not report it)"
+        ));
         return false;
     }
     match action {
@@ -567,7 +615,9 @@ fn judge_action(
             let bytes = match data.map(hex::decode) {
                 Some(Ok(b)) => b,
                 Some(Err(e)) => {
-                    failures.push(format!("action #{i}: the client reported data that is not hex: {e}"));
+                    failures.push(format!(
+                        "action #{i}: the client reported data that is not hex: {e}"
+                    ));
                     Vec::new()
                 }
                 None => Vec::new(),
@@ -604,14 +654,21 @@ fn judge_action(
 /// The transcript's label of an action (as the in-process log writes it).
 fn action_label(i: usize, action: &Action) -> String {
     match action {
-        Action::Open(o) => format!("#{i} open {} {} {}:{}", o.stream, o.stream_type.0, o.host, o.port),
+        Action::Open(o) => format!(
+            "#{i} open {} {} {}:{}",
+            o.stream, o.stream_type.0, o.host, o.port
+        ),
         Action::Send(s) => {
             let times = s.times.unwrap_or(1).max(1);
             format!(
                 "#{i} send {} {}{}",
                 s.stream,
                 payload_summary(&s.payload()),
-                if times > 1 { format!(" x{times}") } else { String::new() }
+                if times > 1 {
+                    format!(" x{times}")
+                } else {
+                    String::new()
+                }
             )
         }
         Action::Close(c) => format!(

@@ -5,9 +5,9 @@
 //! are how every report shows an error and a stream's end.
 
 use wisp_cases::actions::{ClosedBy, StreamExpect};
-use wisp_cases::server::CloseJudge;
 use wisp_cases::client::ClientExpect;
 use wisp_cases::packet::parse_version;
+use wisp_cases::server::CloseJudge;
 use wisp_cases::values::{ErrorSet, StreamRef, extension_label};
 use wisp_cases::{Level, Verdict};
 use wisp_client::proto::{CloseReason, ExtensionId, Initiator};

@@ -52,8 +52,8 @@ use tokio::task::JoinSet;
 use wisp_cases::{Case, ClientCase, Meta, Role, Verdict};
 
 use crate::report::{CaseReport, ClientInfo, CloseColumn, SubjectInfo, SuiteReport};
-use crate::shim::{ClientUnderTest, ShimProcess};
 use crate::server::{ServerConfig, ServerRun};
+use crate::shim::{ClientUnderTest, ShimProcess};
 
 /// What a suite run judges.
 #[derive(Clone, Debug)]

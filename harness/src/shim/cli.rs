@@ -145,7 +145,12 @@ fn client_inner(args: &ClientArgs) -> Result<ExitCode, String> {
                 .into_iter()
                 .map(super::Capability::name)
                 .collect();
-            println!("{:<width$}  {:<40}  {}", c.meta.id, needs.join(","), c.meta.title);
+            println!(
+                "{:<width$}  {:<40}  {}",
+                c.meta.id,
+                needs.join(","),
+                c.meta.title
+            );
         }
         println!("{} cases", cases.len());
         return Ok(ExitCode::SUCCESS);
@@ -204,7 +209,7 @@ fn client_inner(args: &ClientArgs) -> Result<ExitCode, String> {
             path,
             baseline::render_client(&report, &name, baseline.as_ref()),
         )
-            .map_err(|e| format!("--write-baseline {}: {e}", path.display()))?;
+        .map_err(|e| format!("--write-baseline {}: {e}", path.display()))?;
     }
     Ok(ExitCode::from(gate.exit_code))
 }

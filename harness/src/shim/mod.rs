@@ -30,11 +30,11 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 pub use process::{ShimProcess, serve_stdio};
-pub use suite::{assert_client_baseline, client_cases, topic_matrix};
 pub use protocol::{
-    Capability, EndedBy, Event, FinishInfo, Hello, MuxState, Plan, PlanAction, PlanExtension, PlanOptions,
-    PlanUntil, ReportedError, Request, StreamEnding,
+    Capability, EndedBy, Event, FinishInfo, Hello, MuxState, Plan, PlanAction, PlanExtension,
+    PlanOptions, PlanUntil, ReportedError, Request, StreamEnding,
 };
+pub use suite::{assert_client_baseline, client_cases, topic_matrix};
 
 /// A boxed, sendable future (the trait's methods return one, so the trait stays
 /// object-safe).
@@ -102,7 +102,23 @@ impl EventSink {
 
     /// The diagnostic lines kept, oldest first.
     pub fn stderr_tail(&self) -> Vec<String> {
-        self.stderr
+        self.tail().lines()
+    }
+
+    /// A handle on the diagnostic lines that does not keep the event channel open.
+    pub fn tail(&self) -> StderrTail {
+        StderrTail(self.stderr.clone())
+    }
+}
+
+/// The last diagnostic lines of a client ([`EventSink::tail`]).
+#[derive(Clone, Debug)]
+pub struct StderrTail(Arc<Mutex<VecDeque<String>>>);
+
+impl StderrTail {
+    /// The lines kept, oldest first.
+    pub fn lines(&self) -> Vec<String> {
+        self.0
             .lock()
             .map(|t| t.iter().cloned().collect())
             .unwrap_or_default()

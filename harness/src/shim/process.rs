@@ -203,42 +203,59 @@ impl ClientUnderTest for ShimProcess {
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let mut child = self.spawn()?;
-            let _stderr = drain_stderr(&mut child, &events);
-            let mut stdin = child.stdin.take().ok_or("no stdin")?;
-            let stdout = child.stdout.take().ok_or("no stdout")?;
-            let mut lines = Lines::new(stdout);
-            send(&mut stdin, &Request::Run(Box::new(plan))).await?;
-            let mut finish = Some(Box::pin(finish.wait()));
-            loop {
-                let line = match finish.as_mut() {
-                    Some(f) => tokio::select! {
-                        line = lines.next() => line?,
-                        info = f => {
-                            finish = None;
-                            // A shim that already exited cannot hear it; EOF says the rest.
-                            let _ = send(&mut stdin, &Request::Finish(info)).await;
-                            continue;
-                        }
-                    },
-                    None => lines.next().await?,
-                };
-                let Some(line) = line else {
-                    return Err(format!(
-                        "the shim exited ({}) before `done`",
-                        exit_status(&mut child).await
-                    ));
-                };
-                if line.trim().is_empty() {
+            let stderr = drain_stderr(&mut child, &events);
+            let result = converse(&mut child, plan, &events, finish).await;
+            if result.is_err()
+                && let Some(task) = stderr
+            {
+                // Let the last stderr lines in (the process is gone or going).
+                let _ = tokio::time::timeout(Duration::from_millis(500), task).await;
+            }
+            result
+        })
+    }
+}
+
+/// The `run` conversation with a started shim.
+async fn converse(
+    child: &mut Child,
+    plan: Plan,
+    events: &EventSink,
+    finish: Finish,
+) -> Result<(), String> {
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = Lines::new(stdout);
+    send(&mut stdin, &Request::Run(Box::new(plan))).await?;
+    let mut finish = Some(Box::pin(finish.wait()));
+    loop {
+        let line = match finish.as_mut() {
+            Some(f) => tokio::select! {
+                line = lines.next() => line?,
+                info = f => {
+                    finish = None;
+                    // A shim that already exited cannot hear it; EOF says the rest.
+                    let _ = send(&mut stdin, &Request::Finish(info)).await;
                     continue;
                 }
-                let event = parse(&line)?;
-                let done = event == Event::Done;
-                events.send(event);
-                if done {
-                    return Ok(());
-                }
-            }
-        })
+            },
+            None => lines.next().await?,
+        };
+        let Some(line) = line else {
+            return Err(format!(
+                "the shim exited ({}) before `done`",
+                exit_status(child).await
+            ));
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event = parse(&line)?;
+        let done = event == Event::Done;
+        events.send(event);
+        if done {
+            return Ok(());
+        }
     }
 }
 
@@ -247,7 +264,10 @@ pub(crate) fn with_tail(message: String, tail: &[String]) -> String {
     if tail.is_empty() {
         message
     } else {
-        format!("{message}\nshim stderr (last lines):\n  {}", tail.join("\n  "))
+        format!(
+            "{message}\nshim stderr (last lines):\n  {}",
+            tail.join("\n  ")
+        )
     }
 }
 

@@ -96,9 +96,9 @@ async fn run(plan: Plan, events: EventSink, finish: Finish) -> Result<(), String
             match tokio::time::timeout(wait, actor).await {
                 Ok(Ok(Ok(()))) => MuxState::Ok,
                 Ok(Ok(Err(e))) => MuxState::Error(ReportedError::from_wisp(&e)),
-                Ok(Err(e)) => MuxState::Error(ReportedError::other(format!(
-                    "the driver task failed: {e}"
-                ))),
+                Ok(Err(e)) => {
+                    MuxState::Error(ReportedError::other(format!("the driver task failed: {e}")))
+                }
                 Err(_) => MuxState::Running,
             }
         }
@@ -234,7 +234,12 @@ async fn act(plan: &Plan, events: &EventSink, state: &mut State) {
     }
 }
 
-async fn one_action(index: usize, action: &PlanAction, mux: &ClientMux, state: &mut State) -> Event {
+async fn one_action(
+    index: usize,
+    action: &PlanAction,
+    mux: &ClientMux,
+    state: &mut State,
+) -> Event {
     match action {
         PlanAction::Open {
             stream,
@@ -294,8 +299,13 @@ async fn one_action(index: usize, action: &PlanAction, mux: &ClientMux, state: &
         }
         PlanAction::Read { stream, until } => read(index, state, stream, *until).await,
         PlanAction::WaitClosed { stream } => {
-            read(index, state, stream, PlanUntil::End(wisp_harness::shim::protocol::EndWord::End))
-                .await
+            read(
+                index,
+                state,
+                stream,
+                PlanUntil::End(wisp_harness::shim::protocol::EndWord::End),
+            )
+            .await
         }
         PlanAction::Drop { stream } => {
             if let Some(slot) = state.streams.get_mut(stream)

@@ -47,19 +47,32 @@ fn the_shim_gives_the_in_process_verdicts() {
     let ours = verdicts(&ours);
     assert_eq!(ours.len(), cases.len());
 
-    let baseline =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../harness/baselines/clients/wisp-client.yaml");
+    let baseline = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../harness/baselines/clients/wisp-client.yaml");
     let process = ClientSubject::shim(env!("CARGO_BIN_EXE_shim-wisp-client"));
     let report = match assert_client_baseline(process, &baseline, 16) {
         Ok(r) => r,
         Err(e) => panic!("{e}"),
     };
     let diff = differences(&ours, &verdicts(&report));
-    assert!(diff.is_empty(), "the process shim differs:\n{}", diff.join("\n"));
+    assert!(
+        diff.is_empty(),
+        "the process shim differs:\n{}",
+        diff.join("\n")
+    );
 
     let in_process = ClientSubject::new(Arc::new(OurClient), "in process");
-    let report = run_suite_blocking(&cases, Subject::Client(in_process), &options, &mut |_, _, _| {})
-        .expect("the trait run");
+    let report = run_suite_blocking(
+        &cases,
+        Subject::Client(in_process),
+        &options,
+        &mut |_, _, _| {},
+    )
+    .expect("the trait run");
     let diff = differences(&ours, &verdicts(&report));
-    assert!(diff.is_empty(), "the in-process trait run differs:\n{}", diff.join("\n"));
+    assert!(
+        diff.is_empty(),
+        "the in-process trait run differs:\n{}",
+        diff.join("\n")
+    );
 }

@@ -73,9 +73,9 @@ impl ClientUnderTest for WispMuxClient {
 pub fn reported(e: &WispError) -> ReportedError {
     let name = match e {
         WispError::WsImplSocketClosed => "WsImplSocketClosed",
-        WispError::WsImplError(_) | WispError::WsFrameInvalidType | WispError::WsFrameNotFinished => {
-            "WsImplError"
-        }
+        WispError::WsImplError(_)
+        | WispError::WsFrameInvalidType
+        | WispError::WsFrameNotFinished => "WsImplError",
         WispError::MaxStreamCountReached => "MaxStreamCountReached",
         WispError::IncompatibleProtocolVersion => "IncompatibleProtocolVersion",
         WispError::StreamAlreadyClosed => "StreamAlreadyClosed",
@@ -248,9 +248,9 @@ async fn run(plan: Plan, events: EventSink, finish: Finish) -> Result<(), String
             match tokio::time::timeout(Duration::from_millis(info.mux_wait_ms), actor).await {
                 Ok(Ok(Ok(()))) => MuxState::Ok,
                 Ok(Ok(Err(e))) => MuxState::Error(reported(&e)),
-                Ok(Err(e)) => MuxState::Error(ReportedError::other(format!(
-                    "the mux task failed: {e}"
-                ))),
+                Ok(Err(e)) => {
+                    MuxState::Error(ReportedError::other(format!("the mux task failed: {e}")))
+                }
                 Err(_) => MuxState::Running,
             }
         }
@@ -272,12 +272,7 @@ fn handshake_failed(events: &EventSink, error: ReportedError) {
     });
 }
 
-async fn act(
-    plan: &Plan,
-    events: &EventSink,
-    state: &mut State,
-    holder: &mut Option<ClientMux>,
-) {
+async fn act(plan: &Plan, events: &EventSink, state: &mut State, holder: &mut Option<ClientMux>) {
     let tcp = match upgrade(&plan.url, plan.version == 2).await {
         Ok(t) => t,
         Err(e) => return handshake_failed(events, e),
@@ -365,8 +360,14 @@ fn usable<'a>(state: &'a State, alias: &str) -> Option<&'a Arc<MuxStream>> {
     state.streams.get(alias).and_then(|s| s.stream.as_ref())
 }
 
-async fn one_action(index: usize, action: &PlanAction, mux: &ClientMux, state: &mut State) -> Event {
-    let not_open = |alias: &str| failed(index, ReportedError::other(format!("{alias} is not open")));
+async fn one_action(
+    index: usize,
+    action: &PlanAction,
+    mux: &ClientMux,
+    state: &mut State,
+) -> Event {
+    let not_open =
+        |alias: &str| failed(index, ReportedError::other(format!("{alias} is not open")));
     match action {
         PlanAction::Open {
             stream,
@@ -380,7 +381,10 @@ async fn one_action(index: usize, action: &PlanAction, mux: &ClientMux, state: &
                 other => StreamType::Unknown(other.parse().unwrap_or(0)),
             };
             let slot = state.streams.entry(stream.clone()).or_default();
-            match mux.client_new_stream(stream_type, host.clone(), *port).await {
+            match mux
+                .client_new_stream(stream_type, host.clone(), *port)
+                .await
+            {
                 Ok(s) => {
                     let id = s.stream_id;
                     slot.stream = Some(Arc::new(s));

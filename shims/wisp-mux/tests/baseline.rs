@@ -11,7 +11,8 @@ use wisp_harness::ClientSubject;
 use wisp_harness::shim::assert_client_baseline;
 
 fn baseline() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../harness/baselines/clients/wisp-mux-5.1.0.yaml")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../harness/baselines/clients/wisp-mux-5.1.0.yaml")
 }
 
 #[test]
