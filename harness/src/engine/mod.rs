@@ -17,7 +17,7 @@
 //!
 //! A subject is what is under test; the role of a case says which side that is. A
 //! third-party client ([`Subject::Client`], driven through a shim process or in process)
-//! is judged by the client role's expectations and the same judges ([`judge`]), not
+//! is judged by the client role's expectations and the same judges (`judge.rs`), not
 //! another engine.
 //!
 //! ```no_run

@@ -275,8 +275,7 @@ async fn one_action(
                 return not_open(index, stream);
             };
             let payload = Bytes::from(hex::decode(data).unwrap_or_default());
-            let mut written = 0;
-            for _ in 0..*times {
+            for written in 0..*times {
                 if let Err(e) = s.send(payload.clone()).await {
                     let mut event = failed(index, ReportedError::from_wisp(&e));
                     if let Event::Action { sent, .. } = &mut event {
@@ -284,7 +283,6 @@ async fn one_action(
                     }
                     return event;
                 }
-                written += 1;
             }
             action_event(index)
         }
