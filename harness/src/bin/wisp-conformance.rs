@@ -38,7 +38,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use wisp_client::proto::PasswordLayout;
-use wisp_harness::report::{coverage, html, json, junit, table};
+use wisp_harness::report::{coverage, files, html, table};
 use wisp_harness::server::baseline::{self, Baseline};
 use wisp_harness::server::{RunMode, ServerConfig};
 use wisp_harness::{
@@ -359,20 +359,14 @@ fn write_reports(
     gate: &Gate,
     baseline: Option<&Baseline>,
 ) -> Result<(), String> {
-    if let Some(path) = &args.json {
-        let value = json::json(report, gate, baseline);
-        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
-        std::fs::write(path, text).map_err(|e| format!("--json {}: {e}", path.display()))?;
-    }
-    if let Some(path) = &args.junit {
-        std::fs::write(path, junit::junit(report, gate)?)
-            .map_err(|e| format!("--junit {}: {e}", path.display()))?;
-    }
-    if let Some(dir) = &args.html {
-        let run = html::Run::from_report(report, gate, baseline)?;
-        html::write(&[run], dir)?;
-    }
-    Ok(())
+    files::write_files(
+        args.json.as_deref(),
+        args.junit.as_deref(),
+        args.html.as_deref(),
+        report,
+        gate,
+        baseline,
+    )
 }
 
 /// `report --html DIR RUN.json...`: one matrix of several runs.

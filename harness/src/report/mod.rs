@@ -6,6 +6,7 @@
 //! spec coverage map: which requirements the cases check.
 
 pub mod coverage;
+pub mod files;
 pub mod html;
 pub mod json;
 pub mod junit;

@@ -11,7 +11,7 @@ use clap::Args;
 use wisp_cases::{Case, Role};
 
 use crate::engine::{ClientSubject, Subject, SuiteOptions, run_suite_blocking};
-use crate::report::{Gate, SuiteReport, html, json, junit, table};
+use crate::report::{Gate, SuiteReport, files, table};
 use crate::select::Filter;
 use crate::server::baseline::{self, Baseline};
 use crate::{default_cases_dir, load_dir};
@@ -198,7 +198,14 @@ fn client_inner(args: &ClientArgs) -> Result<ExitCode, String> {
     }
     println!("{}", gate.summary());
     println!("{}", table::closing_line(&report));
-    write_reports(args, &report, &gate, baseline.as_ref())?;
+    files::write_files(
+        args.json.as_deref(),
+        args.junit.as_deref(),
+        args.html.as_deref(),
+        &report,
+        &gate,
+        baseline.as_ref(),
+    )?;
     if let Some(path) = &args.write_baseline {
         let name = match (&args.client_name, &report.subject) {
             (Some(n), _) => n.clone(),
@@ -212,28 +219,6 @@ fn client_inner(args: &ClientArgs) -> Result<ExitCode, String> {
         .map_err(|e| format!("--write-baseline {}: {e}", path.display()))?;
     }
     Ok(ExitCode::from(gate.exit_code))
-}
-
-fn write_reports(
-    args: &ClientArgs,
-    report: &SuiteReport,
-    gate: &Gate,
-    baseline: Option<&Baseline>,
-) -> Result<(), String> {
-    if let Some(path) = &args.json {
-        let value = json::json(report, gate, baseline);
-        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
-        std::fs::write(path, text).map_err(|e| format!("--json {}: {e}", path.display()))?;
-    }
-    if let Some(path) = &args.junit {
-        std::fs::write(path, junit::junit(report, gate)?)
-            .map_err(|e| format!("--junit {}: {e}", path.display()))?;
-    }
-    if let Some(dir) = &args.html {
-        let run = html::Run::from_report(report, gate, baseline)?;
-        html::write(&[run], dir)?;
-    }
-    Ok(())
 }
 
 /// The wire section of a client-role transcript, without the timestamps (a shim runs on

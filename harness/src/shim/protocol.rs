@@ -763,3 +763,29 @@ pub enum Event {
         text: String,
     },
 }
+
+impl Event {
+    /// An action that succeeded with nothing to report.
+    pub fn action_ok(index: usize) -> Self {
+        Self::Action {
+            index,
+            error: None,
+            stream_id: None,
+            data: None,
+            eof: false,
+            sent: None,
+        }
+    }
+
+    /// An action that failed with `error`.
+    pub fn action_failed(index: usize, error: ReportedError) -> Self {
+        Self::Action {
+            index,
+            error: Some(error),
+            stream_id: None,
+            data: None,
+            eof: false,
+            sent: None,
+        }
+    }
+}

@@ -160,27 +160,8 @@ fn handshake(plan: &Plan) -> Result<Option<WispV2Handshake>, String> {
     Ok(Some(handshake))
 }
 
-fn action_event(index: usize) -> Event {
-    Event::Action {
-        index,
-        error: None,
-        stream_id: None,
-        data: None,
-        eof: false,
-        sent: None,
-    }
-}
-
-fn failed(index: usize, e: ReportedError) -> Event {
-    let mut event = action_event(index);
-    if let Event::Action { error, .. } = &mut event {
-        *error = Some(e);
-    }
-    event
-}
-
 fn not_open(index: usize, alias: &str) -> Event {
-    failed(
+    Event::action_failed(
         index,
         ReportedError::other(format!("stream {alias} is not open")),
     )
@@ -255,7 +236,7 @@ async fn one_action(
             let slot = state.streams.entry(stream.clone()).or_default();
             match mux.new_stream(stream_type, host, *port).await {
                 Ok(s) => {
-                    let mut event = action_event(index);
+                    let mut event = Event::action_ok(index);
                     if let Event::Action { stream_id, .. } = &mut event {
                         *stream_id = Some(s.get_stream_id());
                     }
@@ -263,7 +244,7 @@ async fn one_action(
                     slot.opened = true;
                     event
                 }
-                Err(e) => failed(index, ReportedError::from_wisp(&e)),
+                Err(e) => Event::action_failed(index, ReportedError::from_wisp(&e)),
             }
         }
         PlanAction::Send {
@@ -277,22 +258,22 @@ async fn one_action(
             let payload = Bytes::from(hex::decode(data).unwrap_or_default());
             for written in 0..*times {
                 if let Err(e) = s.send(payload.clone()).await {
-                    let mut event = failed(index, ReportedError::from_wisp(&e));
+                    let mut event = Event::action_failed(index, ReportedError::from_wisp(&e));
                     if let Event::Action { sent, .. } = &mut event {
                         *sent = Some(written);
                     }
                     return event;
                 }
             }
-            action_event(index)
+            Event::action_ok(index)
         }
         PlanAction::Close { stream, reason } => {
             let Some(s) = open(state, stream) else {
                 return not_open(index, stream);
             };
             match MuxStream::close(s, CloseReason(*reason)).await {
-                Ok(()) => action_event(index),
-                Err(e) => failed(index, ReportedError::from_wisp(&e)),
+                Ok(()) => Event::action_ok(index),
+                Err(e) => Event::action_failed(index, ReportedError::from_wisp(&e)),
             }
         }
         PlanAction::Read { stream, until } => read(index, state, stream, *until).await,
@@ -311,7 +292,7 @@ async fn one_action(
             {
                 slot.dropped = Some(s.end());
             }
-            action_event(index)
+            Event::action_ok(index)
         }
         PlanAction::CloseMux { reason } => {
             let closed = match reason {
@@ -319,13 +300,13 @@ async fn one_action(
                 None => mux.close().await,
             };
             match closed {
-                Ok(()) => action_event(index),
-                Err(e) => failed(index, ReportedError::from_wisp(&e)),
+                Ok(()) => Event::action_ok(index),
+                Err(e) => Event::action_failed(index, ReportedError::from_wisp(&e)),
             }
         }
         PlanAction::Sleep { ms } => {
             tokio::time::sleep(Duration::from_millis(*ms)).await;
-            action_event(index)
+            Event::action_ok(index)
         }
     }
 }

@@ -334,28 +334,6 @@ async fn act(plan: &Plan, events: &EventSink, state: &mut State, holder: &mut Op
     *holder = Some(mux);
 }
 
-fn ok(index: usize) -> Event {
-    Event::Action {
-        index,
-        error: None,
-        stream_id: None,
-        data: None,
-        eof: false,
-        sent: None,
-    }
-}
-
-fn failed(index: usize, e: ReportedError) -> Event {
-    Event::Action {
-        index,
-        error: Some(e),
-        stream_id: None,
-        data: None,
-        eof: false,
-        sent: None,
-    }
-}
-
 fn usable<'a>(state: &'a State, alias: &str) -> Option<&'a Arc<MuxStream>> {
     state.streams.get(alias).and_then(|s| s.stream.as_ref())
 }
@@ -366,8 +344,9 @@ async fn one_action(
     mux: &ClientMux,
     state: &mut State,
 ) -> Event {
-    let not_open =
-        |alias: &str| failed(index, ReportedError::other(format!("{alias} is not open")));
+    let not_open = |alias: &str| {
+        Event::action_failed(index, ReportedError::other(format!("{alias} is not open")))
+    };
     match action {
         PlanAction::Open {
             stream,
@@ -397,7 +376,7 @@ async fn one_action(
                         sent: None,
                     }
                 }
-                Err(e) => failed(index, reported(&e)),
+                Err(e) => Event::action_failed(index, reported(&e)),
             }
         }
         PlanAction::Send {
@@ -411,21 +390,21 @@ async fn one_action(
             let payload = Bytes::from(hex::decode(data).unwrap_or_default());
             for written in 0..*times {
                 if let Err(e) = s.write(&payload).await {
-                    let mut event = failed(index, reported(&e));
+                    let mut event = Event::action_failed(index, reported(&e));
                     if let Event::Action { sent, .. } = &mut event {
                         *sent = Some(written);
                     }
                     return event;
                 }
             }
-            ok(index)
+            Event::action_ok(index)
         }
         PlanAction::Close { stream, reason } => {
             let Some(s) = usable(state, stream).cloned() else {
                 return not_open(stream);
             };
             let Ok(r) = CloseReason::try_from(*reason) else {
-                return failed(
+                return Event::action_failed(
                     index,
                     ReportedError::other(format!("wisp-mux has no close reason {reason:#04x}")),
                 );
@@ -438,9 +417,9 @@ async fn one_action(
                     {
                         slot.closed_by_us = Some(*reason);
                     }
-                    ok(index)
+                    Event::action_ok(index)
                 }
-                Err(e) => failed(index, reported(&e)),
+                Err(e) => Event::action_failed(index, reported(&e)),
             }
         }
         PlanAction::Read { stream, until } => read(index, state, stream, *until).await,
@@ -456,25 +435,25 @@ async fn one_action(
                 slot.stream = None;
                 slot.dropped = Some(end);
             }
-            ok(index)
+            Event::action_ok(index)
         }
         PlanAction::CloseMux { .. } => match mux.close().await {
-            Ok(()) => ok(index),
-            Err(e) => failed(index, reported(&e)),
+            Ok(()) => Event::action_ok(index),
+            Err(e) => Event::action_failed(index, reported(&e)),
         },
         PlanAction::Sleep { ms } => {
             tokio::time::sleep(Duration::from_millis(*ms)).await;
-            ok(index)
+            Event::action_ok(index)
         }
     }
 }
 
 async fn read(index: usize, state: &mut State, alias: &str, until: PlanUntil) -> Event {
     let Some(slot) = state.streams.get_mut(alias) else {
-        return failed(index, ReportedError::other(format!("{alias} is not open")));
+        return Event::action_failed(index, ReportedError::other(format!("{alias} is not open")));
     };
     let Some(stream) = slot.stream.clone() else {
-        return failed(index, ReportedError::other(format!("{alias} is not open")));
+        return Event::action_failed(index, ReportedError::other(format!("{alias} is not open")));
     };
     let mut data = Vec::new();
     let mut eof = false;
