@@ -488,32 +488,7 @@ fn server(args: &ServerArgs) -> ExitCode {
 }
 
 fn select_server_cases(args: &ServerArgs, dir: &Path) -> Result<(Vec<Case>, bool), String> {
-    let (cases, errors) = load_dir(dir);
-    if !errors.is_empty() {
-        let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        return Err(format!("bad case files:\n{}", all.join("\n")));
-    }
-    let cases: Vec<Case> = cases
-        .into_iter()
-        .filter(|c| c.role() == Role::Server)
-        .collect();
-    if cases.is_empty() {
-        return Err(format!("no server-role cases under {}", dir.display()));
-    }
-    let only = Filter::new(args.only.iter().cloned());
-    let mut selected: Vec<Case> = only
-        .apply(&cases)
-        .map_err(|e| format!("--only: {e}"))?
-        .into_iter()
-        .cloned()
-        .collect();
-    if !args.skip.is_empty() {
-        let skip = Filter::new(args.skip.iter().cloned());
-        skip.apply(&cases).map_err(|e| format!("--skip: {e}"))?;
-        selected.retain(|c| !skip.matches(c.id()));
-    }
-    let complete = args.only.is_empty() && args.skip.is_empty();
-    Ok((selected, complete))
+    wisp_harness::select::select_cases(dir, Role::Server, &args.only, &args.skip, "--only")
 }
 
 /// The environment variable the credentials are read from without `--password` or

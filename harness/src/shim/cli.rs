@@ -10,11 +10,11 @@ use std::time::Duration;
 use clap::Args;
 use wisp_cases::{Case, Role};
 
+use crate::default_cases_dir;
 use crate::engine::{ClientSubject, Subject, SuiteOptions, run_suite_blocking};
 use crate::report::{Gate, SuiteReport, files, table};
-use crate::select::Filter;
+use crate::select::select_cases;
 use crate::server::baseline::{self, Baseline};
-use crate::{default_cases_dir, load_dir};
 
 /// `client --shim CMD`: options.
 #[derive(Debug, Args)]
@@ -105,39 +105,9 @@ pub fn client_command(args: &ClientArgs) -> ExitCode {
     }
 }
 
-/// The client-role cases of `dir`, filtered; whether the selection is the whole suite.
-pub fn select_client_cases(
-    dir: &Path,
-    filter: &[String],
-    skip: &[String],
-) -> Result<(Vec<Case>, bool), String> {
-    let (cases, errors) = load_dir(dir);
-    if !errors.is_empty() {
-        let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        return Err(format!("bad case files:\n{}", all.join("\n")));
-    }
-    let cases: Vec<Case> = cases
-        .into_iter()
-        .filter(|c| c.role() == Role::Client)
-        .collect();
-    let only = Filter::new(filter.iter().cloned());
-    let mut selected: Vec<Case> = only
-        .apply(&cases)
-        .map_err(|e| format!("--filter: {e}"))?
-        .into_iter()
-        .cloned()
-        .collect();
-    if !skip.is_empty() {
-        let skip = Filter::new(skip.iter().cloned());
-        skip.apply(&cases).map_err(|e| format!("--skip: {e}"))?;
-        selected.retain(|c| !skip.matches(c.id()));
-    }
-    Ok((selected, filter.is_empty() && skip.is_empty()))
-}
-
 fn client_inner(args: &ClientArgs) -> Result<ExitCode, String> {
     let dir = args.cases.clone().unwrap_or_else(default_cases_dir);
-    let (cases, complete) = select_client_cases(&dir, &args.filter, &args.skip)?;
+    let (cases, complete) = select_cases(&dir, Role::Client, &args.filter, &args.skip, "--filter")?;
     if args.list {
         let width = cases.iter().map(|c| c.id().len()).max().unwrap_or(0);
         for c in cases.iter().filter_map(Case::as_client) {
