@@ -34,7 +34,9 @@ pub use protocol::{
     Capability, EndedBy, Event, FinishInfo, Hello, MuxState, Plan, PlanAction, PlanExtension,
     PlanOptions, PlanUntil, ReportedError, Request, StreamEnding,
 };
-pub use suite::{assert_client_baseline, client_cases, topic_matrix};
+pub use suite::{
+    assert_client_baseline, assert_server_baseline, client_cases, server_suite, topic_matrix,
+};
 
 /// A boxed, sendable future (the trait's methods return one, so the trait stays
 /// object-safe).

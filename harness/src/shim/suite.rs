@@ -1,16 +1,19 @@
-//! The client suite as a library: run it against a client, gate the run on a committed
-//! client baseline, and summarise baselines as a client × topic matrix. This is what
-//! another project's `cargo test` calls to judge its own client (see `harness/SHIM.md`).
+//! The suites as a library, for another project's `cargo test`: run the client suite
+//! against a client and gate it on a committed client baseline
+//! ([`assert_client_baseline`], see `harness/SHIM.md`), run the server suite against a
+//! server ([`server_suite`], [`assert_server_baseline`]), and summarise client baselines
+//! as a client × topic matrix ([`topic_matrix`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use wisp_cases::{Case, Role};
 
+use crate::default_cases_dir;
 use crate::engine::{ClientSubject, Subject, SuiteOptions, run_suite_blocking};
 use crate::report::{Gate, SuiteReport, table};
+use crate::server::ServerConfig;
 use crate::server::baseline::{Baseline, family_matrix};
-use crate::{default_cases_dir, load_dir};
 
 /// Every client-role case of `dir` (the workspace's `cases/` when `None`).
 ///
@@ -19,15 +22,7 @@ use crate::{default_cases_dir, load_dir};
 /// A case file that does not load.
 pub fn client_cases(dir: Option<&Path>) -> Result<Vec<Case>, String> {
     let dir = dir.map_or_else(default_cases_dir, Path::to_owned);
-    let (cases, errors) = load_dir(&dir);
-    if !errors.is_empty() {
-        let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        return Err(format!("bad case files:\n{}", all.join("\n")));
-    }
-    Ok(cases
-        .into_iter()
-        .filter(|c| c.role() == Role::Client)
-        .collect())
+    crate::select::select_cases(&dir, Role::Client, &[], &[], "--filter").map(|(cases, _)| cases)
 }
 
 /// Runs every client-role case against `client`, `jobs` at a time, and compares the
@@ -58,21 +53,82 @@ pub fn assert_client_baseline(
     if expected.role != Role::Client {
         return Err(format!("{} is not a client baseline", baseline.display()));
     }
-    let uncommented = expected.uncommented();
-    if !uncommented.is_empty() {
-        return Err(format!(
-            "{}: entries that are not OK must say what the client does (a `# comment`): {}",
-            baseline.display(),
-            uncommented.join(", ")
-        ));
-    }
     let cases = client_cases(None)?;
     let options = SuiteOptions {
         jobs: jobs.max(1),
         include_ignored: false,
     };
     let report = run_suite_blocking(&cases, Subject::Client(client), &options, &mut |_, _, _| {})?;
-    let gate = Gate::decide(&report, false, Some(&expected), true);
+    gate(report, &expected)
+}
+
+/// Runs every server-role case against the server `config` describes (its URL, mode,
+/// credentials, key...), `jobs` at a time: the report (a server that cannot be reached is
+/// reported per case, as connection errors).
+///
+/// ```no_run
+/// use wisp_harness::server::{RunMode, ServerConfig};
+/// use wisp_harness::shim::server_suite;
+///
+/// let report = server_suite(ServerConfig::new("ws://127.0.0.1:6001/", RunMode::V2), 4).unwrap();
+/// println!("{}", wisp_harness::report::table::table(&report, false));
+/// ```
+///
+/// # Errors
+///
+/// The cases cannot be loaded, or the run cannot start (a URL it cannot use, targets that
+/// cannot bind).
+pub fn server_suite(config: ServerConfig, jobs: usize) -> Result<SuiteReport, String> {
+    let dir = config.cases_dir.clone();
+    let (cases, _) = crate::select::select_cases(&dir, Role::Server, &[], &[], "--only")?;
+    let options = SuiteOptions {
+        jobs: jobs.max(1),
+        include_ignored: false,
+    };
+    run_suite_blocking(
+        &cases,
+        Subject::Server(Box::new(config)),
+        &options,
+        &mut |_, _, _| {},
+    )
+}
+
+/// [`server_suite`], then the gate against the server baseline at `baseline`: the report
+/// when every verdict matches (and every entry that is not OK says why), else an error
+/// with the differences and the table of the run.
+///
+/// # Errors
+///
+/// As [`server_suite`], a baseline of another mode or role, a case that could not
+/// connect, or a verdict that differs from the baseline.
+pub fn assert_server_baseline(
+    config: ServerConfig,
+    baseline: &Path,
+    jobs: usize,
+) -> Result<SuiteReport, String> {
+    let expected = Baseline::load(baseline)?;
+    if expected.role != Role::Server || expected.mode != config.mode {
+        return Err(format!(
+            "{} is not a server baseline of a {} run",
+            baseline.display(),
+            config.mode
+        ));
+    }
+    let report = server_suite(config, jobs)?;
+    gate(report, &expected)
+}
+
+/// The report when it matches `expected`, else the differences.
+fn gate(report: SuiteReport, expected: &Baseline) -> Result<SuiteReport, String> {
+    let uncommented = expected.uncommented();
+    if !uncommented.is_empty() {
+        return Err(format!(
+            "{}: entries that are not OK must say why (a `# comment`): {}",
+            expected.path.display(),
+            uncommented.join(", ")
+        ));
+    }
+    let gate = Gate::decide(&report, false, Some(expected), true);
     if gate.exit_code == 0 {
         return Ok(report);
     }
