@@ -254,12 +254,12 @@ fn line_diff(a: &[String], b: &[String]) -> String {
             out.push_str(&format!("  {}\n", a[i]));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push_str(&format!("+ {}\n", b[j]));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
             out.push_str(&format!("- {}\n", a[i]));
             i += 1;
+        } else {
+            out.push_str(&format!("+ {}\n", b[j]));
+            j += 1;
         }
     }
     out
@@ -279,6 +279,6 @@ mod tests {
     fn line_diff_marks_changes() {
         let a: Vec<String> = ["x", "y", "z"].iter().map(|s| s.to_string()).collect();
         let b: Vec<String> = ["x", "q", "z"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(line_diff(&a, &b), "  x\n+ q\n- y\n  z\n");
+        assert_eq!(line_diff(&a, &b), "  x\n- y\n+ q\n  z\n");
     }
 }
