@@ -212,7 +212,12 @@ impl ClientRun {
                         break Stop::Closed;
                     }
                 }
-                at = async { connected.as_mut().expect("guarded").await }, if connected.is_some() => {
+                at = async {
+                    match connected.as_mut() {
+                        Some(rx) => rx.await,
+                        None => std::future::pending().await,
+                    }
+                }, if connected.is_some() => {
                     connected = None;
                     if let Ok(at) = at {
                         deadline = at + timeout;
