@@ -35,7 +35,8 @@ pub use protocol::{
     PlanOptions, PlanUntil, ReportedError, Request, StreamEnding,
 };
 pub use suite::{
-    assert_client_baseline, assert_server_baseline, client_cases, server_suite, topic_matrix,
+    assert_client_baseline, assert_server_baseline, client_cases, client_trials, server_suite,
+    topic_matrix,
 };
 
 /// A boxed, sendable future (the trait's methods return one, so the trait stays

@@ -7,13 +7,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use libtest_mimic::{Failed, Trial};
+
 use wisp_cases::{Case, Role};
 
 use crate::default_cases_dir;
 use crate::engine::{ClientSubject, Subject, SuiteOptions, run_suite_blocking};
 use crate::report::{Gate, SuiteReport, table};
 use crate::server::ServerConfig;
-use crate::server::baseline::{Baseline, family_matrix};
+use crate::server::baseline::{Baseline, Expected, family_matrix};
 
 /// Every client-role case of `dir` (the workspace's `cases/` when `None`).
 ///
@@ -60,6 +62,95 @@ pub fn assert_client_baseline(
     };
     let report = run_suite_blocking(&cases, Subject::Client(client), &options, &mut |_, _, _| {})?;
     gate(report, &expected)
+}
+
+/// The client suite as libtest-mimic trials, one per client-role case, named by the case
+/// ID: for a `harness = false` test target of a client's own crate, so `cargo test` there
+/// runs every case against the client (`cargo test --test wisp -- handshake.` runs some).
+/// With a baseline, a trial passes when the case's outcome is the one the baseline
+/// expects; without, when the verdict is the one the case expects (OK, for most). A case
+/// marked `ignore` is an ignored trial.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use wisp_harness::ClientSubject;
+/// use wisp_harness::shim::client_trials;
+/// # struct MyClient;
+/// # impl wisp_harness::shim::ClientUnderTest for MyClient {
+/// #     fn hello(&self) -> wisp_harness::shim::BoxFuture<'_, Result<wisp_harness::shim::Hello, String>> { unimplemented!() }
+/// #     fn run<'a>(&'a self, _: wisp_harness::shim::Plan, _: wisp_harness::shim::EventSink, _: wisp_harness::shim::Finish) -> wisp_harness::shim::BoxFuture<'a, Result<(), String>> { unimplemented!() }
+/// # }
+///
+/// fn main() {
+///     let subject = ClientSubject::new(Arc::new(MyClient), "in process");
+///     let trials = client_trials(subject, Some("tests/wisp-baseline.yaml".as_ref())).unwrap();
+///     libtest_mimic::run(&libtest_mimic::Arguments::from_args(), trials).exit();
+/// }
+/// ```
+///
+/// # Errors
+///
+/// The cases or the baseline cannot be loaded.
+pub fn client_trials(
+    subject: ClientSubject,
+    baseline: Option<&Path>,
+) -> Result<Vec<Trial>, String> {
+    let baseline = baseline.map(Baseline::load).transpose()?;
+    let mut trials = Vec::new();
+    for case in client_cases(None)? {
+        let expected = baseline.as_ref().map(|b| b.cases.get(case.id()).cloned());
+        let ignored = case.as_client().is_some_and(|c| c.ignore.is_some());
+        let subject = subject.clone();
+        let name = case.id().to_owned();
+        trials.push(
+            Trial::test(name, move || run_trial(case, subject, expected))
+                .with_kind("client")
+                .with_ignored_flag(ignored),
+        );
+    }
+    Ok(trials)
+}
+
+/// One trial of [`client_trials`]: `expected` is `Some` with a baseline (`Some(None)`: the
+/// baseline does not list the case).
+fn run_trial(
+    case: Case,
+    subject: ClientSubject,
+    expected: Option<Option<Expected>>,
+) -> Result<(), Failed> {
+    let options = SuiteOptions {
+        jobs: 1,
+        include_ignored: true,
+    };
+    let report = run_suite_blocking(
+        &[case],
+        Subject::Client(subject),
+        &options,
+        &mut |_, _, _| {},
+    )?;
+    let Some(c) = report.cases.first() else {
+        return Err("the run has no report for the case".into());
+    };
+    if let Some(e) = &c.error {
+        return Err(format!("ERROR: {e}\n{}", c.transcript).into());
+    }
+    let (ok, wanted) = match expected {
+        Some(Some(e)) => (e.accepts(&c.outcome()), e.to_string()),
+        Some(None) => (false, "an entry in the baseline".to_owned()),
+        None => (
+            c.passed(),
+            c.expected.map_or("no FAILED".to_owned(), |v| v.to_string()),
+        ),
+    };
+    if ok {
+        return Ok(());
+    }
+    let mut message = format!("got {}, expected {wanted}\n", c.outcome());
+    for r in &c.reasons {
+        message.push_str(&format!("  - {r}\n"));
+    }
+    message.push_str(&c.transcript);
+    Err(message.into())
 }
 
 /// Runs every server-role case against the server `config` describes (its URL, mode,
