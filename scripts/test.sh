@@ -3,7 +3,9 @@
 # (the pinned wisp-server-python and wisp-js from PyPI/npm, into .tools/), then the
 # formatting, lint and documentation checks, and all unit/integration/doc tests: interop
 # against the real servers, the conformance cases, the server suite against three real
-# servers (writing the merged HTML matrix to target/tmp/servers-report/), the HTML report
+# servers (writing the merged HTML matrix to target/tmp/servers-report/), the client
+# suite through three shims (our client, wisp-js 0.5.0, wisp-mux 5.1.0: harness/SHIM.md)
+# against their baselines in harness/baselines/clients/, the HTML report
 # in headless Chromium (installed with apt-get when missing; screenshots under
 # target/tmp/html-report/), and the benchmark's smoke mode (a #[test] in bench/); then a
 # bounded run of every fuzz target (fuzz/run.sh, fuzz/README.md).

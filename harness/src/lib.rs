@@ -35,8 +35,11 @@ pub mod record;
 pub mod report;
 pub mod select;
 pub mod server;
+pub mod shim;
 
-pub use engine::{Subject, SuiteOptions, run_client_case, run_suite, run_suite_blocking};
+pub use engine::{
+    ClientSubject, Subject, SuiteOptions, run_client_case, run_suite, run_suite_blocking,
+};
 pub use report::{CaseReport, Gate, SuiteReport};
 pub use select::{Filter, FilterError};
 pub use wisp_cases::{Case, ClientCase, LoadError, Role, ServerCase, Verdict, load_case, load_dir};

@@ -4,7 +4,53 @@
 
 use std::fmt;
 
-use crate::Case;
+use std::path::Path;
+
+use wisp_cases::Role;
+
+use crate::{Case, load_dir};
+
+/// The cases of `role` under `dir`, narrowed by `only` (ID prefixes; empty: every case)
+/// and `skip` (ID prefixes left out); `flag` names the `only` option in errors
+/// (`--only`, `--filter`). Also whether the selection is the whole suite.
+///
+/// # Errors
+///
+/// A case file that does not load, no case of the role, or a prefix that matches nothing.
+pub fn select_cases(
+    dir: &Path,
+    role: Role,
+    only: &[String],
+    skip: &[String],
+    flag: &str,
+) -> Result<(Vec<Case>, bool), String> {
+    let (cases, errors) = load_dir(dir);
+    if !errors.is_empty() {
+        let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        return Err(format!("bad case files:\n{}", all.join("\n")));
+    }
+    let cases: Vec<Case> = cases.into_iter().filter(|c| c.role() == role).collect();
+    if cases.is_empty() {
+        return Err(format!(
+            "no {}-role cases under {}",
+            role.name(),
+            dir.display()
+        ));
+    }
+    let filter = Filter::new(only.iter().cloned());
+    let mut selected: Vec<Case> = filter
+        .apply(&cases)
+        .map_err(|e| format!("{flag}: {e}"))?
+        .into_iter()
+        .cloned()
+        .collect();
+    if !skip.is_empty() {
+        let skip = Filter::new(skip.iter().cloned());
+        skip.apply(&cases).map_err(|e| format!("--skip: {e}"))?;
+        selected.retain(|c| !skip.matches(c.id()));
+    }
+    Ok((selected, only.is_empty() && skip.is_empty()))
+}
 
 /// A set of ID prefixes; empty selects everything.
 #[derive(Clone, Debug, Default)]

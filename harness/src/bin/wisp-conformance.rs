@@ -41,7 +41,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use wisp_client::proto::PasswordLayout;
-use wisp_harness::report::{coverage, html, json, junit, table};
+use wisp_harness::report::{coverage, files, html, table};
 use wisp_harness::server::baseline::{self, Baseline};
 use wisp_harness::server::{RunMode, ServerConfig};
 use wisp_harness::{
@@ -79,6 +79,9 @@ enum Command {
     Coverage(CoverageArgs),
     /// Merge JSON reports (of either suite) into one HTML matrix.
     Report(ReportCmd),
+    /// Run the client-role suite against any client, through a shim (harness/SHIM.md).
+    #[command(long_about = wisp_harness::shim::cli::CLIENT_ABOUT)]
+    Client(Box<wisp_harness::shim::cli::ClientArgs>),
     /// Record a real session through a Wisp-aware proxy and write it as a client-role case.
     #[command(long_about = RECORD_ABOUT)]
     Record(RecordCmd),
@@ -423,6 +426,7 @@ fn main() -> ExitCode {
         Some(Command::Report(args)) => report(&args),
         Some(Command::Record(args)) => record(&args),
         Some(Command::Listen(args)) => listen(&args),
+        Some(Command::Client(args)) => wisp_harness::shim::cli::client_command(&args),
         None => run_all(&cli.run),
     }
 }
@@ -475,20 +479,14 @@ fn write_reports(
     gate: &Gate,
     baseline: Option<&Baseline>,
 ) -> Result<(), String> {
-    if let Some(path) = &args.json {
-        let value = json::json(report, gate, baseline);
-        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
-        std::fs::write(path, text).map_err(|e| format!("--json {}: {e}", path.display()))?;
-    }
-    if let Some(path) = &args.junit {
-        std::fs::write(path, junit::junit(report, gate)?)
-            .map_err(|e| format!("--junit {}: {e}", path.display()))?;
-    }
-    if let Some(dir) = &args.html {
-        let run = html::Run::from_report(report, gate, baseline)?;
-        html::write_site(&[run], &default_cases_dir(), dir)?;
-    }
-    Ok(())
+    files::write_files(
+        args.json.as_deref(),
+        args.junit.as_deref(),
+        args.html.as_deref(),
+        report,
+        gate,
+        baseline,
+    )
 }
 
 /// A client-role run's end: its reports, then its exit code (2 with bad case files).
@@ -702,32 +700,7 @@ fn server(args: &ServerArgs) -> ExitCode {
 }
 
 fn select_server_cases(args: &ServerArgs, dir: &Path) -> Result<(Vec<Case>, bool), String> {
-    let (cases, errors) = load_dir(dir);
-    if !errors.is_empty() {
-        let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        return Err(format!("bad case files:\n{}", all.join("\n")));
-    }
-    let cases: Vec<Case> = cases
-        .into_iter()
-        .filter(|c| c.role() == Role::Server)
-        .collect();
-    if cases.is_empty() {
-        return Err(format!("no server-role cases under {}", dir.display()));
-    }
-    let only = Filter::new(args.only.iter().cloned());
-    let mut selected: Vec<Case> = only
-        .apply(&cases)
-        .map_err(|e| format!("--only: {e}"))?
-        .into_iter()
-        .cloned()
-        .collect();
-    if !args.skip.is_empty() {
-        let skip = Filter::new(args.skip.iter().cloned());
-        skip.apply(&cases).map_err(|e| format!("--skip: {e}"))?;
-        selected.retain(|c| !skip.matches(c.id()));
-    }
-    let complete = args.only.is_empty() && args.skip.is_empty();
-    Ok((selected, complete))
+    wisp_harness::select::select_cases(dir, Role::Server, &args.only, &args.skip, "--only")
 }
 
 /// The environment variable the credentials are read from without `--password` or

@@ -29,7 +29,7 @@ use wisp_client::{ClientMux, MuxStream, StreamEnd, WispError};
 use wisp_mock_server::trace::payload_summary;
 
 use super::echo::run_echo;
-use super::judge::{Seen, check_expected, error_text};
+use super::judge::{EndView, Seen, check_expected, error_text};
 
 /// How the actions are run (see the module documentation).
 #[derive(Clone, Copy, Debug)]
@@ -85,13 +85,13 @@ impl Slot {
     }
 
     /// What the stream checks read. `end` is [`Slot::end`], computed by the caller.
-    pub(crate) fn seen<'a>(&'a self, end: Option<&'a StreamEnd>) -> Seen<'a> {
+    pub(crate) fn seen<'a>(&'a self, end: Option<&'a StreamEnd>) -> Seen<'a, WispError> {
         Seen {
             opened: self.stream.is_some(),
             data: &self.data,
             open_error: self.open_error.as_ref(),
             read_error: self.read_error.as_ref(),
-            end,
+            end: end.map(EndView::of),
             dropped: self.dropped.is_some(),
         }
     }
@@ -289,7 +289,7 @@ impl Run<'_> {
                 match result {
                     Ok(()) => {
                         self.log(format!("{label} -> ok"));
-                        check_expected(&what, send.expect_error.as_ref(), Ok(()))
+                        check_expected::<WispError>(&what, send.expect_error.as_ref(), Ok(()))
                             .map(Problem::Always)
                     }
                     Err(Some(e)) => {

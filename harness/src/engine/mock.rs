@@ -11,8 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use wisp_cases::ClientCase;
-use wisp_cases::packet::parse_version;
-use wisp_cases::values::{OkOrError, extension_label};
+use wisp_cases::values::OkOrError;
 use wisp_client::transport::{
     BatchedStream, ConnectOptions, DeferWriteErrors, TokioWebsocketsTransport, upgrade,
 };
@@ -23,11 +22,13 @@ use wisp_testkit::vtime::{Tracked, tracked_pair};
 
 use super::CaseRun;
 use super::actions::{ActionState, Policy, Unobserved, run_actions};
-use super::judge::{Wording, check_stream, describe_end, error_text, judge_handshake};
+use super::judge::{
+    Negotiated, Wording, check_stream, describe_end, error_text, judge_handshake, judge_negotiated,
+};
 use super::ours::{open_mux_websocket, v2_handshake};
 
 /// How the client role words the stream checks' failures.
-const CLIENT_WORDING: Wording = Wording {
+pub(crate) const CLIENT_WORDING: Wording = Wording {
     reason: "close reason is",
     error: "error is",
     open_sep: ": ",
@@ -280,52 +281,13 @@ async fn check_outcome(case: &ClientCase, state: &mut ClientState, failures: &mu
         expect.error.as_ref(),
         state.handshake.as_ref(),
     ));
-    if let Some(mux) = state.mux.clone() {
-        if let Some(d) = expect.downgraded
-            && mux.was_downgraded() != d
-        {
-            failures.push(format!(
-                "downgraded is {}, expected {d}",
-                mux.was_downgraded()
-            ));
-        }
-        if let Some(v) = &expect.version
-            && let Ok((major, minor)) = parse_version(v)
-            && (mux.version().major, mux.version().minor) != (major, minor)
-        {
-            failures.push(format!("version is {}, expected {v}", mux.version()));
-        }
-        if let Some(exts) = &expect.extensions {
-            let mut got: Vec<u8> = mux.get_extension_ids();
-            let mut want: Vec<u8> = exts.iter().map(|e| e.0.0).collect();
-            got.sort_unstable();
-            want.sort_unstable();
-            if got != want {
-                let names = |v: &[u8]| {
-                    v.iter()
-                        .map(|id| extension_label(wisp_client::proto::ExtensionId(*id)))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                failures.push(format!(
-                    "negotiated extensions are [{}], expected [{}]",
-                    names(&got),
-                    names(&want)
-                ));
-            }
-        }
-        if let Some(m) = &expect.motd
-            && mux.motd() != Some(m.as_str())
-        {
-            failures.push(format!("motd is {:?}, expected {m:?}", mux.motd()));
-        }
-    } else if expect.downgraded.is_some()
-        || expect.version.is_some()
-        || expect.extensions.is_some()
-        || expect.motd.is_some()
-    {
-        failures.push("cannot check the negotiated outcome: the handshake failed".to_owned());
-    }
+    let negotiated = state.mux.as_ref().map(|mux| Negotiated {
+        version: mux.version().to_string(),
+        downgraded: mux.was_downgraded(),
+        extensions: mux.get_extension_ids(),
+        motd: mux.motd().map(str::to_owned),
+    });
+    judge_negotiated(expect, negotiated.as_ref(), failures);
 
     // Streams.
     let mut summary = Vec::new();

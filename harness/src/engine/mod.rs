@@ -7,15 +7,18 @@
 //!             │  pool: `jobs` cases at a time, each with its own deadline, panics caught
 //!             ├─ Subject::OurClient  client role: our ClientMux against the mock server
 //!             │                       on a paused clock ([`mock`], actions by [`actions`])
+//!             ├─ Subject::Client     client role: any client through the shim protocol
+//!             │                       ([`crate::shim`]), the mock on the real clock
 //!             └─ Subject::Server     server role: the harness plays the client against a
 //!                                     live server ([`crate::server`], actions by [`actions`])
 //!           ──► CaseRun (failures, error, close column, transcript)
 //!           ──► verdict from the level ──► CaseReport ──► SuiteReport
 //! ```
 //!
-//! A subject is what is under test; the role of a case says which side that is. A third
-//! subject (a third-party client driven through a shim process) is one more variant
-//! judged by the client role's expectations, not another engine.
+//! A subject is what is under test; the role of a case says which side that is. A
+//! third-party client ([`Subject::Client`], driven through a shim process or in process)
+//! is judged by the client role's expectations and the same judges (`judge.rs`), not
+//! another engine.
 //!
 //! ```no_run
 //! use wisp_harness::engine::{Subject, SuiteOptions, run_suite_blocking};
@@ -34,6 +37,7 @@
 //! ```
 
 pub(crate) mod actions;
+mod client;
 mod echo;
 pub(crate) mod judge;
 mod mock;
@@ -47,8 +51,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use wisp_cases::{Case, ClientCase, Meta, Role, Verdict};
 
-use crate::report::{CaseReport, CloseColumn, SubjectInfo, SuiteReport};
+use crate::report::{CaseReport, ClientInfo, CloseColumn, SubjectInfo, SuiteReport};
 use crate::server::{ServerConfig, ServerRun};
+use crate::shim::{ClientUnderTest, ShimProcess};
 
 /// What a suite run judges.
 #[derive(Clone, Debug)]
@@ -56,6 +61,9 @@ pub enum Subject {
     /// This workspace's client (`wisp_client::ClientMux`) in process: each client-role
     /// case runs against the scripted mock server on a paused clock of its own.
     OurClient,
+    /// Any client, through the shim protocol ([`crate::shim`]): client-role cases, the
+    /// mock server on the real clock.
+    Client(ClientSubject),
     /// A live Wisp server (server-role cases): the harness plays the client.
     Server(Box<ServerConfig>),
 }
@@ -64,11 +72,54 @@ impl Subject {
     /// The side of the wire the subject is on: the role of the cases it runs.
     pub fn role(&self) -> Role {
         match self {
-            Self::OurClient => Role::Client,
+            Self::OurClient | Self::Client(_) => Role::Client,
             Self::Server(_) => Role::Server,
         }
     }
 }
+
+/// A client under test, as a subject.
+#[derive(Clone)]
+pub struct ClientSubject {
+    /// The client (a [`crate::shim::ShimProcess`], or a Rust client in process).
+    pub client: Arc<dyn ClientUnderTest>,
+    /// The bound on each case, in real time (a case's own `timeout:` when shorter).
+    /// Default 10 s.
+    pub case_timeout: Duration,
+    /// How reports name how the client was driven (`shim node shims/wisp-js/shim.mjs`).
+    pub driver: String,
+}
+
+impl ClientSubject {
+    /// `client`, with the default case bound; `driver` says how it is driven.
+    pub fn new(client: Arc<dyn ClientUnderTest>, driver: impl Into<String>) -> Self {
+        Self {
+            client,
+            case_timeout: Duration::from_secs(10),
+            driver: driver.into(),
+        }
+    }
+
+    /// A shim process started with the shell command line `command`.
+    pub fn shim(command: &str) -> Self {
+        Self::new(
+            Arc::new(ShimProcess::new(command)),
+            format!("shim `{command}`"),
+        )
+    }
+}
+
+impl std::fmt::Debug for ClientSubject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSubject")
+            .field("driver", &self.driver)
+            .field("case_timeout", &self.case_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a client has to say who it is.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How a suite runs.
 #[derive(Clone, Debug)]
@@ -181,6 +232,7 @@ pub fn run_client_case(case: &ClientCase) -> CaseReport {
 /// A subject, prepared for a run.
 enum Prepared {
     OurClient,
+    Client(Box<client::ClientRun>, String),
     Server(Arc<ServerRun>),
 }
 
@@ -188,13 +240,32 @@ impl Prepared {
     async fn start(subject: Subject) -> Result<Self, String> {
         Ok(match subject {
             Subject::OurClient => Self::OurClient,
+            Subject::Client(s) => {
+                let hello = tokio::time::timeout(HELLO_TIMEOUT, s.client.hello())
+                    .await
+                    .map_err(|_| {
+                        format!(
+                            "the client did not say who it is within {}s",
+                            HELLO_TIMEOUT.as_secs()
+                        )
+                    })?
+                    .map_err(|e| format!("the client did not say who it is: {e}"))?;
+                Self::Client(
+                    Box::new(client::ClientRun {
+                        client: s.client,
+                        hello,
+                        cap: s.case_timeout,
+                    }),
+                    s.driver,
+                )
+            }
             Subject::Server(config) => Self::Server(Arc::new(ServerRun::start(*config).await?)),
         })
     }
 
     fn role(&self) -> Role {
         match self {
-            Self::OurClient => Role::Client,
+            Self::OurClient | Self::Client(..) => Role::Client,
             Self::Server(_) => Role::Server,
         }
     }
@@ -216,6 +287,7 @@ impl Prepared {
                         CaseRun::error("the harness panicked while running the case")
                     })
             }
+            (Self::Client(run, _), Case::Client(c)) => run.run(c).await,
             (Self::Server(run), Case::Server(s)) => run.run(s).await,
             (_, case) => CaseRun::error(format!(
                 "a {}-role case cannot run against this subject",
@@ -227,7 +299,7 @@ impl Prepared {
     /// The rows of the run-level checks, after every case ran.
     fn check_reports(&self) -> Vec<CaseReport> {
         match self {
-            Self::OurClient => Vec::new(),
+            Self::OurClient | Self::Client(..) => Vec::new(),
             Self::Server(run) => run.check_reports(),
         }
     }
@@ -235,6 +307,12 @@ impl Prepared {
     fn info(&self) -> SubjectInfo {
         match self {
             Self::OurClient => SubjectInfo::OurClient,
+            Self::Client(run, driver) => SubjectInfo::Client(ClientInfo {
+                name: run.hello.name.clone(),
+                version: run.hello.version.clone(),
+                capabilities: run.hello.capabilities.iter().map(|c| c.name()).collect(),
+                driver: driver.clone(),
+            }),
             Self::Server(run) => SubjectInfo::Server(run.info()),
         }
     }

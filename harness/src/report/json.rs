@@ -68,6 +68,13 @@ pub fn json(report: &SuiteReport, gate: &Gate, baseline: Option<&Baseline>) -> V
             out.insert("role".to_owned(), json!("client"));
             out.insert("url".to_owned(), json!(url));
         }
+        SubjectInfo::Client(c) => {
+            out.insert("role".to_owned(), json!("client"));
+            out.insert(
+                "client".to_owned(),
+                json!({"name": c.name, "version": c.version, "capabilities": c.capabilities, "driver": c.driver}),
+            );
+        }
         SubjectInfo::Server(s) => {
             out.insert("role".to_owned(), json!("server"));
             out.insert("url".to_owned(), json!(s.url));

@@ -22,6 +22,7 @@ use super::{CaseReport, Gate, SubjectInfo, SuiteReport};
 pub fn junit(report: &SuiteReport, gate: &Gate) -> Result<String, String> {
     let name = match &report.subject {
         SubjectInfo::OurClient => "wisp-conformance client (wisp-client in process)".to_owned(),
+        SubjectInfo::Client(c) => format!("wisp-conformance client {} {}", c.name, c.version),
         SubjectInfo::Server(s) => format!("wisp-conformance server {} ({})", s.url, s.mode),
         SubjectInfo::Listen(url) => format!("wisp-conformance listen {url}"),
     };

@@ -6,6 +6,7 @@
 //! spec coverage map: which requirements the cases check.
 
 pub mod coverage;
+pub mod files;
 pub mod html;
 pub mod json;
 pub mod junit;
@@ -244,11 +245,26 @@ fn expectation(source: &str) -> String {
 pub enum SubjectInfo {
     /// This workspace's client in process, against the scripted mock server.
     OurClient,
+    /// A client driven through the shim protocol ([`crate::shim`]).
+    Client(ClientInfo),
     /// A live server.
     Server(ServerInfo),
     /// A client that connected by itself to the cases served at this URL pattern
     /// (`ws://ADDR/<case-id>/`, listen mode: [`crate::listen`]).
     Listen(String),
+}
+
+/// The client a client-role run judged through the shim protocol.
+#[derive(Clone, Debug)]
+pub struct ClientInfo {
+    /// Its name, as it said.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The capabilities it declared.
+    pub capabilities: Vec<&'static str>,
+    /// How it was driven (`shim `node shims/wisp-js/shim.mjs``, `in process`).
+    pub driver: String,
 }
 
 /// The server a server-role run judged, and what the run set up for it.
@@ -274,6 +290,10 @@ impl SubjectInfo {
             Self::OurClient => format!(
                 "client wisp-client {} in process, against the scripted mock server",
                 env!("CARGO_PKG_VERSION")
+            ),
+            Self::Client(c) => format!(
+                "client {} {} ({}), against the scripted mock server",
+                c.name, c.version, c.driver
             ),
             Self::Server(s) => format!("server {} ({} run)", s.url, s.mode),
             Self::Listen(url) => {
@@ -303,7 +323,7 @@ impl SuiteReport {
     pub fn server(&self) -> Option<&ServerInfo> {
         match &self.subject {
             SubjectInfo::Server(s) => Some(s),
-            SubjectInfo::OurClient | SubjectInfo::Listen(_) => None,
+            SubjectInfo::OurClient | SubjectInfo::Client(_) | SubjectInfo::Listen(_) => None,
         }
     }
 

@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use wisp_cases::Verdict;
+use wisp_cases::{Role, Verdict};
 
 use super::RunMode;
 use crate::report::{LABELS, SuiteReport};
@@ -32,11 +32,24 @@ pub struct Expected {
     pub verdict: Verdict,
     /// The CLOSE-reason verdict, for cases with a close judge.
     pub close: Option<Verdict>,
+    /// Other outcomes the run may give instead (`FAILED | OK`): for a subject whose
+    /// behaviour depends on timing (a client that loses data in a race), each one
+    /// explained in the entry's comment. Empty for a deterministic subject.
+    pub or: Vec<Expected>,
 }
 
 impl Expected {
-    /// Parses `OK` or `OK / NON-STRICT`.
+    /// Parses `OK`, `OK / NON-STRICT`, or alternatives separated by `|`.
     pub fn parse(text: &str) -> Result<Self, String> {
+        let mut alternatives = text.split('|');
+        let mut first = Self::parse_one(alternatives.next().unwrap_or_default())?;
+        for other in alternatives {
+            first.or.push(Self::parse_one(other)?);
+        }
+        Ok(first)
+    }
+
+    fn parse_one(text: &str) -> Result<Self, String> {
         let bad = |v: &str| {
             format!(
                 "{v:?} is not a verdict: use OK, NON-STRICT, INFORMATIONAL, UNSUPPORTED or FAILED (ERROR cannot be expected)"
@@ -51,24 +64,48 @@ impl Expected {
             Some(b) => Some(Verdict::parse(b).ok_or_else(|| bad(b))?),
             None => None,
         };
-        Ok(Self { verdict, close })
+        Ok(Self {
+            verdict,
+            close,
+            or: Vec::new(),
+        })
+    }
+
+    /// The first outcome alone (`OK / NON-STRICT`), without the alternatives.
+    pub fn primary(&self) -> String {
+        match self.close {
+            Some(c) => format!("{} / {c}", self.verdict),
+            None => format!("{}", self.verdict),
+        }
+    }
+
+    /// Whether a run's outcome (`CaseReport::outcome`) is this one or an alternative.
+    pub fn accepts(&self, outcome: &str) -> bool {
+        self.primary() == outcome || self.or.iter().any(|o| o.primary() == outcome)
     }
 }
 
 impl std::fmt::Display for Expected {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.close {
-            Some(c) => write!(f, "{} / {c}", self.verdict),
-            None => write!(f, "{}", self.verdict),
+        f.write_str(&self.primary())?;
+        for o in &self.or {
+            write!(f, " | {}", o.primary())?;
         }
+        Ok(())
     }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BaselineFile {
-    server: String,
-    mode: String,
+    /// A server baseline names the server (and has a mode)...
+    #[serde(default)]
+    server: Option<String>,
+    #[serde(default)]
+    mode: Option<String>,
+    /// ... a client baseline (`wisp-conformance client --shim`) names the client.
+    #[serde(default)]
+    client: Option<String>,
     cases: BTreeMap<String, String>,
 }
 
@@ -77,9 +114,12 @@ struct BaselineFile {
 pub struct Baseline {
     /// The file.
     pub path: PathBuf,
-    /// The server it describes (`wisp-python 0.9.0`).
+    /// The server it describes (`wisp-python 0.9.0`), or the client of a client baseline.
     pub server: String,
-    /// The mode of the run it describes.
+    /// The side it describes: a server baseline (`server:`, `mode:`) or a client one
+    /// (`client:`).
+    pub role: Role,
+    /// The mode of the run it describes (a client baseline has none: v2).
     pub mode: RunMode,
     /// Expected outcome per case ID.
     pub cases: BTreeMap<String, Expected>,
@@ -141,11 +181,23 @@ impl Baseline {
                 e.to_string().lines().next().unwrap_or("invalid YAML")
             )
         })?;
-        let mode = match file.mode.as_str() {
-            "v1" => RunMode::V1,
-            "v2" => RunMode::V2,
-            other => {
-                return Err(format!("{}: mode {other:?}: use v1 or v2", path.display()));
+        let (server, role, mode) = match (file.server, file.client, file.mode.as_deref()) {
+            (Some(server), None, Some(mode)) => {
+                let mode = match mode {
+                    "v1" => RunMode::V1,
+                    "v2" => RunMode::V2,
+                    other => {
+                        return Err(format!("{}: mode {other:?}: use v1 or v2", path.display()));
+                    }
+                };
+                (server, Role::Server, mode)
+            }
+            (None, Some(client), None) => (client, Role::Client, RunMode::V2),
+            _ => {
+                return Err(format!(
+                    "{}: give `server:` and `mode:` (a server baseline) or `client:` (a client baseline)",
+                    path.display()
+                ));
             }
         };
         let mut cases = BTreeMap::new();
@@ -156,7 +208,8 @@ impl Baseline {
         }
         Ok(Self {
             path: path.to_owned(),
-            server: file.server,
+            server,
+            role,
             mode,
             cases,
             source: source.to_owned(),
@@ -172,7 +225,7 @@ impl Baseline {
         for case in &report.cases {
             let got = case.outcome();
             match self.cases.get(&case.id) {
-                Some(e) if e.to_string() == got => {}
+                Some(e) if e.accepts(&got) => {}
                 Some(e) => out.push(Mismatch {
                     id: case.id.clone(),
                     expected: Some(e.to_string()),
@@ -208,9 +261,18 @@ impl Baseline {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (id, e) in &self.cases {
             let family = id.split('.').nth(1).unwrap_or("").to_owned();
-            out.entry(family).or_default().push(e.to_string());
+            out.entry(family).or_default().push(e.primary());
         }
         out
+    }
+
+    /// The line of the file that holds `id`'s entry, as written.
+    pub fn entry_line(&self, id: &str) -> Option<&str> {
+        self.source.lines().find(|line| {
+            line.trim_start()
+                .split_once(':')
+                .is_some_and(|(key, _)| key.trim() == id)
+        })
     }
 
     /// IDs of entries that are not plain `OK` and carry no `# comment` on their line.
@@ -226,7 +288,7 @@ impl Baseline {
                 let id = id.trim();
                 let value = value.trim();
                 let is_case = self.cases.contains_key(id);
-                let plain_ok = value.split('/').all(|v| v.trim() == "OK");
+                let plain_ok = value.split(['/', '|']).all(|v| v.trim() == "OK");
                 let has_comment = comment.is_some_and(|c| !c.trim().is_empty());
                 (is_case && !plain_ok && !has_comment).then(|| id.to_owned())
             })
@@ -245,6 +307,13 @@ pub fn render(report: &SuiteReport, server: &str, mode: RunMode) -> String {
          # Written by `wisp-conformance server --write-baseline`; each non-OK entry says why."
     );
     let _ = writeln!(out, "server: {server}\nmode: {mode}\ncases:");
+    entries(report, &mut out);
+    out
+}
+
+/// The `cases:` entries of a baseline, one per case, with the first reason of each one
+/// that is not OK as its comment.
+fn entries(report: &SuiteReport, out: &mut String) {
     let width = report.cases.iter().map(|c| c.id.len()).max().unwrap_or(0) + 1;
     for case in &report.cases {
         let outcome = case.outcome();
@@ -264,6 +333,34 @@ pub fn render(report: &SuiteReport, server: &str, mode: RunMode) -> String {
             why = why.chars().take(137).collect::<String>() + "...";
         }
         let _ = writeln!(out, "  {key:<width$} {outcome:<28} # {why}");
+    }
+}
+
+/// Writes a client baseline for `report` (a run of the client suite through a shim):
+/// every case with its verdict, and for the others than OK a comment with the first reason
+/// (to be replaced by a one-line explanation of what the client does). With `previous`
+/// (the baseline the run was compared with), an entry whose outcome the previous baseline
+/// accepts keeps its line as written, comment and alternatives included, so regenerating
+/// a baseline after new cases were added keeps every explanation.
+pub fn render_client(report: &SuiteReport, client: &str, previous: Option<&Baseline>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Expected verdicts of the client suite: {client}.\n\
+         # Written by `wisp-conformance client --shim ... --write-baseline`; each non-OK entry says what the client does.\n\
+         # `A | B`: the client's outcome depends on timing (the comment says why); either is expected."
+    );
+    let _ = writeln!(out, "client: {client}\ncases:");
+    let mut fresh = String::new();
+    entries(report, &mut fresh);
+    for (case, line) in report.cases.iter().zip(fresh.lines()) {
+        let kept = previous.and_then(|b| {
+            b.cases
+                .get(&case.id)
+                .filter(|e| e.accepts(&case.outcome()))
+                .and_then(|_| b.entry_line(&case.id))
+        });
+        let _ = writeln!(out, "{}", kept.unwrap_or(line));
     }
     out
 }
@@ -348,6 +445,9 @@ mod tests {
             "UNSUPPORTED"
         );
         assert!(Expected::parse("ERROR").is_err());
+        let either = Expected::parse("FAILED | ok").unwrap();
+        assert_eq!(either.to_string(), "FAILED | OK");
+        assert!(either.accepts("OK") && either.accepts("FAILED") && !either.accepts("NON-STRICT"));
         assert!(Expected::parse("fine").is_err());
     }
 

@@ -18,7 +18,7 @@ use wisp_client::transport::TransportExt;
 use super::session::{Recorder, RecordingTransport};
 use super::{Body, CaseCtx, RunMode};
 use crate::engine::actions::{ActionState, Observer, Policy, Slot, run_actions};
-use crate::engine::judge::{Wording, check_stream, describe_end, error_text, judge_handshake};
+use crate::engine::judge::{Wording, check_stream, error_text, judge_handshake};
 use crate::engine::ours::{open_mux, v2_handshake};
 
 impl Observer for Recorder {
@@ -197,7 +197,7 @@ const SERVER_WORDING: Wording = Wording {
     closed_by: |_, end, want| {
         format!(
             "{}, expected it to be ended by the {}",
-            end.map_or("still open".to_owned(), describe_end),
+            end.unwrap_or("still open"),
             format!("{want:?}").to_lowercase()
         )
     },
