@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,7 +32,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use wisp_cases::client::ServerStep;
 use wisp_cases::{ClientCase, Role};
-use wisp_mock_server::replay::{Io, Prefixed, Script, read_request_head, serve};
+use wisp_mock_server::replay::{Io, Prefixed, Script, read_request_head, serve_with_reset};
 use wisp_mock_server::trace::{SharedTrace, Trace};
 
 use crate::engine::{CaseRun, finish};
@@ -184,7 +185,11 @@ impl CaseServer {
                     let _ = tcp.set_nodelay(true);
                     let (by_id, scripts, tx, url) = (by_id.clone(), scripts.clone(), tx.clone(), url.clone());
                     tasks.spawn(async move {
-                        if let Some(a) = connection(Box::new(tcp), &by_id, &scripts, &url).await {
+                        // A duplicate of the socket's descriptor, for `reset_tcp`.
+                        let reset = tcp.as_fd().try_clone_to_owned().ok();
+                        if let Some(a) =
+                            connection(Box::new(tcp), reset, &by_id, &scripts, &url).await
+                        {
                             let _ = tx.send(a);
                         }
                     });
@@ -264,6 +269,7 @@ impl CaseServer {
 /// 404. Returns the attempt when a case was played.
 async fn connection(
     mut io: Box<dyn Io>,
+    reset: Option<OwnedFd>,
     by_id: &BTreeMap<String, usize>,
     scripts: &[Script],
     url: &str,
@@ -304,8 +310,9 @@ async fn connection(
     let script = &scripts[index];
     let trace: SharedTrace = Arc::new(Mutex::new(Trace::default()));
     let started = Instant::now();
-    let outcome = serve(
+    let outcome = serve_with_reset(
         Prefixed::new(head, io),
+        reset,
         script,
         trace.clone(),
         tokio::time::Instant::now(),
