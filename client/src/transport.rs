@@ -565,7 +565,7 @@ pub struct Connection {
 /// requests. The whole of it is bounded by [`ConnectOptions::timeout`]; a step still running
 /// at the deadline fails with [`WispError::ConnectTimedOut`] naming it.
 pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Connection, WispError> {
-    let deadline = options.timeout.map(|t| tokio::time::Instant::now() + t);
+    let deadline = connect_deadline(options);
     let uri = parse_url(url)?;
     let stream = open_stream(&uri, deadline).await?;
     let (transport, echoed_subprotocol) = upgrade_until(uri, stream, options, deadline).await?;
@@ -590,8 +590,16 @@ pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     ),
     WispError,
 > {
-    let deadline = options.timeout.map(|t| tokio::time::Instant::now() + t);
+    let deadline = connect_deadline(options);
     upgrade_until(parse_url(url)?, io, options, deadline).await
+}
+
+/// The deadline of [`ConnectOptions::timeout`] from now; none for a bound too long for an
+/// `Instant` (`Duration::MAX` means "never").
+fn connect_deadline(options: &ConnectOptions) -> Option<tokio::time::Instant> {
+    options
+        .timeout
+        .and_then(|t| tokio::time::Instant::now().checked_add(t))
 }
 
 fn parse_url(url: &str) -> Result<Uri, WispError> {
