@@ -53,3 +53,11 @@ async fn any_offered_subprotocol_may_be_chosen() {
         assert_eq!(connection.echoed_subprotocol.as_deref(), Some("chat"));
     }
 }
+
+#[tokio::test]
+async fn a_connect_timeout_too_long_for_an_instant_means_no_bound() {
+    let url = server_choosing("wisp-v2").await;
+    let options = ConnectOptions::v2().timeout(Some(std::time::Duration::MAX));
+    let connection = connect(&url, &options).await.expect("no overflow panic");
+    assert_eq!(connection.echoed_subprotocol.as_deref(), Some("wisp-v2"));
+}
