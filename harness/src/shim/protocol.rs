@@ -120,7 +120,7 @@ impl Capability {
         if !spec.required.is_empty() || !spec.required_after.is_empty() {
             out.insert(Self::RequiredExtensions);
         }
-        if spec.options != wisp_client::MuxOptions::default() {
+        if spec.options != wisp_client::MuxOptions::default() || spec.max_message_size.is_some() {
             out.insert(Self::Options);
         }
         for action in &spec.actions {
@@ -368,6 +368,10 @@ pub struct Plan {
     pub required_after: Vec<u8>,
     /// The client's tunables.
     pub options: PlanOptions,
+    /// The largest WebSocket message the client accepts (`null`: its library's default);
+    /// a larger one must fail the connection. Needs the `options` capability.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_message_size: Option<usize>,
     /// The actions, in order.
     pub actions: Vec<PlanAction>,
     /// The harness gives up on the case after this long.
@@ -429,6 +433,7 @@ impl Plan {
             required: spec.required.iter().map(|e| e.0.0).collect(),
             required_after: spec.required_after.iter().map(|e| e.0.0).collect(),
             options: PlanOptions::from(&spec.options),
+            max_message_size: spec.max_message_size,
             actions,
             timeout_ms,
         })

@@ -16,6 +16,7 @@ use wisp_client::proto::{
     PasswordExtensionBuilder, PasswordLayout, StreamConfirmationExtensionBuilder, StreamType,
     UdpExtensionBuilder,
 };
+use wisp_client::transport::{ConnectOptions, connect};
 use wisp_client::{ClientMux, MuxStream, StreamEnd, WispError};
 use wisp_harness::shim::{
     BoxFuture, Capability, ClientUnderTest, Event, EventSink, Finish, Hello, MuxState, Plan,
@@ -182,7 +183,21 @@ async fn act(plan: &Plan, events: &EventSink, state: &mut State) {
         }
     };
     let options = plan.options.to_mux_options();
-    let opened = match ClientMux::connect(&plan.url, handshake, options).await {
+    // `ClientMux::connect`, with the plan's WebSocket message limit.
+    let mut connect_options = if handshake.is_some() {
+        ConnectOptions::v2()
+    } else {
+        ConnectOptions::v1()
+    }
+    .timeout(options.connect_timeout);
+    if let Some(size) = plan.max_message_size {
+        connect_options = connect_options.max_message_size(size);
+    }
+    let connected = match connect(&plan.url, &connect_options).await {
+        Ok(c) => ClientMux::new_websocket(c.transport, handshake, options).await,
+        Err(e) => Err(e),
+    };
+    let opened = match connected {
         Ok(result) if plan.required_after.is_empty() => Ok(result.with_no_required_extensions()),
         Ok(result) => result.with_required_extensions(&plan.required_after).await,
         Err(e) => Err(e),
