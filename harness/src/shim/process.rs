@@ -287,8 +287,8 @@ fn print(event: &Event) {
 /// ```no_run
 /// # struct MyClient;
 /// # impl wisp_harness::shim::ClientUnderTest for MyClient {
-/// #     fn hello(&self) -> wisp_harness::shim::BoxFuture<'_, Result<wisp_harness::shim::Hello, String>> { todo!() }
-/// #     fn run<'a>(&'a self, _: wisp_harness::shim::Plan, _: wisp_harness::shim::EventSink, _: wisp_harness::shim::Finish) -> wisp_harness::shim::BoxFuture<'a, Result<(), String>> { todo!() }
+/// #     fn hello(&self) -> wisp_harness::shim::BoxFuture<'_, Result<wisp_harness::shim::Hello, String>> { Box::pin(async { Err("a stand-in for a real client".to_owned()) }) }
+/// #     fn run<'a>(&'a self, _: wisp_harness::shim::Plan, _: wisp_harness::shim::EventSink, _: wisp_harness::shim::Finish) -> wisp_harness::shim::BoxFuture<'a, Result<(), String>> { Box::pin(async { Err("a stand-in for a real client".to_owned()) }) }
 /// # }
 /// fn main() -> std::process::ExitCode {
 ///     wisp_harness::shim::serve_stdio(&MyClient)

@@ -77,8 +77,8 @@ pub fn assert_client_baseline(
 /// use wisp_harness::shim::client_trials;
 /// # struct MyClient;
 /// # impl wisp_harness::shim::ClientUnderTest for MyClient {
-/// #     fn hello(&self) -> wisp_harness::shim::BoxFuture<'_, Result<wisp_harness::shim::Hello, String>> { unimplemented!() }
-/// #     fn run<'a>(&'a self, _: wisp_harness::shim::Plan, _: wisp_harness::shim::EventSink, _: wisp_harness::shim::Finish) -> wisp_harness::shim::BoxFuture<'a, Result<(), String>> { unimplemented!() }
+/// #     fn hello(&self) -> wisp_harness::shim::BoxFuture<'_, Result<wisp_harness::shim::Hello, String>> { Box::pin(async { Err("a stand-in for a real client".to_owned()) }) }
+/// #     fn run<'a>(&'a self, _: wisp_harness::shim::Plan, _: wisp_harness::shim::EventSink, _: wisp_harness::shim::Finish) -> wisp_harness::shim::BoxFuture<'a, Result<(), String>> { Box::pin(async { Err("a stand-in for a real client".to_owned()) }) }
 /// # }
 ///
 /// fn main() {
