@@ -32,6 +32,10 @@ use wisp_cases::ClientCase;
 use wisp_cases::client::{AcceptFault, FrameSpec, ServerOptions, ServerStep, UpgradeFault};
 use wisp_cases::packet::{Pattern, ServerExtension};
 
+/// The most bytes of a `send_frame` flood (`times: N`) written at once: 1000 small control
+/// frames go out in one write.
+const FLOOD_BURST: usize = 64 * 1024;
+
 /// The script the mock plays, with its options.
 #[derive(Clone, Debug)]
 pub struct Script {
@@ -458,7 +462,7 @@ impl Session {
     async fn send_frame(&mut self, spec: &FrameSpec) -> StepResult {
         let text = describe_frame(spec);
         let bytes = build_frame(spec);
-        let times = spec.times.unwrap_or(1);
+        let times = usize::try_from(spec.times.unwrap_or(1)).unwrap_or(usize::MAX);
         // A flood is one trace line.
         self.record(
             Direction::ToClient,
@@ -467,13 +471,22 @@ impl Session {
                 n => format!("{text} x{n}"),
             },
         );
-        for _ in 0..times {
+        // A flood goes out as bursts of whole frames (at most FLOOD_BURST bytes, at least
+        // one frame each), one write per burst: how the client's reads split it then does
+        // not depend on how fast the mock and the client run (one write per frame let a
+        // client read the flood in pieces or all at once, depending on timing).
+        let per_burst = (FLOOD_BURST / bytes.len().max(1)).max(1);
+        let mut left = times;
+        while left > 0 {
+            let n = left.min(per_burst);
+            let burst = bytes.repeat(n);
             let written = match (self.ws.as_mut(), self.raw.as_mut()) {
-                (Some(ws), _) => write_raw(ws.get_mut(), &[&bytes]).await,
-                (None, Some(raw)) => write_raw(raw, &[&bytes]).await,
+                (Some(ws), _) => write_raw(ws.get_mut(), &[&burst]).await,
+                (None, Some(raw)) => write_raw(raw, &[&burst]).await,
                 (None, None) => Err(std::io::Error::other("the connection is already dropped")),
             };
             written.map_err(|e| (format!("to send {text}"), format!("send failed: {e}")))?;
+            left -= n;
         }
         Ok(())
     }

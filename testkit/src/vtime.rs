@@ -267,8 +267,10 @@ mod tests {
         let mut buf = [0u8; 1];
         let r = tokio::time::timeout(Duration::from_secs(3600), b.read(&mut buf)).await;
         assert!(r.is_err(), "nothing was sent, so the read times out");
+        // Milliseconds when idle; the bound leaves room for a loaded CI machine and still
+        // fails a run that waited out the hour (or any real part of it).
         assert!(
-            wall.elapsed() < Duration::from_secs(1),
+            wall.elapsed() < Duration::from_secs(60),
             "an hour of virtual time took no wall time"
         );
     }

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use wisp_cases::{Role, Verdict};
 
 use super::RunMode;
-use crate::report::{LABELS, SuiteReport};
+use crate::report::{CaseReport, LABELS, SuiteReport};
 
 /// The expected outcome of one case.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -266,13 +266,16 @@ impl Baseline {
         out
     }
 
-    /// The line of the file that holds `id`'s entry, as written.
-    pub fn entry_line(&self, id: &str) -> Option<&str> {
-        self.source.lines().find(|line| {
+    /// The comment of `id`'s entry as written (the text after its `#`, trimmed), if it
+    /// has one.
+    pub fn entry_comment(&self, id: &str) -> Option<&str> {
+        let line = self.source.lines().find(|line| {
             line.trim_start()
                 .split_once(':')
                 .is_some_and(|(key, _)| key.trim() == id)
-        })
+        })?;
+        let comment = line.split_once('#')?.1.trim();
+        (!comment.is_empty()).then_some(comment)
     }
 
     /// IDs of entries that are not plain `OK` and carry no `# comment` on their line.
@@ -314,34 +317,58 @@ pub fn render(report: &SuiteReport, server: &str, mode: RunMode) -> String {
 /// The `cases:` entries of a baseline, one per case, with the first reason of each one
 /// that is not OK as its comment.
 fn entries(report: &SuiteReport, out: &mut String) {
-    let width = report.cases.iter().map(|c| c.id.len()).max().unwrap_or(0) + 1;
+    let width = key_width(report);
     for case in &report.cases {
-        let outcome = case.outcome();
-        let key = format!("{}:", case.id);
-        if outcome.split('/').all(|v| v.trim() == "OK") {
-            let _ = writeln!(out, "  {key:<width$} {outcome}");
-            continue;
-        }
-        let why = case
-            .error
-            .clone()
-            .or_else(|| case.reasons.first().cloned())
-            .or_else(|| case.close.as_ref().map(|c| format!("close: {}", c.note)))
-            .unwrap_or_default();
-        let mut why: String = why.replace('\n', " ").replace('#', "");
-        if why.chars().count() > 140 {
-            why = why.chars().take(137).collect::<String>() + "...";
-        }
-        let _ = writeln!(out, "  {key:<width$} {outcome:<28} # {why}");
+        fresh_entry(out, width, case);
     }
+}
+
+/// Writes `case`'s entry from the run alone: its outcome, and the first reason as the
+/// comment when it is not OK.
+fn fresh_entry(out: &mut String, width: usize, case: &CaseReport) {
+    let outcome = case.outcome();
+    let why = (!outcome.split('/').all(|v| v.trim() == "OK")).then(|| first_reason(case));
+    entry(out, width, &case.id, &outcome, why.as_deref());
+}
+
+/// The width of the `id:` column of a baseline written for `report`.
+fn key_width(report: &SuiteReport) -> usize {
+    report.cases.iter().map(|c| c.id.len()).max().unwrap_or(0) + 1
+}
+
+/// The first reason a case is not OK, on one line without `#`, at most 140 characters:
+/// the comment a freshly written entry gets.
+fn first_reason(case: &CaseReport) -> String {
+    let why = case
+        .error
+        .clone()
+        .or_else(|| case.reasons.first().cloned())
+        .or_else(|| case.close.as_ref().map(|c| format!("close: {}", c.note)))
+        .unwrap_or_default();
+    let mut why: String = why.replace('\n', " ").replace('#', "");
+    if why.chars().count() > 140 {
+        why = why.chars().take(137).collect::<String>() + "...";
+    }
+    why
+}
+
+/// Writes one `cases:` entry: the `id:` column `width` wide, then the outcome, then (when
+/// there is one) the comment in a column of its own.
+fn entry(out: &mut String, width: usize, id: &str, outcome: &str, comment: Option<&str>) {
+    let key = format!("{id}:");
+    let _ = match comment {
+        Some(why) => writeln!(out, "  {key:<width$} {outcome:<28} # {why}"),
+        None => writeln!(out, "  {key:<width$} {outcome}"),
+    };
 }
 
 /// Writes a client baseline for `report` (a run of the client suite through a shim):
 /// every case with its verdict, and for the others than OK a comment with the first reason
 /// (to be replaced by a one-line explanation of what the client does). With `previous`
 /// (the baseline the run was compared with), an entry whose outcome the previous baseline
-/// accepts keeps its line as written, comment and alternatives included, so regenerating
-/// a baseline after new cases were added keeps every explanation.
+/// accepts keeps its expected outcome and comment, alternatives included, so regenerating
+/// a baseline after new cases were added keeps every explanation. Every entry is written
+/// in the same columns.
 pub fn render_client(report: &SuiteReport, client: &str, previous: Option<&Baseline>) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -351,16 +378,17 @@ pub fn render_client(report: &SuiteReport, client: &str, previous: Option<&Basel
          # `A | B`: the client's outcome depends on timing (the comment says why); either is expected."
     );
     let _ = writeln!(out, "client: {client}\ncases:");
-    let mut fresh = String::new();
-    entries(report, &mut fresh);
-    for (case, line) in report.cases.iter().zip(fresh.lines()) {
+    let width = key_width(report);
+    for case in &report.cases {
+        let outcome = case.outcome();
         let kept = previous.and_then(|b| {
-            b.cases
-                .get(&case.id)
-                .filter(|e| e.accepts(&case.outcome()))
-                .and_then(|_| b.entry_line(&case.id))
+            let expected = b.cases.get(&case.id).filter(|e| e.accepts(&outcome))?;
+            Some((expected.to_string(), b.entry_comment(&case.id)))
         });
-        let _ = writeln!(out, "{}", kept.unwrap_or(line));
+        match kept {
+            Some((expected, comment)) => entry(&mut out, width, &case.id, &expected, comment),
+            None => fresh_entry(&mut out, width, case),
+        }
     }
     out
 }
@@ -460,6 +488,63 @@ mod tests {
             "UNSUPPORTED".to_owned(),
         ]);
         assert_eq!(cell, "1 OK, 1 NS, 1 UNSUP, 1 FAIL");
+    }
+
+    fn client_case(id: &str, verdict: Verdict, reason: &str) -> CaseReport {
+        let meta = wisp_cases::Meta {
+            id: id.to_owned(),
+            path: PathBuf::new(),
+            rel_path: String::new(),
+            group: String::new(),
+            source: String::new(),
+            title: String::new(),
+            spec: String::new(),
+            level: wisp_cases::Level::Must,
+            description: String::new(),
+            covers: Vec::new(),
+            timeout: None,
+        };
+        let mut case = CaseReport::new(&meta, Role::Client);
+        case.verdict = verdict;
+        case.reasons = vec![reason.to_owned()];
+        case
+    }
+
+    #[test]
+    fn a_rewritten_client_baseline_keeps_explanations_in_one_set_of_columns() {
+        // The old file's columns were wider (a longer ID was removed since).
+        let old = "client: x\ncases:\n  \
+                   a.kept:        FAILED | OK   # loses the data in a race (timing)\n  \
+                   a.changed:     OK\n";
+        let old = Baseline::parse(Path::new("t.yaml"), old).unwrap();
+        let report = SuiteReport {
+            subject: crate::report::SubjectInfo::OurClient,
+            cases: vec![
+                client_case("a.kept", Verdict::Ok, "ignored"),
+                client_case("a.changed", Verdict::Failed, "step 1: got nothing"),
+                client_case("a.new-case", Verdict::Ok, "ignored"),
+            ],
+            not_applicable: Vec::new(),
+            duration: std::time::Duration::ZERO,
+        };
+        let text = render_client(&report, "x", Some(&old));
+        let entries: Vec<&str> = text
+            .lines()
+            .skip_while(|l| *l != "cases:")
+            .skip(1)
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                "  a.kept:     FAILED | OK                  # loses the data in a race (timing)",
+                "  a.changed:  FAILED                       # step 1: got nothing",
+                "  a.new-case: OK",
+            ],
+            "{text}"
+        );
+        let again = Baseline::parse(Path::new("t.yaml"), &text).unwrap();
+        assert!(again.compare(&report, true).is_empty());
+        assert_eq!(again.uncommented(), Vec::<String>::new());
     }
 
     #[test]
