@@ -31,7 +31,7 @@ pub const PACKET_LENGTHS: &str = "server.run.packet-lengths";
 pub const LARGEST_DATA: &str = "server.run.largest-data";
 
 /// The ID of the row for a crash or freeze no single case reproduces (with `--spawn`; only
-/// present when one happened: see [`super::health`]).
+/// present when one happened: the crash attribution of the server suite writes it).
 pub const UNATTRIBUTED_CRASH: &str = "server.run.unattributed-crash";
 
 /// The largest DATA payload `server.run.largest-data` accepts: 64 KiB, the default
