@@ -688,8 +688,12 @@ impl ClientConnection {
     /// to retry. An empty `data` sends an empty DATA packet.
     #[inline(always)]
     pub fn send_data(&mut self, id: u32, data: &[u8]) -> Result<Option<usize>, Error> {
-        self.check_usable()?;
-        let stream = self.streams.get_mut(&id).ok_or(Misuse::StreamClosed)?;
+        // A stream is known only while the connection is established (streams open on an
+        // established connection, and the end of the connection forgets them all), so
+        // finding it is the usability check; the error says why it was not found.
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Err(self.missing_stream_error());
+        };
         if matches!(stream.phase, StreamPhase::Opening { .. }) {
             return Ok(None);
         }
@@ -785,6 +789,16 @@ impl ClientConnection {
         let error = Error::from(PeerIncompatible::MissingExtensions(missing));
         self.fail(error.clone());
         Err(error)
+    }
+
+    /// The error for an operation on stream `id` that the connection does not know: the
+    /// connection's state, or [`Misuse::StreamClosed`].
+    #[cold]
+    fn missing_stream_error(&self) -> Error {
+        match self.check_usable() {
+            Err(e) => e,
+            Ok(()) => Misuse::StreamClosed.into(),
+        }
     }
 
     fn check_usable(&self) -> Result<(), Error> {

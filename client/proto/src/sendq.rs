@@ -178,8 +178,9 @@ impl SendQueue {
         self.last = Some(packet);
     }
 
-    /// Queues a DATA packet of stream `id` (`tx`) carrying `body`.
-    #[inline]
+    /// Queues a DATA packet of stream `id` (`tx`) carrying `body`. Inlined into its one
+    /// caller, the per-packet write path.
+    #[inline(always)]
     pub(crate) fn push_data(&mut self, id: u32, tx: &mut StreamTx, body: &[u8]) {
         let n = HEADER_LEN + body.len();
         let data = if tx.epoch == self.epoch {
