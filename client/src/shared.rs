@@ -109,6 +109,7 @@ impl State {
     }
 
     /// Wakes the driver if the connection has something for it to do.
+    #[inline]
     pub(crate) fn wake_driver(&mut self) {
         if let Some(w) = self.driver_waker.take() {
             w.wake();
@@ -184,6 +185,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The state, locked.
+    #[inline]
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the protocol state half-updated in a
         // way that matters more than losing the connection, so poisoning is ignored.
