@@ -142,6 +142,7 @@ impl MuxStream {
                 error_reported: false,
             },
             write: MuxStreamWrite {
+                handle: proto::StreamHandle::new(id),
                 stream,
                 pending: None,
                 max_payload_len,
@@ -297,6 +298,8 @@ impl Stream for MuxStreamRead {
 /// The write half of a [`MuxStream`]: a `Sink` of payloads.
 pub struct MuxStreamWrite {
     stream: StreamRef,
+    /// The stream's place in the connection's stream table: each write finds it by index.
+    handle: proto::StreamHandle,
     /// A payload accepted by `start_send` and not yet fully queued as DATA packets.
     pending: Option<Bytes>,
     max_payload_len: usize,
@@ -346,9 +349,9 @@ impl MuxStreamWrite {
         buf: &[u8],
     ) -> Poll<Result<usize, WispError>> {
         let mut state = self.stream.shared.lock();
-        // One lookup on the way: the connection knows the stream exactly while it is open
-        // (the stream's slot learns how it ended under the same lock).
-        match state.conn.send_data(self.stream.id, buf) {
+        // One lookup on the way, by index: the connection knows the stream exactly while it
+        // is open (the stream's slot learns how it ended under the same lock).
+        match state.conn.send_data_on(&mut self.handle, buf) {
             Ok(Some(n)) => {
                 state.wake_driver();
                 Poll::Ready(Ok(n))
@@ -378,7 +381,7 @@ impl MuxStreamWrite {
         }
         let mut sent_any = false;
         loop {
-            match state.conn.send_data(self.stream.id, pending) {
+            match state.conn.send_data_on(&mut self.handle, pending) {
                 Ok(Some(n)) => {
                     sent_any = true;
                     pending.advance(n);

@@ -43,7 +43,7 @@ use crate::ext::{
     ExtensionId, HandshakeOrder, NegotiatedExtension, WispV2Handshake, confirm, motd,
 };
 use crate::frames::{Batch, Framing};
-use crate::idmap::IdMap;
+use crate::idmap::{StreamHandle, StreamTable};
 use crate::info::{InfoPacket, WispVersion};
 use crate::negotiate;
 use crate::options::MuxOptions;
@@ -176,7 +176,7 @@ pub struct ClientConnection {
     negotiated: Option<Negotiated>,
     /// Whether the server's `required` flag for an auth extension went unanswered.
     auth_unanswered: bool,
-    streams: IdMap<StreamState>,
+    streams: StreamTable<StreamState>,
     next_stream_id: Option<u32>,
     transmit: SendQueue,
     events: VecDeque<Event>,
@@ -196,7 +196,7 @@ impl ClientConnection {
             phase: Phase::AwaitFirst,
             negotiated: None,
             auth_unanswered: false,
-            streams: IdMap::default(),
+            streams: StreamTable::default(),
             next_stream_id: Some(first),
             transmit,
             events: VecDeque::new(),
@@ -396,7 +396,7 @@ impl ClientConnection {
                     .filter(|(_, s)| {
                         matches!(s.phase, StreamPhase::Opening { deadline: Some(d) } if now >= d)
                     })
-                    .map(|(id, _)| *id)
+                    .map(|(id, _)| id)
                     .collect();
                 for id in expired {
                     self.forget_stream(id);
@@ -686,12 +686,24 @@ impl ClientConnection {
     /// bytes it took. `Ok(None)` means the stream cannot send now (no credit, not yet
     /// confirmed, or the transport queue is full); an event or a drained queue will say when
     /// to retry. An empty `data` sends an empty DATA packet.
-    #[inline(always)]
     pub fn send_data(&mut self, id: u32, data: &[u8]) -> Result<Option<usize>, Error> {
+        self.send_data_on(&mut StreamHandle::new(id), data)
+    }
+
+    /// [`ClientConnection::send_data`] on the stream `stream` names: a writer that keeps
+    /// its [`StreamHandle`] finds its stream by index, not by hashing its id (the handle
+    /// is refreshed when it was stale).
+    #[inline(always)]
+    pub fn send_data_on(
+        &mut self,
+        stream: &mut StreamHandle,
+        data: &[u8],
+    ) -> Result<Option<usize>, Error> {
+        let id = stream.id();
         // A stream is known only while the connection is established (streams open on an
         // established connection, and the end of the connection forgets them all), so
         // finding it is the usability check; the error says why it was not found.
-        let Some(stream) = self.streams.get_mut(&id) else {
+        let Some(stream) = self.streams.get_by_handle(stream) else {
             return Err(self.missing_stream_error());
         };
         if matches!(stream.phase, StreamPhase::Opening { .. }) {
