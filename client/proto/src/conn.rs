@@ -171,6 +171,8 @@ pub struct ClientConnection {
     /// `None`: Wisp v1.
     handshake: Option<WispV2Handshake>,
     options: MuxOptions,
+    /// [`MuxOptions::payload_limit`], read on every write.
+    payload_limit: usize,
     phase: Phase,
     handshake_deadline: Option<Instant>,
     negotiated: Option<Negotiated>,
@@ -192,6 +194,7 @@ impl ClientConnection {
         Self {
             handshake_deadline: options.handshake_timeout.and_then(|t| deadline(now, t)),
             handshake,
+            payload_limit: options.payload_limit(),
             options,
             phase: Phase::AwaitFirst,
             negotiated: None,
@@ -715,7 +718,7 @@ impl ClientConnection {
         }
         // A UDP DATA is one datagram: it is never split.
         let n = if flow {
-            data.len().min(self.options.payload_limit())
+            data.len().min(self.payload_limit)
         } else {
             data.len()
         };

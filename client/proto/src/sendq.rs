@@ -46,6 +46,8 @@ pub(crate) struct SendQueue {
     framing: Framing,
     /// The admission limit, in packet bytes.
     limit: usize,
+    /// Twice the limit: past it, no stream adds more than its first packet.
+    cap: usize,
     batch: Batch,
     /// Packet bytes in `batch` (framing not counted).
     bytes: usize,
@@ -90,6 +92,7 @@ impl SendQueue {
         Self {
             framing,
             limit,
+            cap: limit.saturating_mul(2),
             batch: Batch::default(),
             bytes: 0,
             last: None,
@@ -138,7 +141,7 @@ impl SendQueue {
     #[inline]
     pub(crate) fn admits(&self, tx: &StreamTx) -> bool {
         tx.epoch != self.epoch
-            || (tx.bytes < self.quota && self.bytes < self.limit.saturating_mul(2))
+            || (tx.bytes < self.quota && self.bytes < self.cap)
     }
 
     /// Packets of the stream `tx` in the live batch.
