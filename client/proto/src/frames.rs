@@ -152,6 +152,16 @@ impl FrameBuf {
         self.room_at_least(n, 0)
     }
 
+    /// Makes an empty buffer ready to hold `n` bytes: fresh zeroed memory when it is
+    /// smaller (nothing to copy, and the allocator's zeroed pages need no pass), instead of
+    /// doubling packet by packet while it fills. Does nothing to a buffer holding bytes.
+    pub fn prepare(&mut self, n: usize) {
+        if self.len == 0 && self.buf.len() < n {
+            self.buf = vec![0; n.next_power_of_two().max(4096)];
+            self.small_fills = 0;
+        }
+    }
+
     #[cold]
     fn grow(&mut self, need: usize) {
         let new_len = need.max(2 * self.buf.len()).max(4096);
@@ -287,6 +297,13 @@ impl Batch {
         self.data.clear();
     }
 
+    /// Makes an empty batch's buffers ready to hold as much as `like` does (see
+    /// [`FrameBuf::prepare`]).
+    pub fn prepare_like(&mut self, like: &Batch) {
+        self.control.prepare(like.control.len());
+        self.data.prepare(like.data.len());
+    }
+
     /// Bytes of memory the batch holds.
     pub fn capacity(&self) -> usize {
         self.control.capacity() + self.data.capacity()
@@ -414,6 +431,24 @@ mod tests {
         assert!(b.is_empty() && b.message_at(0).is_none());
         b.data.push_message(b"x", b"");
         assert_eq!(b.data.buf.len(), cap, "no new memory");
+    }
+
+    #[test]
+    fn an_empty_buffer_is_prepared_for_the_size_of_its_twin_and_a_full_one_is_left_alone() {
+        let mut a = Batch::default();
+        a.data.extend_from_slice(&[7; 5000]);
+        let mut b = Batch::default();
+        b.prepare_like(&a);
+        assert!(b.data.buf.len() >= 5000 && b.is_empty());
+        assert_eq!(b.control.buf.len(), 0, "nothing to prepare for");
+        let before = a.data.buf.len();
+        a.data.prepare(1 << 20);
+        assert_eq!(
+            a.data.buf.len(),
+            before,
+            "a buffer holding bytes keeps them"
+        );
+        assert_eq!(a.data.as_slice(), &[7; 5000][..]);
     }
 
     #[test]

@@ -140,8 +140,7 @@ impl SendQueue {
     /// writing than in the one before (their shares shrink as they arrive).
     #[inline]
     pub(crate) fn admits(&self, tx: &StreamTx) -> bool {
-        tx.epoch != self.epoch
-            || (tx.bytes < self.quota && self.bytes < self.cap)
+        tx.epoch != self.epoch || (tx.bytes < self.quota && self.bytes < self.cap)
     }
 
     /// Packets of the stream `tx` in the live batch.
@@ -245,6 +244,9 @@ impl SendQueue {
             return true;
         }
         std::mem::swap(&mut self.batch, out);
+        // The live batch and the driver's take turns: the next one will hold about as much
+        // as this one, so its buffers grow now, while empty, and both stop growing together.
+        self.batch.prepare_like(out);
         self.bytes = 0;
         self.epoch += 1;
         self.busy = self.active.max(self.busy - self.busy / 8);
