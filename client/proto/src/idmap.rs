@@ -39,9 +39,9 @@ impl Hasher for IdHasher {
     }
 }
 
-/// Where a stream's entry lies in a [`StreamTable`], kept by whoever writes to the stream
-/// often (a stream's writer) so that its per-packet lookup is an index and one comparison
-/// instead of a hash probe. It is only a hint: an entry that moved (the table compacts
+/// Where a stream's entry lies in the connection's table of streams, kept by whoever
+/// writes to the stream often (a stream's writer) so that its per-packet lookup is an
+/// index and one comparison instead of a hash probe. It is only a hint: an entry that moved (the table compacts
 /// after a burst) or a stream that is gone is detected, and the id lookup answers (and
 /// refreshes the hint).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
