@@ -157,7 +157,7 @@ impl FrameBuf {
     /// doubling packet by packet while it fills. Does nothing to a buffer holding bytes.
     pub fn prepare(&mut self, n: usize) {
         if self.len == 0 && self.buf.len() < n {
-            self.buf = vec![0; n.next_power_of_two().max(4096)];
+            self.buf = vec![0; n.checked_next_power_of_two().unwrap_or(n).max(4096)];
             self.small_fills = 0;
         }
     }
