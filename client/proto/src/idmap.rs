@@ -2,8 +2,8 @@
 //! and the connection's table of streams, which a stream's writer reaches by
 //! [`StreamHandle`] without hashing.
 //!
-//! Every write and every received packet looks its stream up (in the connection, the
-//! transmit queue and the stream slots), so std's SipHash, built to resist collision
+//! Every received packet looks its stream up (in the connection and the stream slots), and
+//! so does every write that has no [`StreamHandle`], so std's SipHash, built to resist collision
 //! attacks on attacker-chosen keys, costs more than it protects here: the client allocates
 //! the ids itself (sequentially), and an id the server sends is only ever looked up. A
 //! Fibonacci multiply spreads sequential ids over the whole table.
