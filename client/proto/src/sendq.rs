@@ -14,9 +14,10 @@
 //!
 //! Fairness comes from admission, in turns: a busy stream may add at most its fair share of
 //! the limit to a batch (the limit divided by the number of streams writing lately, but at
-//! least a quarter of [`TURN_BATCH`]), its first packet always while the batch is under
-//! [`TURN_BATCH`] bytes. A stream refused, for its share or for the batch's size, joins the
-//! back of a queue of waiting streams (a new or idle stream its front); when the driver takes
+//! least a quarter of [`TURN_BATCH`]), its first packet while the batch is under
+//! [`TURN_BATCH`] bytes, and a new or idle stream (nothing in this batch or the one before,
+//! not waiting) one packet always. A stream refused, for its share or for the batch's size,
+//! joins the back of a queue of waiting streams; when the driver takes
 //! a batch, the waiting streams at the front are granted the next batch's turns (as many as
 //! [`TURN_BATCH`] holds at their shares) and reported writable: a granted stream's first
 //! packet is admitted whatever the batch holds. So the streams take their turns in a round
@@ -153,15 +154,18 @@ impl SendQueue {
     }
 
     /// Whether the stream `tx` may queue a packet now: its first in the live batch while
-    /// the batch is under [`TURN_BATCH`] or when its turn was granted for this batch, more
-    /// while it is under its share. Each stream overshoots its share by at most one packet,
+    /// the batch is under [`TURN_BATCH`], when its turn was granted for this batch, or when
+    /// it is new or idle (nothing in the batch before, not waiting); more while it is under
+    /// its share. Each stream overshoots its share by at most one packet,
     /// so the batch stays under twice the limit whenever the shares admit a second packet at
     /// all; that bound only bites in the batch in which more streams start writing than in
     /// the one before (their shares shrink as they arrive).
     #[inline]
     pub(crate) fn admits(&self, tx: &StreamTx) -> bool {
         if tx.epoch != self.epoch {
-            tx.turn == self.epoch || self.bytes < self.turn_batch
+            tx.turn == self.epoch
+                || self.bytes < self.turn_batch
+                || (!tx.blocked && tx.epoch + 1 < self.epoch)
         } else {
             tx.bytes < self.quota && self.bytes < self.limit.saturating_mul(2)
         }
@@ -178,16 +182,11 @@ impl SendQueue {
     }
 
     /// Remembers that stream `id` was refused a packet of `len` bytes: it waits for a turn
-    /// (at the back of the queue; at its front when it had nothing in this batch or the one
-    /// before, like a new stream), and is reported writable when granted one.
+    /// at the back of the queue, and is reported writable when granted one.
     pub(crate) fn mark_blocked(&mut self, id: u32, tx: &mut StreamTx, len: usize) {
         if !tx.blocked {
             tx.blocked = true;
-            if tx.epoch + 1 < self.epoch {
-                self.blocked.push_front((id, len));
-            } else {
-                self.blocked.push_back((id, len));
-            }
+            self.blocked.push_back((id, len));
         }
     }
 
@@ -424,7 +423,7 @@ mod tests {
         // DATA packets of 7 bytes: 4 fill the limit (and the turn batch, which is the
         // limit when the limit is small).
         let mut q = SendQueue::new(Framing::Messages, 28);
-        let (mut a, mut b, mut c) = Default::default();
+        let (mut a, mut b, mut c): (StreamTx, StreamTx, StreamTx) = Default::default();
         for _ in 0..4 {
             assert!(q.admits(&a));
             q.push_data(1, &mut a, b"a0");
@@ -432,7 +431,11 @@ mod tests {
         assert!(!q.admits(&a), "alone, a may fill the whole batch");
         q.mark_blocked(1, &mut a, 7);
         q.mark_blocked(1, &mut a, 7);
-        assert!(!q.admits(&b), "a full batch admits no first packet without a turn");
+        assert!(q.admits(&b), "a new stream always gets one packet");
+        q.push_data(2, &mut b, b"b0");
+        assert!(q.admits(&b), "and its share (half the limit, now that two write)");
+        q.push_data(2, &mut b, b"b1");
+        assert!(!q.admits(&b));
         q.mark_blocked(2, &mut b, 7);
         let mut out = Batch::default();
         assert!(q.take(&mut out));
@@ -444,16 +447,19 @@ mod tests {
         woken.sort_unstable();
         assert_eq!(woken, [1, 2], "reported once when the batch is taken");
         assert!(grant(&q, &mut a));
-        assert!(grant(&q, &mut b));
-        for tx in [&mut a, &mut b] {
-            assert!(q.admits(tx));
-            q.push_data(2, tx, b"x0");
-            assert!(q.admits(tx));
-            q.push_data(2, tx, b"x0");
-            assert!(!q.admits(tx), "its half is used");
+        for _ in 0..2 {
+            assert!(q.admits(&a));
+            q.push_data(1, &mut a, b"x0");
         }
+        assert!(!q.admits(&a), "its half is used");
+        assert!(q.admits(&b), "the batch is under the turn size");
+        q.push_data(2, &mut b, b"x0");
+        q.push_data(2, &mut b, b"x0");
+        assert!(!q.admits(&b));
         assert_eq!(q.queued_packets(&a), 2);
-        // A third stream starts while the batch is full: it waits for a turn, at the front.
+        // c wrote in an earlier batch and is not waiting for a turn, but the batch is
+        // full: c waits for one.
+        c.epoch = q.epoch - 1;
         assert!(!q.admits(&c));
         q.mark_blocked(3, &mut c, 7);
         q.mark_blocked(1, &mut a, 7);
@@ -461,7 +467,11 @@ mod tests {
             q.blocked.iter().map(|&(id, _)| id).collect::<Vec<_>>(),
             [3, 1]
         );
-        assert_eq!(q.bytes(), 4 * 7);
+        assert!(q.take(&mut out));
+        assert_eq!(q.next_writable(), Some(1));
+        assert_eq!(q.next_writable(), Some(3), "both granted (half the limit each)");
+        assert!(grant(&q, &mut c));
+        assert!(q.admits(&c));
     }
 
     /// Streams that write whenever they may, run in an order that favours whoever was woken
@@ -479,7 +489,7 @@ mod tests {
         // Every stream is ready at first; afterwards only those reported writable.
         let mut ready: Vec<usize> = (0..STREAMS).collect();
         let mut out = Batch::default();
-        for _ in 0..400 {
+        for round in 0..400 {
             while let Some(i) = ready.pop() {
                 let id = i as u32 + 1;
                 loop {
@@ -492,7 +502,12 @@ mod tests {
                 }
             }
             assert!(q.take(&mut out));
-            assert!(out.len() <= limit + 2 * PACKET, "batch of {}", out.len());
+            // The first batch holds a packet of every new stream.
+            assert!(
+                round == 0 || out.len() <= limit + 2 * PACKET,
+                "batch of {}",
+                out.len()
+            );
             while let Some(id) = q.next_writable() {
                 let i = id as usize - 1;
                 assert!(grant(&q, &mut txs[i]));
