@@ -719,7 +719,8 @@ impl ClientConnection {
             data.len()
         };
         if !self.transmit.admits(&stream.tx) {
-            self.transmit.mark_blocked(id, &mut stream.tx, HEADER_LEN + n);
+            self.transmit
+                .mark_blocked(id, &mut stream.tx, HEADER_LEN + n);
             return Ok(None);
         }
         if flow {

@@ -200,7 +200,8 @@ impl SendQueue {
     /// driver that found nothing queued although turns were granted (their writers did not
     /// write), so that no waiting writer depends on them.
     pub(crate) fn grant_all(&mut self) {
-        self.writable.extend(self.blocked.drain(..).map(|(id, _)| id));
+        self.writable
+            .extend(self.blocked.drain(..).map(|(id, _)| id));
         self.blocked.reclaim();
     }
 
@@ -433,7 +434,10 @@ mod tests {
         q.mark_blocked(1, &mut a, 7);
         assert!(q.admits(&b), "a new stream always gets one packet");
         q.push_data(2, &mut b, b"b0");
-        assert!(q.admits(&b), "and its share (half the limit, now that two write)");
+        assert!(
+            q.admits(&b),
+            "and its share (half the limit, now that two write)"
+        );
         q.push_data(2, &mut b, b"b1");
         assert!(!q.admits(&b));
         q.mark_blocked(2, &mut b, 7);
@@ -469,7 +473,11 @@ mod tests {
         );
         assert!(q.take(&mut out));
         assert_eq!(q.next_writable(), Some(1));
-        assert_eq!(q.next_writable(), Some(3), "both granted (half the limit each)");
+        assert_eq!(
+            q.next_writable(),
+            Some(3),
+            "both granted (half the limit each)"
+        );
         assert!(grant(&q, &mut c));
         assert!(q.admits(&c));
     }
@@ -547,7 +555,10 @@ mod tests {
             assert!(grant(&q, &mut txs[id as usize - 1]));
             woken += 1;
         }
-        assert!(woken > 0 && q.has_waiting(), "a turn's worth is woken, the rest wait");
+        assert!(
+            woken > 0 && q.has_waiting(),
+            "a turn's worth is woken, the rest wait"
+        );
         q.grant_all();
         while let Some(id) = q.next_writable() {
             assert!(grant(&q, &mut txs[id as usize - 1]));
