@@ -160,15 +160,22 @@ impl SendQueue {
     /// so the batch stays under twice the limit whenever the shares admit a second packet at
     /// all; that bound only bites in the batch in which more streams start writing than in
     /// the one before (their shares shrink as they arrive).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn admits(&self, tx: &StreamTx) -> bool {
-        if tx.epoch != self.epoch {
-            tx.turn == self.epoch
-                || self.bytes < self.turn_batch
-                || (!tx.blocked && tx.epoch + 1 < self.epoch)
-        } else {
+        if tx.epoch == self.epoch {
             tx.bytes < self.quota && self.bytes < self.limit.saturating_mul(2)
+        } else {
+            self.admits_first(tx)
         }
+    }
+
+    /// [`SendQueue::admits`] for the stream's first packet in the live batch (once per
+    /// batch and stream: kept out of line, so that the writer's path stays small).
+    #[inline(never)]
+    fn admits_first(&self, tx: &StreamTx) -> bool {
+        tx.turn == self.epoch
+            || self.bytes < self.turn_batch
+            || (!tx.blocked && tx.epoch + 1 < self.epoch)
     }
 
     /// Packets of the stream `tx` in the live batch.
