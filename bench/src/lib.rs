@@ -561,6 +561,24 @@ impl Report {
     }
 }
 
+/// A run's CPU time per MiB delivered, client and server threads: unlike the throughput,
+/// it hardly moves when other processes take the cores, so runs on a busy machine can still
+/// be compared by it.
+fn cpu_per_mib(r: &RunResult) -> String {
+    let per = |cpu: f64| {
+        if r.mib_s > 0.0 {
+            cpu * 1000.0 / r.mib_s
+        } else {
+            f64::NAN
+        }
+    };
+    format!(
+        "CPU ms/MiB client {:.3} server {:.3}",
+        per(r.client_cpu),
+        per(r.server_cpu)
+    )
+}
+
 /// Runs the throughput series in this process and the idle measurements in child
 /// processes (`exe` is this binary, re-executed with `--idle-child`).
 pub fn run(cfg: &Config, exe: Option<&std::path::Path>) -> Result<Report, String> {
@@ -595,15 +613,16 @@ pub fn run(cfg: &Config, exe: Option<&std::path::Path>) -> Result<Report, String
                             break r;
                         }
                         eprintln!(
-                            "[{:>6.1}s] {} streams={streams} size={size}: other processes used {:.2} cores, repeating",
+                            "[{:>6.1}s] {} streams={streams} size={size}: other processes used {:.2} cores, repeating ({})",
                             start.elapsed().as_secs_f64(),
                             r.client,
-                            r.foreign_cpu
+                            r.foreign_cpu,
+                            cpu_per_mib(&r)
                         );
                         disturbed += 1;
                     };
                     eprintln!(
-                        "[{:>6.1}s] {:<8} streams={:<3} size={:<6} run={} {:>8.1} MiB/s cpu client {:.2} server {:.2} others {:.2}{}{}{}",
+                        "[{:>6.1}s] {:<8} streams={:<3} size={:<6} run={} {:>8.1} MiB/s cpu client {:.2} server {:.2} others {:.2} ({}){}{}{}",
                         start.elapsed().as_secs_f64(),
                         r.client,
                         streams,
@@ -613,6 +632,7 @@ pub fn run(cfg: &Config, exe: Option<&std::path::Path>) -> Result<Report, String
                         r.client_cpu,
                         r.server_cpu,
                         r.foreign_cpu,
+                        cpu_per_mib(&r),
                         if r.window_min_share.is_empty() {
                             String::new()
                         } else {

@@ -65,11 +65,22 @@ const BATCH_BUDGET: usize = 16;
 /// writers wait in the run queue. Yielding once before each take puts the driver behind
 /// them: every writer that is ready adds its share first. The cost is one more poll of
 /// the driver per batch; with nothing queued there is nothing to take and no yield.
+///
+/// With nothing queued but writers waiting for their turn, the driver yields too: the
+/// writers granted the next turns when the last batch was taken run first and queue. If
+/// after that yield nothing is queued still, those writers did not write (their futures
+/// were dropped, say), and every waiting writer is woken, so that none waits on them.
 fn ready_to_take(yielded: &mut bool, shared: &Shared) -> Option<bool> {
+    let mut state = shared.lock();
+    let queued = state.conn.queued_bytes() > 0;
     if std::mem::take(yielded) {
-        return Some(true);
+        if !queued && state.conn.has_waiting_writers() {
+            state.conn.wake_waiting_writers();
+            state.process_events();
+        }
+        return Some(queued);
     }
-    if shared.lock().conn.queued_bytes() == 0 {
+    if !queued && !state.conn.has_waiting_writers() {
         return Some(false);
     }
     *yielded = true;

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::codec::{CloseReason, Packet, PacketBody, StreamType};
+use crate::codec::{CloseReason, HEADER_LEN, Packet, PacketBody, StreamType};
 use crate::error::{
     Error, Misuse, PeerIncompatible, PeerMisbehaved, Rejection, TransportError, Wait,
     close_reason_for,
@@ -48,7 +48,7 @@ use crate::info::{InfoPacket, WispVersion};
 use crate::negotiate;
 use crate::options::MuxOptions;
 use crate::reclaim::Reclaim;
-use crate::sendq::{SendQueue, StreamTx, clear_blocked};
+use crate::sendq::{SendQueue, StreamTx, grant};
 
 /// The outcome of a successful handshake.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -305,6 +305,21 @@ impl ClientConnection {
         took
     }
 
+    /// Whether writers refused for lack of room wait for their turn (granted, and reported
+    /// with [`Event::StreamWritable`], when a batch is taken).
+    #[inline]
+    pub fn has_waiting_writers(&self) -> bool {
+        self.transmit.has_waiting()
+    }
+
+    /// Reports every writer waiting for its turn writable at once. For a driver that took
+    /// a batch, let the writers granted the next turns run, and still found nothing queued
+    /// (they did not write): the others must not wait for them.
+    pub fn wake_waiting_writers(&mut self) {
+        self.transmit.grant_all();
+        self.report_writable();
+    }
+
     /// Bytes of memory the transmit queue's buffers hold. They keep the size the busiest
     /// moment gave them, so that filling them again costs nothing; a driver that finds
     /// the connection idle for a while frees them with
@@ -323,7 +338,7 @@ impl ClientConnection {
     fn report_writable(&mut self) {
         while let Some(id) = self.transmit.next_writable() {
             if let Some(stream) = self.streams.get_mut(&id)
-                && clear_blocked(&mut stream.tx)
+                && grant(&self.transmit, &mut stream.tx)
             {
                 self.events.push_back(Event::StreamWritable { id });
             }
@@ -723,7 +738,8 @@ impl ClientConnection {
             data.len()
         };
         if !self.transmit.admits(&stream.tx) {
-            self.transmit.mark_blocked(id, &mut stream.tx);
+            self.transmit
+                .mark_blocked(id, &mut stream.tx, HEADER_LEN + n);
             return Ok(None);
         }
         if flow {

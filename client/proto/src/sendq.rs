@@ -12,14 +12,24 @@
 //! being written. Each stream's packets stay in order. CLOSE(0), which ends the connection,
 //! goes out alone after everything else.
 //!
-//! Fairness comes from admission: a busy stream may add at most its fair share of the limit
-//! to a batch (the limit divided by the number of streams writing, in this batch or lately),
-//! and a stream with nothing in the batch may always add one packet. So every busy
-//! stream gets its share of every batch, whichever writer task the runtime runs first, and
-//! a batch exceeds the limit by at most one packet per stream (the first packets). Writers refused for lack of
-//! room are reported writable when the driver takes the batch; they fill the next batch
-//! while the driver writes this one.
+//! Fairness comes from admission, in turns: a busy stream may add at most its fair share of
+//! the limit to a batch (the limit divided by the number of streams writing lately, but at
+//! least a quarter of [`TURN_BATCH`]), its first packet while the batch is under
+//! [`TURN_BATCH`] bytes, and a new or idle stream (nothing in this batch or the one before,
+//! not waiting) one packet always. A stream refused, for its share or for the batch's size,
+//! joins the back of a queue of waiting streams; when the driver takes
+//! a batch, the waiting streams at the front are granted the next batch's turns (as many as
+//! [`TURN_BATCH`] holds at their shares) and reported writable: a granted stream's first
+//! packet is admitted whatever the batch holds. So the streams take their turns in a round
+//! whichever writer task the runtime runs first, only the writers whose turn it is are woken,
+//! and a batch stays near [`TURN_BATCH`] however many streams write (it exceeds it by at most
+//! one packet per granted stream). A batch of 64 busy streams writing 60 KiB payloads used to
+//! hold one payload of each (3.75 MiB, out of cache by the time the kernel copied it, and
+//! each writer's payload was read once per 3.75 MiB); now it holds a few streams' turns of
+//! two payloads each (see `bench/README.md`). Granted writers fill the next batch while the
+//! driver writes this one.
 
+use std::collections::VecDeque;
 use std::fmt;
 
 use bytes::Bytes;
@@ -28,6 +38,12 @@ use crate::codec::{HEADER_LEN, PacketType};
 use crate::frames::{Batch, Framing};
 use crate::reclaim::Reclaim;
 
+/// The size a batch is kept near when many streams write: small enough to stay in a core's
+/// L2 cache between the writers' copies into it and the kernel's copy out of it. A stream's
+/// turn is at least a quarter of it, so that a writer copies several payloads in a row out
+/// of a buffer still in cache.
+pub(crate) const TURN_BATCH: usize = 256 * 1024;
+
 /// A stream's part of the live batch. It describes batch number `epoch`; when that is not
 /// the live batch, the stream has nothing queued.
 #[derive(Clone, Copy, Debug, Default)]
@@ -35,8 +51,10 @@ pub(crate) struct StreamTx {
     epoch: u64,
     packets: u32,
     bytes: usize,
-    /// Refused since the batch was last taken (listed in `SendQueue::blocked`).
+    /// Refused since its last turn was granted (listed in `SendQueue::blocked`).
     blocked: bool,
+    /// The batch number of the turn last granted to it.
+    turn: u64,
 }
 
 /// The transmit queue of a connection. See the module documentation.
@@ -48,6 +66,9 @@ pub(crate) struct SendQueue {
     limit: usize,
     /// Twice the limit: past it, no stream adds more than its first packet.
     cap: usize,
+    /// Beyond this many packet bytes a batch admits no stream's first packet without a
+    /// granted turn: `limit`, at most [`TURN_BATCH`].
+    turn_batch: usize,
     batch: Batch,
     /// Packet bytes in `batch` (framing not counted).
     bytes: usize,
@@ -64,8 +85,9 @@ pub(crate) struct SendQueue {
     busy: usize,
     /// What one stream may add to the live batch after its first packet.
     quota: usize,
-    /// Streams refused since the batch was last taken.
-    blocked: Vec<u32>,
+    /// Streams refused and waiting for a turn, in turn order, with the length of the packet
+    /// each was refused.
+    blocked: VecDeque<(u32, usize)>,
     /// Streams to report writable, for [`SendQueue::next_writable`].
     writable: Vec<u32>,
     /// [`Framing::Messages`]: the batch [`SendQueue::pop_message`] hands out, and the
@@ -93,6 +115,7 @@ impl SendQueue {
             framing,
             limit,
             cap: limit.saturating_mul(2),
+            turn_batch: limit.min(TURN_BATCH),
             batch: Batch::default(),
             bytes: 0,
             last: None,
@@ -100,7 +123,7 @@ impl SendQueue {
             active: 0,
             busy: 0,
             quota: limit,
-            blocked: Vec::new(),
+            blocked: VecDeque::new(),
             writable: Vec::new(),
             taken: Batch::default(),
             taken_pos: 0,
@@ -133,14 +156,29 @@ impl SendQueue {
         self.bytes >= self.limit
     }
 
-    /// Whether the stream `tx` may queue a packet now: its first in the live batch always,
-    /// more while it is under its share. Each stream overshoots its share by at most one
-    /// packet, so the batch stays under twice the limit whenever the shares admit a second
-    /// packet at all; that bound only bites in the batch in which more streams start
-    /// writing than in the one before (their shares shrink as they arrive).
-    #[inline]
+    /// Whether the stream `tx` may queue a packet now: its first in the live batch while
+    /// the batch is under [`TURN_BATCH`], when its turn was granted for this batch, or when
+    /// it is new or idle (nothing in the batch before, not waiting); more while it is under
+    /// its share. Each stream overshoots its share by at most one packet,
+    /// so the batch stays under twice the limit whenever the shares admit a second packet at
+    /// all; that bound only bites in the batch in which more streams start writing than in
+    /// the one before (their shares shrink as they arrive).
+    #[inline(always)]
     pub(crate) fn admits(&self, tx: &StreamTx) -> bool {
-        tx.epoch != self.epoch || (tx.bytes < self.quota && self.bytes < self.cap)
+        if tx.epoch == self.epoch {
+            tx.bytes < self.quota && self.bytes < self.cap
+        } else {
+            self.admits_first(tx)
+        }
+    }
+
+    /// [`SendQueue::admits`] for the stream's first packet in the live batch (once per
+    /// batch and stream: kept out of line, so that the writer's path stays small).
+    #[inline(never)]
+    fn admits_first(&self, tx: &StreamTx) -> bool {
+        tx.turn == self.epoch
+            || self.bytes < self.turn_batch
+            || (!tx.blocked && tx.epoch + 1 < self.epoch)
     }
 
     /// Packets of the stream `tx` in the live batch.
@@ -153,16 +191,32 @@ impl SendQueue {
         }
     }
 
-    /// Remembers that stream `id` was refused, so it is reported writable when the batch
-    /// is taken.
-    pub(crate) fn mark_blocked(&mut self, id: u32, tx: &mut StreamTx) {
+    /// Remembers that stream `id` was refused a packet of `len` bytes: it waits for a turn
+    /// at the back of the queue, and is reported writable when granted one.
+    pub(crate) fn mark_blocked(&mut self, id: u32, tx: &mut StreamTx, len: usize) {
         if !tx.blocked {
             tx.blocked = true;
-            self.blocked.push(id);
+            self.blocked.push_back((id, len));
         }
     }
 
-    /// A stream whose refused writer may write again, reported once.
+    /// Whether streams wait for a turn.
+    #[inline]
+    pub(crate) fn has_waiting(&self) -> bool {
+        !self.blocked.is_empty()
+    }
+
+    /// Grants every waiting stream a turn in the live batch and reports it writable: for a
+    /// driver that found nothing queued although turns were granted (their writers did not
+    /// write), so that no waiting writer depends on them.
+    pub(crate) fn grant_all(&mut self) {
+        self.writable
+            .extend(self.blocked.drain(..).map(|(id, _)| id));
+        self.blocked.reclaim();
+    }
+
+    /// A stream whose refused writer may write again (its turn granted), reported once; the
+    /// caller passes it to [`grant`].
     pub(crate) fn next_writable(&mut self) -> Option<u32> {
         let id = self.writable.pop();
         self.writable.reclaim();
@@ -196,7 +250,7 @@ impl SendQueue {
             tx.bytes = 0;
             self.active += 1;
             if self.active > self.busy {
-                self.quota = self.limit / self.active;
+                self.quota = (self.limit / self.active).max(self.turn_batch / 4);
             }
             if front {
                 &mut self.batch.control
@@ -231,9 +285,10 @@ impl SendQueue {
     }
 
     /// Moves the live batch into `out` (which must be empty; its buffers become the next
-    /// live batch's) and reports the refused streams writable. When nothing else is
-    /// queued, the connection-ending CLOSE(0) is the batch. Returns whether anything was
-    /// taken.
+    /// live batch's) and grants the next batch's turns: the streams at the front of the
+    /// waiting queue, as many as [`TURN_BATCH`] holds at their shares, are reported
+    /// writable. When nothing else is queued, the connection-ending CLOSE(0) is the batch.
+    /// Returns whether anything was taken.
     pub(crate) fn take(&mut self, out: &mut Batch) -> bool {
         out.clear();
         if self.batch.is_empty() {
@@ -249,13 +304,24 @@ impl SendQueue {
         self.batch.prepare_like(out);
         self.bytes = 0;
         self.epoch += 1;
-        self.busy = self.active.max(self.busy - self.busy / 8);
+        // The streams writing: those in this batch, or waiting for a turn, or lately more.
+        self.busy = self
+            .active
+            .max(self.blocked.len())
+            .max(self.busy - self.busy / 8);
         self.active = 0;
-        self.quota = self.limit / self.busy.max(1);
-        // Each id is listed once per batch (`StreamTx::blocked`); the connection checks the
-        // stream still exists and clears its flag.
-        self.writable.append(&mut self.blocked);
-        // After a burst of refused streams the list's capacity goes back.
+        self.quota = (self.limit / self.busy.max(1)).max(self.turn_batch / 4);
+        // Each id waits once (`StreamTx::blocked`); the connection checks the stream still
+        // exists, clears its flag and grants its turn.
+        let mut granted = 0;
+        while granted < self.turn_batch {
+            let Some((id, len)) = self.blocked.pop_front() else {
+                break;
+            };
+            granted += len.max(self.quota);
+            self.writable.push(id);
+        }
+        // After a burst of refused streams the queue's capacity goes back.
         self.blocked.reclaim();
         true
     }
@@ -304,8 +370,10 @@ fn encode(framing: &mut Framing, buf: &mut crate::frames::FrameBuf, head: &[u8],
     }
 }
 
-/// Clears the blocked flag of a stream reported writable.
-pub(crate) fn clear_blocked(tx: &mut StreamTx) -> bool {
+/// Grants the stream `tx`, reported writable by `queue`, its turn in the live batch and
+/// clears its blocked flag; returns whether it was blocked.
+pub(crate) fn grant(queue: &SendQueue, tx: &mut StreamTx) -> bool {
+    tx.turn = queue.epoch;
     std::mem::take(&mut tx.blocked)
 }
 
@@ -366,46 +434,111 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_gets_its_share_of_a_batch_and_one_packet_whatever_the_total() {
-        // DATA packets of 7 bytes: 4 fill the limit.
+    fn a_stream_gets_its_share_of_a_batch_and_waiting_streams_their_turns() {
+        // DATA packets of 7 bytes: 4 fill the limit (and the turn batch, which is the
+        // limit when the limit is small).
         let mut q = SendQueue::new(Framing::Messages, 28);
-        let (mut a, mut b, mut c) = Default::default();
+        let (mut a, mut b, mut c): (StreamTx, StreamTx, StreamTx) = Default::default();
         for _ in 0..4 {
             assert!(q.admits(&a));
             q.push_data(1, &mut a, b"a0");
         }
         assert!(!q.admits(&a), "alone, a may fill the whole batch");
-        q.mark_blocked(1, &mut a);
-        q.mark_blocked(1, &mut a);
+        q.mark_blocked(1, &mut a, 7);
+        q.mark_blocked(1, &mut a, 7);
+        assert!(q.admits(&b), "a new stream always gets one packet");
+        q.push_data(2, &mut b, b"b0");
         assert!(
             q.admits(&b),
-            "a stream with nothing queued always gets one packet"
+            "and its share (half the limit, now that two write)"
         );
-        q.push_data(2, &mut b, b"b0");
+        q.push_data(2, &mut b, b"b1");
+        assert!(!q.admits(&b));
+        q.mark_blocked(2, &mut b, 7);
         let mut out = Batch::default();
         assert!(q.take(&mut out));
+        // Two streams wait: each turn is half the limit, so both are granted one.
+        let mut woken = Vec::new();
+        while let Some(id) = q.next_writable() {
+            woken.push(id);
+        }
+        woken.sort_unstable();
+        assert_eq!(woken, [1, 2], "reported once when the batch is taken");
+        assert!(grant(&q, &mut a));
+        for _ in 0..2 {
+            assert!(q.admits(&a));
+            q.push_data(1, &mut a, b"x0");
+        }
+        assert!(!q.admits(&a), "its half is used");
+        assert!(q.admits(&b), "the batch is under the turn size");
+        q.push_data(2, &mut b, b"x0");
+        q.push_data(2, &mut b, b"x0");
+        assert!(!q.admits(&b));
+        assert_eq!(q.queued_packets(&a), 2);
+        // c wrote in an earlier batch and is not waiting for a turn, but the batch is
+        // full: c waits for one.
+        c.epoch = q.epoch - 1;
+        assert!(!q.admits(&c));
+        q.mark_blocked(3, &mut c, 7);
+        q.mark_blocked(1, &mut a, 7);
+        assert_eq!(
+            q.blocked.iter().map(|&(id, _)| id).collect::<Vec<_>>(),
+            [3, 1]
+        );
+        assert!(q.take(&mut out));
+        assert_eq!(q.next_writable(), Some(1));
         assert_eq!(
             q.next_writable(),
-            Some(1),
-            "reported once when the batch is taken"
+            Some(3),
+            "both granted (half the limit each)"
         );
-        assert_eq!(q.next_writable(), None);
-        assert!(clear_blocked(&mut a));
-        // Two streams wrote in the last batch: each may now add half the limit.
-        for tx in [&mut a, &mut b] {
-            q.push_data(2, tx, b"x0");
-            assert!(q.admits(tx));
-            q.push_data(2, tx, b"x0");
-            assert!(!q.admits(tx), "its half is used");
-        }
-        assert_eq!(q.queued_packets(&a), 2);
-        // A third stream starts: its first packet always, then while under its share (a
-        // third of the limit now).
-        q.push_data(3, &mut c, b"c0");
+        assert!(grant(&q, &mut c));
         assert!(q.admits(&c));
-        q.push_data(3, &mut c, b"c0");
-        assert!(!q.admits(&c));
-        assert_eq!(q.bytes(), 6 * 7);
+    }
+
+    /// Streams that write whenever they may, run in an order that favours whoever was woken
+    /// last (as tokio's LIFO slot does), get equal turns over a few rounds, and every batch
+    /// stays near the turn size.
+    #[test]
+    fn turns_rotate_among_many_streams_whatever_order_writers_run_in() {
+        const STREAMS: usize = 16;
+        const PACKET: usize = 1000;
+        let limit = 4 * PACKET;
+        let mut q = SendQueue::new(Framing::Messages, limit);
+        let mut txs = vec![StreamTx::default(); STREAMS];
+        let mut sent = [0usize; STREAMS];
+        let body = vec![7u8; PACKET - HEADER_LEN];
+        // Every stream is ready at first; afterwards only those reported writable.
+        let mut ready: Vec<usize> = (0..STREAMS).collect();
+        let mut out = Batch::default();
+        for round in 0..400 {
+            while let Some(i) = ready.pop() {
+                let id = i as u32 + 1;
+                loop {
+                    if !q.admits(&txs[i]) {
+                        q.mark_blocked(id, &mut txs[i], PACKET);
+                        break;
+                    }
+                    q.push_data(id, &mut txs[i], &body);
+                    sent[i] += 1;
+                }
+            }
+            assert!(q.take(&mut out));
+            // The first batch holds a packet of every new stream.
+            assert!(
+                round == 0 || out.len() <= limit + 2 * PACKET,
+                "batch of {}",
+                out.len()
+            );
+            while let Some(id) = q.next_writable() {
+                let i = id as usize - 1;
+                assert!(grant(&q, &mut txs[i]));
+                ready.push(i);
+            }
+            assert!(!ready.is_empty(), "some stream is always granted a turn");
+        }
+        let (min, max) = (sent.iter().min().unwrap(), sent.iter().max().unwrap());
+        assert!(*min > 0 && max - min <= max / 10, "{sent:?}");
     }
 
     #[test]
@@ -427,13 +560,22 @@ mod tests {
         for (id, tx) in (1..).zip(txs.iter_mut()) {
             q.push_control(b"connect");
             q.push_data(id, tx, b"data");
-            q.mark_blocked(id, tx);
+            q.mark_blocked(id, tx, 11);
         }
         let mut out = Batch::default();
         assert!(q.take(&mut out));
         let mut woken = 0;
         while let Some(id) = q.next_writable() {
-            assert!(clear_blocked(&mut txs[id as usize - 1]));
+            assert!(grant(&q, &mut txs[id as usize - 1]));
+            woken += 1;
+        }
+        assert!(
+            woken > 0 && q.has_waiting(),
+            "a turn's worth is woken, the rest wait"
+        );
+        q.grant_all();
+        while let Some(id) = q.next_writable() {
+            assert!(grant(&q, &mut txs[id as usize - 1]));
             woken += 1;
         }
         assert_eq!(woken, 1000);
