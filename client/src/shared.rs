@@ -8,10 +8,10 @@
 //! registration happen under the same lock as credit updates, no wake-up can be lost.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
 
 use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::oneshot;
 
 use crate::WispError;
@@ -109,6 +109,7 @@ impl State {
     }
 
     /// Wakes the driver if the connection has something for it to do.
+    #[inline]
     pub(crate) fn wake_driver(&mut self) {
         if let Some(w) = self.driver_waker.take() {
             w.wake();
@@ -184,10 +185,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The state, locked. Not poisoned by a panic while held (a parking_lot mutex): a
+    /// panic cannot leave the protocol state half-updated in a way that matters more than
+    /// losing the connection, and the per-packet write path does no poison bookkeeping.
+    #[inline]
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the protocol state half-updated in a
-        // way that matters more than losing the connection, so poisoning is ignored.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 }
 

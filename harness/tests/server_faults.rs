@@ -212,8 +212,10 @@ async fn stalling_server_is_judged_case_by_case_within_bounds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_that_dies_mid_suite_reports_every_case() {
-    // The probe, the start's liveness check and 5 cases get a (stalling) server; then it
-    // stops listening.
+    // The probe, the start's liveness check, the first cases and the liveness checks after
+    // them get a (stalling) server; then it stops listening. It never echoes, but it
+    // completes v1 handshakes (CONTINUE(0)): the checks after a case go that far, so the
+    // case after which it stopped is named and the later ones are NOT RUN.
     let (url, task) = stalling_server(7).await;
     let cases = server_cases(&["server.handshake", "server.tcp", "server.close"]);
     let config = config(url, RunMode::V1, 500);
@@ -231,21 +233,45 @@ async fn server_that_dies_mid_suite_reports_every_case() {
         .filter(|c| wisp_harness::server::applies(c, RunMode::V1))
         .count();
     // After the cases, the run-level check rows (the server sent packets).
-    let case_rows = report
+    let rows: Vec<&wisp_harness::report::CaseReport> = report
         .cases
         .iter()
         .filter(|c| !c.id.starts_with(wisp_harness::server::checks::PREFIX))
-        .count();
-    assert_eq!(case_rows, applicable);
-    let errors = report.cases.iter().filter(|c| c.error.is_some()).count();
-    let judged = report
-        .cases
+        .collect();
+    assert_eq!(rows.len(), applicable);
+    let summary: Vec<String> = rows
         .iter()
-        .filter(|c| c.error.is_none() && c.verdict != Verdict::Unsupported)
-        .count();
-    assert!(judged >= 4, "the first cases were judged ({judged})");
-    assert!(errors >= 1, "the later ones could not connect");
-    assert_eq!(Gate::decide(&report, false, None, true).exit_code, 2);
+        .map(|c| {
+            format!(
+                "{} {} {:?} {:?}",
+                c.id,
+                c.label(),
+                c.reasons.first(),
+                c.not_run
+            )
+        })
+        .collect();
+    let at = rows
+        .iter()
+        .position(|c| {
+            c.reasons.first().is_some_and(|r| {
+                r.contains("the server crashed (connection refused after this case)")
+            })
+        })
+        .unwrap_or_else(|| panic!("a case is named: {summary:#?}"));
+    assert!(at >= 1, "the first cases were judged: {summary:#?}");
+    assert!(
+        rows[..at]
+            .iter()
+            .all(|c| c.error.is_none() && c.not_run.is_none()),
+        "{summary:#?}"
+    );
+    assert!(at + 1 < rows.len(), "{summary:#?}");
+    let since = format!("not run: the server is down since {}", rows[at].id);
+    for c in &rows[at + 1..] {
+        assert_eq!(c.not_run.as_deref(), Some(since.as_str()), "{summary:#?}");
+    }
+    assert_eq!(Gate::decide(&report, false, None, true).exit_code, 1);
 }
 
 /// A draft-6 v2 server with password and certificate authentication that echoes every

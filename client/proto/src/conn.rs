@@ -43,7 +43,7 @@ use crate::ext::{
     ExtensionId, HandshakeOrder, NegotiatedExtension, WispV2Handshake, confirm, motd,
 };
 use crate::frames::{Batch, Framing};
-use crate::idmap::IdMap;
+use crate::idmap::{StreamHandle, StreamTable};
 use crate::info::{InfoPacket, WispVersion};
 use crate::negotiate;
 use crate::options::MuxOptions;
@@ -171,12 +171,14 @@ pub struct ClientConnection {
     /// `None`: Wisp v1.
     handshake: Option<WispV2Handshake>,
     options: MuxOptions,
+    /// [`MuxOptions::payload_limit`], read on every write.
+    payload_limit: usize,
     phase: Phase,
     handshake_deadline: Option<Instant>,
     negotiated: Option<Negotiated>,
     /// Whether the server's `required` flag for an auth extension went unanswered.
     auth_unanswered: bool,
-    streams: IdMap<StreamState>,
+    streams: StreamTable<StreamState>,
     next_stream_id: Option<u32>,
     transmit: SendQueue,
     events: VecDeque<Event>,
@@ -192,11 +194,12 @@ impl ClientConnection {
         Self {
             handshake_deadline: options.handshake_timeout.and_then(|t| deadline(now, t)),
             handshake,
+            payload_limit: options.payload_limit(),
             options,
             phase: Phase::AwaitFirst,
             negotiated: None,
             auth_unanswered: false,
-            streams: IdMap::default(),
+            streams: StreamTable::default(),
             next_stream_id: Some(first),
             transmit,
             events: VecDeque::new(),
@@ -396,7 +399,7 @@ impl ClientConnection {
                     .filter(|(_, s)| {
                         matches!(s.phase, StreamPhase::Opening { deadline: Some(d) } if now >= d)
                     })
-                    .map(|(id, _)| *id)
+                    .map(|(id, _)| id)
                     .collect();
                 for id in expired {
                     self.forget_stream(id);
@@ -686,10 +689,26 @@ impl ClientConnection {
     /// bytes it took. `Ok(None)` means the stream cannot send now (no credit, not yet
     /// confirmed, or the transport queue is full); an event or a drained queue will say when
     /// to retry. An empty `data` sends an empty DATA packet.
-    #[inline(always)]
     pub fn send_data(&mut self, id: u32, data: &[u8]) -> Result<Option<usize>, Error> {
-        self.check_usable()?;
-        let stream = self.streams.get_mut(&id).ok_or(Misuse::StreamClosed)?;
+        self.send_data_on(&mut StreamHandle::new(id), data)
+    }
+
+    /// [`ClientConnection::send_data`] on the stream `stream` names: a writer that keeps
+    /// its [`StreamHandle`] finds its stream by index, not by hashing its id (the handle
+    /// is refreshed when it was stale).
+    #[inline(always)]
+    pub fn send_data_on(
+        &mut self,
+        stream: &mut StreamHandle,
+        data: &[u8],
+    ) -> Result<Option<usize>, Error> {
+        let id = stream.id();
+        // A stream is known only while the connection is established (streams open on an
+        // established connection, and the end of the connection forgets them all), so
+        // finding it is the usability check; the error says why it was not found.
+        let Some(stream) = self.streams.get_by_handle(stream) else {
+            return Err(self.missing_stream_error());
+        };
         if matches!(stream.phase, StreamPhase::Opening { .. }) {
             return Ok(None);
         }
@@ -699,7 +718,7 @@ impl ClientConnection {
         }
         // A UDP DATA is one datagram: it is never split.
         let n = if flow {
-            data.len().min(self.options.payload_limit())
+            data.len().min(self.payload_limit)
         } else {
             data.len()
         };
@@ -785,6 +804,16 @@ impl ClientConnection {
         let error = Error::from(PeerIncompatible::MissingExtensions(missing));
         self.fail(error.clone());
         Err(error)
+    }
+
+    /// The error for an operation on stream `id` that the connection does not know: the
+    /// connection's state, or [`Misuse::StreamClosed`].
+    #[cold]
+    fn missing_stream_error(&self) -> Error {
+        match self.check_usable() {
+            Err(e) => e,
+            Ok(()) => Misuse::StreamClosed.into(),
+        }
     }
 
     fn check_usable(&self) -> Result<(), Error> {

@@ -152,6 +152,16 @@ impl FrameBuf {
         self.room_at_least(n, 0)
     }
 
+    /// Makes an empty buffer ready to hold `n` bytes: fresh zeroed memory when it is
+    /// smaller (nothing to copy, and the allocator's zeroed pages need no pass), instead of
+    /// doubling packet by packet while it fills. Does nothing to a buffer holding bytes.
+    pub fn prepare(&mut self, n: usize) {
+        if self.len == 0 && self.buf.len() < n {
+            self.buf = vec![0; n.checked_next_power_of_two().unwrap_or(n).max(4096)];
+            self.small_fills = 0;
+        }
+    }
+
     #[cold]
     fn grow(&mut self, need: usize) {
         let new_len = need.max(2 * self.buf.len()).max(4096);
@@ -163,7 +173,7 @@ impl FrameBuf {
     #[inline]
     pub fn push_frame(&mut self, key: [u8; 4], head: &[u8], body: &[u8]) {
         let n = head.len() + body.len();
-        let rest = self.push_frame_start(n, key);
+        let rest = self.push_frame_start(n, u128::from(u32::from_le_bytes(key)), 4);
         let (ph, pb) = rest.split_at_mut(head.len());
         mask_copy(ph, head, key);
         // The body starts `head.len()` bytes into the payload: rotate the key to match.
@@ -174,57 +184,56 @@ impl FrameBuf {
 
     /// Appends the masked client WebSocket frame of one Wisp DATA packet: the packet header
     /// (DATA, `stream_id`), then `body`. [`FrameBuf::push_frame`] for the hot path: the
-    /// frame header, the key and the masked packet header are stored as one block, and the
-    /// body takes one pass.
+    /// frame header, the key and the masked packet header are computed in registers and
+    /// stored as one block, and the body takes one pass.
     #[inline]
     pub fn push_data_frame(&mut self, key: [u8; 4], stream_id: u32, body: &[u8]) {
-        let [k0, k1, k2, k3] = key;
-        let [i0, i1, i2, i3] = stream_id.to_le_bytes();
-        let key_and_head = [
-            k0,
-            k1,
-            k2,
-            k3,
-            PacketType::DATA.0 ^ k0,
-            i0 ^ k1,
-            i1 ^ k2,
-            i2 ^ k3,
-            i3 ^ k0,
-        ];
-        let rest = self.push_frame_start(HEADER_LEN + body.len(), key_and_head);
+        let k = u32::from_le_bytes(key);
+        // The packet header's 5 bytes (type, then the id in little-endian order) masked
+        // with the key, which repeats every 4 bytes.
+        let head = u64::from(PacketType::DATA.0) | u64::from(stream_id) << 8;
+        let masked_head = (head ^ (u64::from(k) * 0x1_0000_0001)) & 0xff_ffff_ffff;
+        let key_and_head = u128::from(k) | u128::from(masked_head) << 32;
+        let rest = self.push_frame_start(HEADER_LEN + body.len(), key_and_head, 4 + HEADER_LEN);
         // The body starts 5 bytes into the payload: the key shifted by one byte.
-        mask_copy(rest, body, [k1, k2, k3, k0]);
+        mask_copy(rest, body, k.rotate_right(8).to_le_bytes());
     }
 
-    /// Appends a frame of an `n`-byte payload, whose header ends with `key_and_head` (the
-    /// mask key, then the start of the payload already masked), and returns the room for
-    /// the rest of the payload. The header is stored as one fixed-size block.
+    /// Appends a frame of an `n`-byte payload, whose header ends with the `tail_len` bytes
+    /// of `tail` (little-endian: the mask key, then the start of the payload already
+    /// masked; at most 12 bytes), and returns the room for the rest of the payload. The
+    /// header is built in registers and stored as one fixed-size block.
     #[inline(always)]
-    fn push_frame_start<const T: usize>(&mut self, n: usize, key_and_head: [u8; T]) -> &mut [u8] {
+    fn push_frame_start(&mut self, n: usize, tail: u128, tail_len: usize) -> &mut [u8] {
         const BLOCK: usize = 24;
-        let mut hdr = [0u8; BLOCK];
-        hdr[0] = 0x82;
-        let hdr_len = if n < 126 {
-            hdr[1] = 0x80 | n as u8;
-            2
+        const BINARY_FIN: u128 = 0x82;
+        // The block: the first 16 bytes, the last 8, and the length of the header proper.
+        let (lo, hi, hdr_len) = if n < 126 {
+            (BINARY_FIN | (0x80 | n as u128) << 8 | tail << 16, 0, 2)
         } else if let Ok(n16) = u16::try_from(n) {
-            hdr[1] = 0x80 | 126;
-            hdr[2..4].copy_from_slice(&n16.to_be_bytes());
-            4
+            (
+                BINARY_FIN | 0xfe << 8 | u128::from(n16.to_be()) << 16 | tail << 32,
+                0,
+                4,
+            )
         } else {
-            hdr[1] = 0x80 | 127;
-            hdr[2..10].copy_from_slice(&(n as u64).to_be_bytes());
-            10
+            (
+                BINARY_FIN | 0xff << 8 | u128::from((n as u64).to_be()) << 16 | tail << 80,
+                (tail >> 48) as u64,
+                10,
+            )
         };
-        hdr[hdr_len..hdr_len + T].copy_from_slice(&key_and_head);
         let total = hdr_len + 4 + n;
         // Room for the whole block even when the frame is shorter (the payload then
         // overwrites the slack).
         let out = self.room_at_least(total, BLOCK);
-        if let Some(h) = out.first_chunk_mut::<BLOCK>() {
-            *h = hdr;
+        if let Some((first, rest)) = out.split_first_chunk_mut::<16>()
+            && let Some(last) = rest.first_chunk_mut::<8>()
+        {
+            *first = lo.to_le_bytes();
+            *last = hi.to_le_bytes();
         }
-        let start = self.len + hdr_len + T;
+        let start = self.len + hdr_len + tail_len;
         self.len += total;
         &mut self.buf[start..self.len]
     }
@@ -286,6 +295,13 @@ impl Batch {
     pub fn clear(&mut self) {
         self.control.clear();
         self.data.clear();
+    }
+
+    /// Makes an empty batch's buffers ready to hold as much as `like` does (see
+    /// [`FrameBuf::prepare`]).
+    pub fn prepare_like(&mut self, like: &Batch) {
+        self.control.prepare(like.control.len());
+        self.data.prepare(like.data.len());
     }
 
     /// Bytes of memory the batch holds.
@@ -415,6 +431,24 @@ mod tests {
         assert!(b.is_empty() && b.message_at(0).is_none());
         b.data.push_message(b"x", b"");
         assert_eq!(b.data.buf.len(), cap, "no new memory");
+    }
+
+    #[test]
+    fn an_empty_buffer_is_prepared_for_the_size_of_its_twin_and_a_full_one_is_left_alone() {
+        let mut a = Batch::default();
+        a.data.extend_from_slice(&[7; 5000]);
+        let mut b = Batch::default();
+        b.prepare_like(&a);
+        assert!(b.data.buf.len() >= 5000 && b.is_empty());
+        assert_eq!(b.control.buf.len(), 0, "nothing to prepare for");
+        let before = a.data.buf.len();
+        a.data.prepare(1 << 20);
+        assert_eq!(
+            a.data.buf.len(),
+            before,
+            "a buffer holding bytes keeps them"
+        );
+        assert_eq!(a.data.as_slice(), &[7; 5000][..]);
     }
 
     #[test]

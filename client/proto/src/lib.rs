@@ -71,6 +71,7 @@ pub use ext::{
     AnyExtensionBuilder, ExtensionId, HandshakeOrder, NegotiatedExtension, WispV2Handshake,
 };
 pub use frames::{Batch, FrameBuf, Framing, MaskKeys};
+pub use idmap::StreamHandle;
 pub use info::{ExtensionDecodeError, ExtensionRecord, InfoPacket, WispVersion, encode_record};
 #[cfg(feature = "serde")]
 pub use options::serde_duration;

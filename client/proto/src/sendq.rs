@@ -46,6 +46,8 @@ pub(crate) struct SendQueue {
     framing: Framing,
     /// The admission limit, in packet bytes.
     limit: usize,
+    /// Twice the limit: past it, no stream adds more than its first packet.
+    cap: usize,
     batch: Batch,
     /// Packet bytes in `batch` (framing not counted).
     bytes: usize,
@@ -90,6 +92,7 @@ impl SendQueue {
         Self {
             framing,
             limit,
+            cap: limit.saturating_mul(2),
             batch: Batch::default(),
             bytes: 0,
             last: None,
@@ -137,8 +140,7 @@ impl SendQueue {
     /// writing than in the one before (their shares shrink as they arrive).
     #[inline]
     pub(crate) fn admits(&self, tx: &StreamTx) -> bool {
-        tx.epoch != self.epoch
-            || (tx.bytes < self.quota && self.bytes < self.limit.saturating_mul(2))
+        tx.epoch != self.epoch || (tx.bytes < self.quota && self.bytes < self.cap)
     }
 
     /// Packets of the stream `tx` in the live batch.
@@ -178,8 +180,9 @@ impl SendQueue {
         self.last = Some(packet);
     }
 
-    /// Queues a DATA packet of stream `id` (`tx`) carrying `body`.
-    #[inline]
+    /// Queues a DATA packet of stream `id` (`tx`) carrying `body`. Inlined into its one
+    /// caller, the per-packet write path.
+    #[inline(always)]
     pub(crate) fn push_data(&mut self, id: u32, tx: &mut StreamTx, body: &[u8]) {
         let n = HEADER_LEN + body.len();
         let data = if tx.epoch == self.epoch {
@@ -241,6 +244,9 @@ impl SendQueue {
             return true;
         }
         std::mem::swap(&mut self.batch, out);
+        // The live batch and the driver's take turns: the next one will hold about as much
+        // as this one, so its buffers grow now, while empty, and both stop growing together.
+        self.batch.prepare_like(out);
         self.bytes = 0;
         self.epoch += 1;
         self.busy = self.active.max(self.busy - self.busy / 8);

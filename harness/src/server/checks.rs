@@ -9,6 +9,9 @@
 //!   recorded; above [`LARGEST_DATA_LIMIT`] bytes (64 KiB, the default message cap of
 //!   epoxy's client; browsers and other clients differ) it is NON-STRICT, with its size
 //!   and case. Servers that read targets 64 KiB at a time stay within it.
+//! - `server.run.unattributed-crash` (must, only present when it fails): with `--spawn`,
+//!   the server went down while several cases ran and none of them took it down again
+//!   alone (written by the crash attribution, `super::health`).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,6 +29,10 @@ pub const PACKET_LENGTHS: &str = "server.run.packet-lengths";
 
 /// The ID of the largest-DATA check.
 pub const LARGEST_DATA: &str = "server.run.largest-data";
+
+/// The ID of the row for a crash or freeze no single case reproduces (with `--spawn`; only
+/// present when one happened: the crash attribution of the server suite writes it).
+pub const UNATTRIBUTED_CRASH: &str = "server.run.unattributed-crash";
 
 /// The largest DATA payload `server.run.largest-data` accepts: 64 KiB, the default
 /// message cap of epoxy's client.
@@ -151,7 +158,7 @@ impl RunChecks {
 }
 
 /// An OK row for a run-level check.
-fn row(id: &str, title: &str, spec: &str, level: Level) -> CaseReport {
+pub(crate) fn row(id: &str, title: &str, spec: &str, level: Level) -> CaseReport {
     let meta = Meta {
         id: id.to_owned(),
         path: PathBuf::new(),

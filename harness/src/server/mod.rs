@@ -471,17 +471,20 @@ impl ServerRun {
             (Some(command), Some(port)) => {
                 let command = command.replace(PORT_PLACEHOLDER, port);
                 let mut spawned = spawn::Spawned::start(&command)?;
-                health::wait_serving(&mut spawned, &config, &tcp_echo)
+                health::wait_serving(&mut spawned, &config, &tcp_echo, health::Depth::Upgrade)
                     .await
                     .map_err(|e| format!("--spawn {command:?}: {e}"))?;
                 Some(spawned)
             }
             _ => None,
         };
-        // Whether the server serves at all (an echo): only then can it go down later.
-        let (probe, alive) =
-            tokio::join!(Probe::run(&config), health::check_alive(&config, &tcp_echo));
-        let health = Health::new(alive.is_ok(), spawned);
+        // How far the server serves (an upgrade at least): only then can it go down later,
+        // and the checks after a case go as far.
+        let (probe, depth) = tokio::join!(
+            Probe::run(&config),
+            health::serving_depth(&config, &tcp_echo)
+        );
+        let health = Health::new(depth, spawned);
         Ok(Self {
             config: Arc::new(config),
             targets,
@@ -517,7 +520,9 @@ impl ServerRun {
 
     /// The rows of the run-level checks ([`checks`]), once every case has run.
     pub(crate) fn check_reports(&self) -> Vec<crate::report::CaseReport> {
-        self.checks.reports()
+        let mut rows = self.checks.reports();
+        rows.extend(self.health.reports());
+        rows
     }
 
     /// Runs one case, and attributes a crash or a freeze of the server to it
