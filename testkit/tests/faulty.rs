@@ -553,11 +553,17 @@ async fn connect_blocking_to_a_full_backlog_freezes_every_client_until_it_ends()
         assert_echoes(&mut other, b"before").await;
 
         let _stalled = open(&a, StreamType::TCP, hanging.addr()).await;
-        assert!(server.wait_for_log(STEP, "blocking connect").await);
-        other.send(Bytes::from_static(b"during")).await.unwrap();
+        // The echo stream's connect was blocking too: wait for the one to the target.
         assert!(
-            timeout(QUIET, other.next()).await.is_err(),
-            "the server answered during a blocking connect"
+            server
+                .wait_for_log(STEP, &format!("blocking connect to {}", hanging.addr()))
+                .await
+        );
+        other.send(Bytes::from_static(b"during")).await.unwrap();
+        let got = timeout(QUIET, other.next()).await;
+        assert!(
+            got.is_err(),
+            "the server answered during a blocking connect: {got:?}"
         );
         let tcp = TcpStream::connect(server.addr()).await.unwrap();
         let uri: Uri = server.url().parse().unwrap();

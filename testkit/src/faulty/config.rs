@@ -378,10 +378,12 @@ pub struct FaultConfig {
     /// stream (at least 1) the server sends CONTINUE(`buffer_size`), the full
     /// buffer, ignoring what is queued and what the client sent meanwhile;
     /// its queue really holds `buffer_size` packets and is forwarded upstream
-    /// only every 50 ms (a busy server); DATA arriving while it is full is
-    /// silently dropped, as epoxy-server's `try_send` on a full channel does.
-    /// A client that keeps exactly the granted credit in flight loses data; a
-    /// client that waits for each echo does not.
+    /// only every 50 ms (a busy server), the first time only once it has
+    /// overflowed or the client has sent nothing for 1 s; DATA arriving while it
+    /// is full is silently dropped, as epoxy-server's `try_send` on a full
+    /// channel does. A client that keeps exactly the granted credit in flight
+    /// loses data, however fast either side runs; a client that waits for each
+    /// echo does not.
     pub ignore_in_flight_credit: bool,
     /// `Some(size)`: read target data into a buffer of `size` bytes before
     /// sending a DATA: the server keeps reading until the buffer is full, the

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until, timeout};
 use wisp_client::proto::{CloseReason, ConnectPacket, StreamType};
 
@@ -38,6 +38,9 @@ const MERGE_WINDOW: Duration = Duration::from_millis(10);
 const MERGE_LIMIT: usize = 60_000;
 /// With `ignore_in_flight_credit`: how often the queue is forwarded upstream.
 const SLOW_CONSUMER_TICK: Duration = Duration::from_millis(50);
+/// With `ignore_in_flight_credit`: the queue is first forwarded once it has overflowed
+/// (a DATA was dropped) or once the client has sent nothing for this long.
+const SLOW_CONSUMER_STALL: Duration = Duration::from_secs(1);
 
 /// A stream task, boxed so the connection can spawn either kind.
 type StreamTask = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -82,6 +85,7 @@ pub(super) fn open(
         tag: tag.clone(),
         faulty: shared.config.ignore_in_flight_credit,
         credit: Mutex::new(Credit::new(shared.config.buffer_size)),
+        arrived: Notify::new(),
         tx,
     });
     let task = tcp_stream(id, connect, Arc::clone(&inbox), rx, tag, wire, shared);
@@ -145,6 +149,8 @@ pub(super) struct TcpInbox {
     /// `ignore_in_flight_credit`.
     faulty: bool,
     credit: Mutex<Credit>,
+    /// Notified at each DATA from the client (the faulty consumer's start).
+    arrived: Notify,
     tx: mpsc::UnboundedSender<Bytes>,
 }
 
@@ -182,6 +188,7 @@ impl TcpInbox {
                 c.grant_if_due()
             }
         };
+        self.arrived.notify_one();
         if let Some(note) = note {
             shared.log(format!("{}: {note}", self.tag));
         }
@@ -282,6 +289,14 @@ async fn to_upstream(
     wire: &Wire,
 ) -> io::Result<End> {
     if inbox.faulty {
+        // The busy server first lets its queue fill: a client that keeps the (wrongly
+        // granted) credit in flight overflows it whatever the speed of either side, while
+        // one that waits for each echo gets it after SLOW_CONSUMER_STALL.
+        while inbox.dropped() == 0
+            && timeout(SLOW_CONSUMER_STALL, inbox.arrived.notified())
+                .await
+                .is_ok()
+        {}
         let mut tick = interval(SLOW_CONSUMER_TICK);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
