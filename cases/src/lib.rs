@@ -145,15 +145,22 @@ pub struct Meta {
 impl Meta {
     /// The value a case struct holds between parsing and the loader filling it in.
     fn unloaded() -> Self {
+        Self::synthetic("", "", "", Level::Must)
+    }
+
+    /// The metadata of a report row that no case file backs (a run-level check, a test's
+    /// stand-in case): no path, no source, no description, no `covers:`; the group is the
+    /// ID up to its last dot.
+    pub fn synthetic(id: &str, title: &str, spec: &str, level: Level) -> Self {
         Self {
-            id: String::new(),
+            id: id.to_owned(),
             path: PathBuf::new(),
             rel_path: String::new(),
-            group: String::new(),
+            group: id.rsplit_once('.').map_or("", |(g, _)| g).to_owned(),
             source: String::new(),
-            title: String::new(),
-            spec: String::new(),
-            level: Level::Must,
+            title: title.to_owned(),
+            spec: spec.to_owned(),
+            level,
             description: String::new(),
             timeout: None,
             covers: Vec::new(),

@@ -124,19 +124,7 @@ fn spawned(jobs: usize) {
     ));
     let report = run(config, jobs);
     let culprit = by_id(&report, CULPRIT);
-    let rows: Vec<String> = report
-        .cases
-        .iter()
-        .map(|c| {
-            format!(
-                "{} {} {:?} {:?}",
-                c.id,
-                c.label(),
-                c.reasons.first(),
-                c.not_run
-            )
-        })
-        .collect();
+    let rows = common::rows_summary(&report.cases);
     assert_eq!(culprit.verdict, Verdict::Failed, "{rows:#?}\n{culprit:?}");
     assert!(
         culprit.reasons[0].contains(

@@ -239,18 +239,7 @@ async fn server_that_dies_mid_suite_reports_every_case() {
         .filter(|c| !c.id.starts_with(wisp_harness::server::checks::PREFIX))
         .collect();
     assert_eq!(rows.len(), applicable);
-    let summary: Vec<String> = rows
-        .iter()
-        .map(|c| {
-            format!(
-                "{} {} {:?} {:?}",
-                c.id,
-                c.label(),
-                c.reasons.first(),
-                c.not_run
-            )
-        })
-        .collect();
+    let summary = common::rows_summary(rows.iter().copied());
     let at = rows
         .iter()
         .position(|c| {

@@ -491,19 +491,7 @@ mod tests {
     }
 
     fn client_case(id: &str, verdict: Verdict, reason: &str) -> CaseReport {
-        let meta = wisp_cases::Meta {
-            id: id.to_owned(),
-            path: PathBuf::new(),
-            rel_path: String::new(),
-            group: String::new(),
-            source: String::new(),
-            title: String::new(),
-            spec: String::new(),
-            level: wisp_cases::Level::Must,
-            description: String::new(),
-            covers: Vec::new(),
-            timeout: None,
-        };
+        let meta = wisp_cases::Meta::synthetic(id, "", "", wisp_cases::Level::Must);
         let mut case = CaseReport::new(&meta, Role::Client);
         case.verdict = verdict;
         case.reasons = vec![reason.to_owned()];

@@ -13,7 +13,6 @@
 //!   the server went down while several cases ran and none of them took it down again
 //!   alone (written by the crash attribution, `super::health`).
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use wisp_cases::{Level, Meta, Role, Verdict};
@@ -159,20 +158,7 @@ impl RunChecks {
 
 /// An OK row for a run-level check.
 pub(crate) fn row(id: &str, title: &str, spec: &str, level: Level) -> CaseReport {
-    let meta = Meta {
-        id: id.to_owned(),
-        path: PathBuf::new(),
-        rel_path: String::new(),
-        group: id.rsplit_once('.').map_or("", |(g, _)| g).to_owned(),
-        source: String::new(),
-        title: title.to_owned(),
-        spec: spec.to_owned(),
-        level,
-        description: String::new(),
-        covers: Vec::new(),
-        timeout: None,
-    };
-    CaseReport::new(&meta, Role::Server)
+    CaseReport::new(&Meta::synthetic(id, title, spec, level), Role::Server)
 }
 
 #[cfg(test)]

@@ -28,3 +28,21 @@ pub(crate) fn by_id<'a>(report: &'a SuiteReport, id: &str) -> &'a CaseReport {
         .find(|c| c.id == id)
         .unwrap_or_else(|| panic!("no report for {id}"))
 }
+
+/// One line per row (ID, label, first reason, not-run reason), for assertion messages.
+#[allow(dead_code)]
+pub(crate) fn rows_summary<'a>(
+    rows: impl IntoIterator<Item = &'a wisp_harness::report::CaseReport>,
+) -> Vec<String> {
+    rows.into_iter()
+        .map(|c| {
+            format!(
+                "{} {} {:?} {:?}",
+                c.id,
+                c.label(),
+                c.reasons.first(),
+                c.not_run
+            )
+        })
+        .collect()
+}
