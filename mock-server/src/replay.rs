@@ -158,9 +158,13 @@ impl MockServer {
     }
 
     /// Accepts one client and plays the script. `start` is time zero of the trace.
+    ///
+    /// The client is the first connection that sends a byte ([`accept_client`]); a probe
+    /// is dropped without a trace line. The wait for the client, probes included, is
+    /// bounded by the step timeout.
     pub async fn run(self, start: Instant) -> ScriptOutcome {
         let step_timeout = self.script.options.step_timeout.0;
-        let accepted = tokio::time::timeout(step_timeout, self.listener.accept()).await;
+        let accepted = tokio::time::timeout(step_timeout, accept_client(&self.listener)).await;
         let failure = |got: String| {
             let failure = StepFailure {
                 step: None,
@@ -188,6 +192,35 @@ impl MockServer {
         let _ = tcp.set_nodelay(true);
         let reset = tcp.as_fd().try_clone_to_owned().ok();
         serve_with_reset(tcp, reset, &self.script, self.trace.clone(), start).await
+    }
+}
+
+/// Accepts connections on `listener` until one sends a byte, and returns it (unread): the
+/// client. A connection that closes or fails before its first byte is not a client (a port
+/// probe, such as a liveness check meant for a server that had this port before) and is
+/// dropped. Connections wait for their first byte side by side, so a probe that stays open
+/// and silent does not hold the client back. Unbounded: the caller bounds the wait.
+pub async fn accept_client(
+    listener: &TcpListener,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    let mut waiting = futures::stream::FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, addr) = accepted?;
+                waiting.push(async move {
+                    let mut first = [0u8; 1];
+                    // Closed or failed before its first byte: not a client.
+                    let sent = matches!(tcp.peek(&mut first).await, Ok(n) if n > 0);
+                    (tcp, addr, sent)
+                });
+            }
+            Some((tcp, addr, sent)) = waiting.next(), if !waiting.is_empty() => {
+                if sent {
+                    return Ok((tcp, addr));
+                }
+            }
+        }
     }
 }
 

@@ -6,7 +6,8 @@ use std::path::Path;
 use futures::{SinkExt, StreamExt};
 use tokio_websockets::{ClientBuilder, Message};
 use wisp_cases::load_case_str;
-use wisp_mock_server::replay::{MockServer, Script};
+use wisp_mock_server::replay::{MockServer, Script, ScriptOutcome};
+use wisp_mock_server::trace::SharedTrace;
 
 const CASE: &str = r#"
 title: v1 handshake and one stream
@@ -23,6 +24,36 @@ expect: {handshake: ok}
 
 #[tokio::test]
 async fn serves_a_script_to_a_raw_websocket_client() {
+    let server = bind_v1_case().await;
+    let url = server.url().expect("url");
+    let trace = server.trace();
+    let mock = tokio::spawn(server.run(tokio::time::Instant::now()));
+    play_v1_case(&url).await;
+    check_v1_outcome(mock.await.expect("mock task"), &trace);
+}
+
+/// A connection that closes before sending anything, and one that stays open and silent,
+/// both made before the client's: neither is taken for the client (a liveness probe meant
+/// for a server that had the port before must not fail the case).
+#[tokio::test]
+async fn a_probe_before_the_client_is_not_taken_for_it() {
+    let server = bind_v1_case().await;
+    let url = server.url().expect("url");
+    let addr = server.local_addr().expect("addr");
+    let trace = server.trace();
+    let mock = tokio::spawn(server.run(tokio::time::Instant::now()));
+    let closed = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("probe connects");
+    drop(closed);
+    let _silent = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("probe connects");
+    play_v1_case(&url).await;
+    check_v1_outcome(mock.await.expect("mock task"), &trace);
+}
+
+async fn bind_v1_case() -> MockServer {
     let case = load_case_str(
         Path::new("/cases"),
         Path::new("/cases/manual/v1.yaml"),
@@ -30,16 +61,16 @@ async fn serves_a_script_to_a_raw_websocket_client() {
     )
     .expect("case loads");
     let case = case.as_client().expect("a client-role case");
-    let server = MockServer::bind(
+    MockServer::bind(
         "127.0.0.1:0".parse().expect("addr"),
         Script::from_case(case),
     )
     .await
-    .expect("binds");
-    let url = server.url().expect("url");
-    let trace = server.trace();
-    let mock = tokio::spawn(server.run(tokio::time::Instant::now()));
+    .expect("binds")
+}
 
+/// The client side of `CASE`, checking every byte the mock sends.
+async fn play_v1_case(url: &str) {
     let uri = url.parse().expect("uri");
     let (mut ws, _) = ClientBuilder::from_uri(uri)
         .connect()
@@ -54,14 +85,16 @@ async fn serves_a_script_to_a_raw_websocket_client() {
     ws.send(Message::binary(connect)).await.expect("sends");
     let close = ws.next().await.expect("a message").expect("no error");
     assert_eq!(close.as_payload().as_ref(), hex_bytes("04 01000000 44"));
+}
 
-    let outcome = mock.await.expect("mock task");
+fn check_v1_outcome(outcome: ScriptOutcome, trace: &SharedTrace) {
     assert_eq!(outcome.result, Ok(()));
     let rendered = trace.lock().expect("trace").render();
     assert!(
         rendered.contains("C->S  CONNECT s1(#1) TCP example.com:443"),
         "{rendered}"
     );
+    assert!(!rendered.contains("FAILED"), "{rendered}");
     if let Some(idle) = outcome.idle {
         idle.abort();
     }

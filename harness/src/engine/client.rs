@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use wisp_cases::ClientCase;
 use wisp_cases::actions::Action;
 use wisp_cases::values::OkOrError;
-use wisp_mock_server::replay::{Script, ScriptOutcome, serve_with_reset};
+use wisp_mock_server::replay::{Script, ScriptOutcome, accept_client, serve_with_reset};
 use wisp_mock_server::trace::{SharedTrace, Trace, payload_summary};
 
 use super::CaseRun;
@@ -168,7 +168,10 @@ impl ClientRun {
         let mut mock = tokio::spawn({
             let trace = trace.clone();
             async move {
-                let accepted = tokio::time::timeout(STARTUP + timeout, listener.accept()).await;
+                // The client is the first connection that sends a byte: a probe that
+                // closes first (a liveness check aimed at this port's previous owner) is not.
+                let accepted =
+                    tokio::time::timeout(STARTUP + timeout, accept_client(&listener)).await;
                 let Ok(Ok((tcp, _))) = accepted else {
                     return None;
                 };
