@@ -170,7 +170,7 @@ impl Config {
 }
 
 /// One measured run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct RunResult {
     /// Client name.
     pub client: String,

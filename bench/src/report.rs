@@ -78,24 +78,46 @@ impl<'a> Index<'a> {
             .map_or(&[], Vec::as_slice)
     }
 
-    /// Median MiB/s; raw is looked up in its one-stream runs for every series.
-    fn median(&self, client: &str, streams: usize, size: usize, raw_streams: usize) -> f64 {
+    /// The runs compared in the `streams` series: a raw client's are its one-stream runs
+    /// (it has no streams), in every series.
+    fn series_runs(&self, client: &str, streams: usize, size: usize) -> &[&'a RunResult] {
         let s = if client.starts_with("raw") {
-            raw_streams
+            self.raw_streams
         } else {
             streams
         };
-        let v: Vec<f64> = self.runs(client, s, size).iter().map(|r| r.mib_s).collect();
+        self.runs(client, s, size)
+    }
+
+    /// Median MiB/s; raw is looked up in its one-stream runs for every series.
+    fn median(&self, client: &str, streams: usize, size: usize) -> f64 {
+        let v: Vec<f64> = self
+            .series_runs(client, streams, size)
+            .iter()
+            .map(|r| r.mib_s)
+            .collect();
         median_min_max(&v).0
     }
 
-    fn cell(&self, client: &str, streams: usize, size: usize, raw_streams: usize) -> String {
-        let s = if client.starts_with("raw") {
-            raw_streams
-        } else {
-            streams
-        };
-        let v: Vec<f64> = self.runs(client, s, size).iter().map(|r| r.mib_s).collect();
+    /// Run by run, `a`'s MiB/s over `b`'s: the i-th run of one over the i-th of the other.
+    /// The clients' runs alternate (ours, wisp-mux, raw-best, …, ours, …), so each pair ran
+    /// seconds apart and a drift of the machine cancels out of its ratio.
+    fn run_ratios(&self, a: &str, b: &str, streams: usize, size: usize) -> Vec<f64> {
+        let xs = self.series_runs(a, streams, size);
+        let ys = self.series_runs(b, streams, size);
+        xs.iter()
+            .zip(ys)
+            .filter(|(_, y)| y.mib_s > 0.0)
+            .map(|(x, y)| x.mib_s / y.mib_s)
+            .collect()
+    }
+
+    fn cell(&self, client: &str, streams: usize, size: usize) -> String {
+        let v: Vec<f64> = self
+            .series_runs(client, streams, size)
+            .iter()
+            .map(|r| r.mib_s)
+            .collect();
         if v.is_empty() {
             return "—".into();
         }
@@ -127,6 +149,9 @@ pub struct SummaryRow {
     pub median_mib_s: BTreeMap<String, f64>,
     /// `"a / b"` → median of a / median of b, for the pairs of [`RATIOS`] both measured.
     pub ratios: BTreeMap<String, f64>,
+    /// `"a / b"` → the ratio run by run (run i of a over run i of b), for the same pairs:
+    /// how far the ratio moved within the invocation.
+    pub run_ratios: BTreeMap<String, Vec<f64>>,
 }
 
 impl SummaryRow {
@@ -134,20 +159,26 @@ impl SummaryRow {
     pub fn ratio(&self, a: &str, b: &str) -> Option<f64> {
         self.ratios.get(&format!("{a} / {b}")).copied()
     }
+
+    /// The smallest and largest run-by-run ratio of `a` over `b`, when there is one.
+    pub fn run_ratio_range(&self, a: &str, b: &str) -> Option<(f64, f64)> {
+        let v = self.run_ratios.get(&format!("{a} / {b}"))?;
+        let (_, lo, hi) = median_min_max(v);
+        (!v.is_empty()).then_some((lo, hi))
+    }
 }
 
 /// The throughput table's medians and ratios, by series and payload size (also written to
 /// the JSON results).
 pub fn summary(report: &Report) -> Vec<SummaryRow> {
     let idx = Index::new(report);
-    let raw_streams = idx.raw_streams;
     let mut rows = Vec::new();
     for &streams in &idx.series {
         for &size in &idx.sizes {
             let median_mib_s: BTreeMap<String, f64> = idx
                 .clients
                 .iter()
-                .map(|c| (c.clone(), idx.median(c, streams, size, raw_streams)))
+                .map(|c| (c.clone(), idx.median(c, streams, size)))
                 .filter(|(_, m)| !m.is_nan())
                 .collect();
             let ratios = RATIOS
@@ -157,22 +188,40 @@ pub fn summary(report: &Report) -> Vec<SummaryRow> {
                     (*y > 0.0).then(|| (format!("{a} / {b}"), x / y))
                 })
                 .collect();
+            let run_ratios = RATIOS
+                .iter()
+                .map(|&(a, b)| (format!("{a} / {b}"), idx.run_ratios(a, b, streams, size)))
+                .filter(|(_, v)| !v.is_empty())
+                .collect();
             rows.push(SummaryRow {
                 streams,
                 size,
                 median_mib_s,
                 ratios,
+                run_ratios,
             });
         }
     }
     rows
 }
 
+/// A ratio target's "measured" cell: the ratio of the medians, with the run-by-run range
+/// when there is one, and a note when the runs fall on both sides of `bound` (the verdict,
+/// taken on the medians, is then within this invocation's noise).
+fn ratio_measured(r: f64, range: Option<(f64, f64)>, bound: f64) -> String {
+    match range {
+        Some((lo, hi)) if lo < bound && hi >= bound => {
+            format!("{r:.2}x (runs {lo:.2}–{hi:.2}: on both sides of {bound}x)")
+        }
+        Some((lo, hi)) => format!("{r:.2}x (runs {lo:.2}–{hi:.2})"),
+        None => format!("{r:.2}x"),
+    }
+}
+
 /// Renders the report as Markdown.
 pub fn markdown(report: &Report) -> String {
     let idx = Index::new(report);
     let (clients, series, sizes) = (idx.clients.clone(), idx.series.clone(), idx.sizes.clone());
-    let raw_streams = idx.raw_streams;
     let has = |c: &str| clients.iter().any(|x| x == c);
 
     let pairs: Vec<(&str, &str)> = RATIOS
@@ -200,7 +249,7 @@ pub fn markdown(report: &Report) -> String {
     for row in summary(report) {
         let cells: Vec<String> = clients
             .iter()
-            .map(|c| idx.cell(c, row.streams, row.size, raw_streams))
+            .map(|c| idx.cell(c, row.streams, row.size))
             .collect();
         let ratios: Vec<String> = pairs
             .iter()
@@ -228,6 +277,50 @@ pub fn markdown(report: &Report) -> String {
          `wisp_client::transport::FLUSH_THRESHOLD`, 64 KiB); `raw-default` uses \
          tokio-websockets' defaults (8 KiB).\n"
     );
+
+    // How far the ratios the targets use moved from run to run.
+    let spread_pairs: Vec<(&str, &str)> = [("ours", "raw-best"), ("ours", "wisp-mux")]
+        .into_iter()
+        .filter(|(a, b)| has(a) && has(b))
+        .collect();
+    if !spread_pairs.is_empty() {
+        let _ = writeln!(
+            out,
+            "### Ratios run by run\n\nRun i of one client over run i of the other, median \
+             (min–max) over the runs. The clients' runs alternate within a series, so in the \
+             first series each pair ran seconds apart; the raw clients run in the first \
+             series only, so in the others a pair is further apart. A target whose runs fall \
+             on both sides of it is marked in the targets table.\n"
+        );
+        let heads: Vec<String> = spread_pairs
+            .iter()
+            .map(|(a, b)| format!("{a} / {b}"))
+            .collect();
+        let _ = writeln!(out, "| streams | payload | {} |", heads.join(" | "));
+        let _ = writeln!(out, "|---|---|{}", "---|".repeat(spread_pairs.len()));
+        for row in summary(report) {
+            let cells: Vec<String> = spread_pairs
+                .iter()
+                .map(|(a, b)| {
+                    row.run_ratios.get(&format!("{a} / {b}")).map_or_else(
+                        || "—".into(),
+                        |v| {
+                            let (m, lo, hi) = median_min_max(v);
+                            format!("{m:.2}x ({lo:.2}–{hi:.2})")
+                        },
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                row.streams,
+                size_name(row.size),
+                cells.join(" | ")
+            );
+        }
+        let _ = writeln!(out);
+    }
 
     let repeated: u32 = report.runs.iter().map(|r| r.disturbed_attempts).sum();
     let kept_disturbed = report.runs.iter().filter(|r| r.foreign_cpu > 0.25).count();
@@ -385,18 +478,14 @@ pub fn markdown(report: &Report) -> String {
         let vs_best = if row.size <= 1024 { 0.9 } else { 0.95 };
         let size = size_name(row.size);
         let streams = row.streams;
-        if let Some(r) = row.ratio("ours", "wisp-mux") {
+        for (other, bound) in [("wisp-mux", 1.2), ("raw-best", vs_best)] {
+            let Some(r) = row.ratio("ours", other) else {
+                continue;
+            };
             target(
-                format!("{streams} stream(s), {size}: ≥ 1.2x wisp-mux"),
-                format!("{r:.2}x"),
-                r >= 1.2,
-            );
-        }
-        if let Some(r) = row.ratio("ours", "raw-best") {
-            target(
-                format!("{streams} stream(s), {size}: ≥ {vs_best}x raw-best"),
-                format!("{r:.2}x"),
-                r >= vs_best,
+                format!("{streams} stream(s), {size}: ≥ {bound}x {other}"),
+                ratio_measured(r, row.run_ratio_range("ours", other), bound),
+                r >= bound,
             );
         }
     }
@@ -443,4 +532,71 @@ pub fn markdown(report: &Report) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(client: &str, streams: usize, size: usize, mib_s: f64) -> RunResult {
+        RunResult {
+            client: client.into(),
+            streams,
+            size,
+            mib_s,
+            ..RunResult::default()
+        }
+    }
+
+    fn report(runs: Vec<RunResult>) -> Report {
+        Report {
+            runs,
+            idle: Vec::new(),
+            idle_failures: Vec::new(),
+            buffer: 128,
+            wall_secs: 1.0,
+        }
+    }
+
+    #[test]
+    fn ratios_run_by_run_pair_the_i_th_runs_and_mark_a_target_they_straddle() {
+        // Runs in the order the bench makes them: the first series alternates ours and
+        // raw-best; the 64-stream series has ours only and is compared with raw-best's
+        // one-stream runs.
+        let r = report(vec![
+            run("ours", 1, 1024, 100.0),
+            run("raw-best", 1, 1024, 100.0),
+            run("ours", 1, 1024, 80.0),
+            run("raw-best", 1, 1024, 100.0),
+            run("ours", 64, 1024, 120.0),
+            run("ours", 64, 1024, 110.0),
+        ]);
+        let rows = summary(&r);
+        let one = rows
+            .iter()
+            .find(|row| row.streams == 1)
+            .expect("one stream");
+        assert_eq!(one.run_ratios["ours / raw-best"], vec![1.0, 0.8]);
+        assert_eq!(one.run_ratio_range("ours", "raw-best"), Some((0.8, 1.0)));
+        assert_eq!(one.ratio("ours", "raw-best"), Some(0.9));
+        let many = rows
+            .iter()
+            .find(|row| row.streams == 64)
+            .expect("64 streams");
+        assert_eq!(many.run_ratios["ours / raw-best"], vec![1.2, 1.1]);
+
+        let md = markdown(&r);
+        assert!(md.contains("### Ratios run by run"), "{md}");
+        assert!(md.contains("| 1 | 1 KiB | 0.90x (0.80–1.00) |"), "{md}");
+        assert!(
+            md.contains(
+                "| 1 stream(s), 1 KiB: ≥ 0.9x raw-best | 0.90x (runs 0.80–1.00: on both sides of 0.9x) | yes |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 64 stream(s), 1 KiB: ≥ 0.9x raw-best | 1.15x (runs 1.10–1.20) | yes |"),
+            "{md}"
+        );
+    }
 }
