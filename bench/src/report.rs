@@ -89,19 +89,23 @@ impl<'a> Index<'a> {
         self.runs(client, s, size)
     }
 
-    /// Median MiB/s; raw is looked up in its one-stream runs for every series.
-    fn median(&self, client: &str, streams: usize, size: usize) -> f64 {
-        let v: Vec<f64> = self
-            .series_runs(client, streams, size)
+    /// The MiB/s of [`Index::series_runs`], in the order they ran.
+    fn mib_s(&self, client: &str, streams: usize, size: usize) -> Vec<f64> {
+        self.series_runs(client, streams, size)
             .iter()
             .map(|r| r.mib_s)
-            .collect();
-        median_min_max(&v).0
+            .collect()
+    }
+
+    /// Median MiB/s; raw is looked up in its one-stream runs for every series.
+    fn median(&self, client: &str, streams: usize, size: usize) -> f64 {
+        median_min_max(&self.mib_s(client, streams, size)).0
     }
 
     /// Run by run, `a`'s MiB/s over `b`'s: the i-th run of one over the i-th of the other.
-    /// The clients' runs alternate (ours, wisp-mux, raw-best, …, ours, …), so each pair ran
-    /// seconds apart and a drift of the machine cancels out of its ratio.
+    /// The clients' runs alternate within a series (ours, wisp-mux, raw-best, …, ours, …),
+    /// so in the first series each pair ran seconds apart and a drift of the machine
+    /// cancels out of its ratio; a raw client's runs are those of the first series.
     fn run_ratios(&self, a: &str, b: &str, streams: usize, size: usize) -> Vec<f64> {
         let xs = self.series_runs(a, streams, size);
         let ys = self.series_runs(b, streams, size);
@@ -113,11 +117,7 @@ impl<'a> Index<'a> {
     }
 
     fn cell(&self, client: &str, streams: usize, size: usize) -> String {
-        let v: Vec<f64> = self
-            .series_runs(client, streams, size)
-            .iter()
-            .map(|r| r.mib_s)
-            .collect();
+        let v = self.mib_s(client, streams, size);
         if v.is_empty() {
             return "—".into();
         }
