@@ -47,9 +47,9 @@ pub(crate) const TURN_BATCH: usize = 256 * 1024;
 
 /// The most one stream adds to a batch, however few streams write: a lone writer's
 /// batches stay near the size of a core's L2 cache too, instead of growing to the queue
-/// limit. Measured side by side with one stream, against uncapped 1 MiB batches: 1.03-1.07x
-/// raw-best instead of 0.88-0.91x at 60 KiB, 1.33-1.39x instead of 1.13-1.29x at 16 KiB
-/// (`bench/README.md`).
+/// limit. Measured side by side with one stream, against uncapped 1 MiB batches, in five
+/// rounds: 1.03-1.13x raw-best instead of 0.80-0.91x at 60 KiB, and no change beyond the
+/// noise at 16 KiB (`bench/README.md`).
 pub(crate) const STREAM_SHARE_CAP: usize = 2 * TURN_BATCH;
 
 /// A stream's part of the live batch. It describes batch number `epoch`; when that is not
